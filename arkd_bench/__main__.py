@@ -1,0 +1,3 @@
+from arkd_bench.cli import main
+
+main()

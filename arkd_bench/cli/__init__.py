@@ -1,0 +1,17 @@
+"""The `arkd-bench` command line: one module per command."""
+from __future__ import annotations
+
+import typer
+
+from arkd_bench.cli import plugins_cmd, report_cmd, run_cmd, validate_cmd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Distil language models with many objectives and weightings; compare them fairly.")
+app.command("run")(run_cmd.run)
+app.command("validate")(validate_cmd.validate)
+app.command("plugins")(plugins_cmd.plugins)
+app.command("report")(report_cmd.report)
+
+
+def main() -> None:
+    app()

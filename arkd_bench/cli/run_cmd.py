@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from arkd_bench.cli.common import err, fail, load_or_exit, out
+
+
+class RichProgress:
+    """Two bars: cells of the grid, and steps of the cell now training."""
+
+    def __init__(self, total_cells: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=err, transient=False)
+        self.cells = self.progress.add_task("cells", total=total_cells)
+        self.steps = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def start_cell(self, label: str, cell):
+        if self.steps is not None:
+            self.progress.remove_task(self.steps)
+        self.steps = self.progress.add_task(f"  {label}", total=None)
+
+        def on_step(step: int, loss: float) -> None:
+            self.progress.update(self.steps, completed=step + 1, description=f"  {label} loss={loss:.3f}")
+
+        return on_step
+
+    def cell_done(self, label: str, skipped: bool = False) -> None:
+        if skipped:
+            self.progress.console.print(f"skip {label} (finished earlier)", markup=False)
+        self.progress.advance(self.cells)
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)/(\d+)", value)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        fail(f"--shard {value!r}: expected i/n with 1 <= i <= n, e.g. 2/4")
+    return int(match[1]), int(match[2])
+
+
+def run(
+    recipe: Annotated[Path, typer.Argument(help="recipe YAML file")],
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="run folder; default runs/<recipe name>")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the cells and exit")] = False,
+    shard: Annotated[str | None, typer.Option(help="run shard i/n of the grid, e.g. 1/4")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="cache of tokenizers and SFT models")] = None,
+    plugins_dir: Annotated[list[Path] | None, typer.Option("--plugins-dir", help="folder of plugin .py files")] = None,
+) -> None:
+    """Run a recipe's grid; rerunning on the same folder resumes and skips finished cells."""
+    from arkd_bench.recipe.matrix import expand
+    from arkd_bench.recipe.matrix import shard as take_shard
+
+    loaded = load_or_exit(recipe, plugins_dir)
+    shard_spec = _parse_shard(shard)
+    cells = expand(loaded.recipe)
+    if shard_spec:
+        cells = take_shard(cells, *shard_spec)
+    out_dir = out_dir or Path("runs") / loaded.recipe.name
+    if dry_run:
+        for c in cells:
+            out.print(f"{c.id}  {c.kind:8s} {c.dataset}/{c.teacher}->{c.student or '-'}  {c.method} seed={c.seed}",
+                      markup=False)
+        out.print(f"{len(cells)} cells would run into {out_dir}")
+        return
+    from arkd_bench.results.store import RunDirError
+    from arkd_bench.runner import run_recipe
+
+    try:
+        with RichProgress(len(cells)) as progress:
+            summary = run_recipe(loaded, out_dir, shard_spec=shard_spec, cache_dir=cache_dir,
+                                 progress=progress, say=lambda m: err.print(m, markup=False))
+    except RunDirError as exc:
+        fail(str(exc))
+    out.print(f"ran {len(summary.ran)} cells, skipped {len(summary.skipped)} finished, "
+              f"{len(summary.failed)} failed")
+    out.print(f"leaderboard: {summary.out / 'leaderboard.md'}")
+    out.print(f"results:     {summary.out / 'results.json'}")
+    if summary.failed:
+        raise typer.Exit(1)

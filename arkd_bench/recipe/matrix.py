@@ -1,0 +1,86 @@
+"""Matrix expansion: a recipe becomes cells with stable content-hash ids.
+
+A cell is what one training+evaluation produces: a distilled student (one method,
+one seed), or a baseline row (the teacher, the SFT-only student). Its id hashes the
+resolved settings that determine its result, so renaming a recipe or reordering its
+lists keeps ids, and changing anything that matters makes a new cell.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from arkd_bench.recipe.schema import Recipe
+
+ID_LENGTH = 12
+
+
+def content_hash(obj: Any, length: int = ID_LENGTH) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    kind: str  # "teacher", "sft" or "distill"
+    dataset: str
+    teacher: str
+    student: str | None
+    method: str
+    seed: int
+    config: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "dataset": self.dataset,
+            "teacher": self.teacher,
+            "student": self.student,
+            "method": self.method,
+            "seed": self.seed,
+        }
+
+
+def _dump(model) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+def expand(recipe: Recipe) -> list[Cell]:
+    """Every cell of the grid, baselines first, in a deterministic order."""
+    cells: list[Cell] = []
+    evaluation = _dump(recipe.eval)
+    evaluation.pop("reference", None)  # reporting choice, not part of any result
+    shared = {"tokenizer": _dump(recipe.tokenizer), "eval": evaluation}
+    for dataset in recipe.datasets:
+        for teacher in recipe.teachers:
+            base = {**shared, "dataset": _dump(dataset), "teacher": _dump(teacher)}
+            if "teacher" in recipe.eval.baselines:
+                cells.append(_cell("teacher", dataset.name, teacher.name, None, "teacher", 0, base))
+            for student in recipe.students:
+                with_student = {**base, "student": _dump(student)}
+                for seed in recipe.seeds:
+                    if "sft" in recipe.eval.baselines:
+                        cells.append(_cell("sft", dataset.name, teacher.name, student.name, "sft", seed,
+                                           {**with_student, "train": _dump(recipe.train)}))
+                for method in recipe.methods:
+                    for seed in recipe.seeds:
+                        config = {**with_student, "train": _dump(recipe.train), "method": _dump(method)}
+                        cells.append(_cell("distill", dataset.name, teacher.name, student.name,
+                                           method.name, seed, config))
+    return cells
+
+
+def _cell(kind, dataset, teacher, student, method, seed, config) -> Cell:
+    config = {**config, "kind": kind, "seed": seed}
+    return Cell(content_hash(config), kind, dataset, teacher, student, method, seed, config)
+
+
+def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
+    """Deterministic 1-based shard `index` of `count`, by cell id so every job agrees."""
+    if not 1 <= index <= count:
+        raise ValueError(f"shard {index}/{count}: index must be between 1 and {count}")
+    return [c for c in cells if int(c.id, 16) % count == index - 1]

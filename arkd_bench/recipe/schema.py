@@ -1,0 +1,182 @@
+"""The recipe schema: pydantic models with extra fields forbidden.
+
+Plugin names and plugin options are checked in a second pass (see validate.py),
+because which names exist depends on the plugins that are loaded.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+RESERVED_METHODS = ("teacher", "sft")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScratchSpec(Strict):
+    """A model built from a transformers config (random init, then trained here)."""
+
+    architecture: str = Field("gpt2", description="transformers model type, e.g. gpt2, llama")
+    config: dict[str, Any] = Field(default_factory=dict, description="config overrides, e.g. n_layer")
+
+
+class SFTSpec(Strict):
+    """Supervised fine-tuning on the dataset's responses (teacher stage or student warm start)."""
+
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class ModelSpec(Strict):
+    name: str = Field(description="label used in leaderboards")
+    path: str | None = Field(None, description="Hugging Face model name or local folder")
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    trust_remote_code: bool = False
+    scratch: ScratchSpec | None = None
+    sft: SFTSpec | None = None
+    init_seed: int = Field(0, description="seed of the random init of a scratch model")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.scratch is None):
+            raise ValueError("give exactly one of `path` (pretrained) or `scratch` (built from a config)")
+        return self
+
+
+class TokenizerSpec(Strict):
+    path: str | None = Field(None, description="tokenizer folder or hub name; default: trained locally")
+    vocab_size: int = Field(2048, ge=300, description="vocabulary of the locally trained byte-level BPE")
+
+
+class DatasetSpec(Strict):
+    name: str
+    source: str = Field(description="a registered dataset plugin, e.g. jsonl, stdlib, longtail")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TermSpec(Strict):
+    name: str = Field(description="a registered divergence")
+    label: str | None = Field(None, description="name of the term in logs; default: its name")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class WeightingSpec(Strict):
+    name: str = Field(description="a registered weighting strategy")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class MethodSpec(Strict):
+    name: str
+    objective: list[TermSpec] = Field(min_length=1)
+    weighting: WeightingSpec = Field(default_factory=lambda: WeightingSpec(name="fixed"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `objective: [fkl, rkl]` and `weighting: greedy` are shorthand for {name: ...}
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("objective"), list):
+                data["objective"] = [{"name": t} if isinstance(t, str) else t for t in data["objective"]]
+            if isinstance(data.get("weighting"), str):
+                data["weighting"] = {"name": data["weighting"]}
+        return data
+
+    @model_validator(mode="after")
+    def _labels(self):
+        keys = [t.key for t in self.objective]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"objective terms need distinct labels, got {keys}; set `label:` on repeats")
+        if self.name in RESERVED_METHODS:
+            raise ValueError(f"method name {self.name!r} is reserved for the baseline rows")
+        return self
+
+
+class TrainSpec(Strict):
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    max_length: int = Field(256, ge=8)
+    temperature: float = Field(1.0, gt=0)
+    mu: float = Field(0.5, gt=0, le=1, description="AKL head mass for the head/tail gap features")
+    chunk_size: int = Field(64, ge=1)
+    log_every: int = Field(10, ge=1)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
+
+
+class MetricSpec(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvalSpec(Strict):
+    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="rougeL")])
+    generation: dict[str, Any] = Field(default_factory=dict, description="generation settings")
+    max_examples: int | None = Field(None, ge=1, description="evaluate on the first N test examples")
+    baselines: list[Literal["teacher", "sft"]] = Field(default_factory=lambda: ["teacher", "sft"])
+    reference: str | None = Field(None, description="method the others are compared with; default sft")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("metrics"), list):
+            data = dict(data)
+            data["metrics"] = [{"name": m} if isinstance(m, str) else m for m in data["metrics"]]
+        return data
+
+
+class CheckSpec(Strict):
+    """An assertion on the results; `arkd-bench check` exits 1 when one fails."""
+
+    method: str
+    metric: str
+    beats: str | None = Field(None, description="another method this one must beat")
+    significant: bool = Field(False, description="with `beats`: the difference must be significant")
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if sum(x is not None for x in (self.beats, self.at_least, self.at_most)) == 0:
+            raise ValueError("a check needs one of `beats`, `at_least`, `at_most`")
+        return self
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    plugins: list[str] = Field(default_factory=list, description="plugin .py files, relative to the recipe")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    cache_dir: str | None = Field(None, description="teacher/tokenizer cache; default ~/.cache/arkd-bench")
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
+    teachers: list[ModelSpec] = Field(min_length=1)
+    students: list[ModelSpec] = Field(min_length=1)
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    checks: list[CheckSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        for field_name in ("teachers", "students", "datasets", "methods"):
+            names = [item.name for item in getattr(self, field_name)]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{field_name}: names must be unique, repeated: {repeated}")
+        return self

@@ -1,0 +1,143 @@
+"""Load a recipe and check all of it, plugin names and options included, before any
+model is loaded."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
+from arkd_bench.recipe.loader import Path_, Problem, RecipeError, load_yaml, pydantic_problems, read_text
+from arkd_bench.recipe.schema import RESERVED_METHODS, Recipe
+from arkd_bench.registry import RegistryError, unknown_name_message
+
+
+@dataclass
+class LoadedRecipe:
+    recipe: Recipe
+    path: Path
+    text: str
+    plugins: Plugins
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def parse_recipe(text: str, file: str) -> tuple[Recipe, dict[Path_, int]]:
+    loaded = load_yaml(text, file)
+    try:
+        return Recipe.model_validate(loaded.data), loaded.lines
+    except ValidationError as exc:
+        # Passing the model lets an "unknown field" error list the valid ones.
+        raise RecipeError(file, pydantic_problems(exc, model=Recipe), loaded.lines) from None
+
+
+def load_recipe(
+    path: str | Path,
+    *,
+    plugins_dirs: Iterable[str | Path] = (),
+    plugins: Plugins | None = None,
+    text: str | None = None,
+) -> LoadedRecipe:
+    """Parse, load the recipe's plugins, and validate every plugin reference.
+
+    Raises RecipeError listing every problem found, each with file:line.
+    """
+    path = Path(path)
+    file = str(path)
+    text = read_text(path) if text is None else text
+    recipe, lines = parse_recipe(text, file)
+    if plugins is None:
+        files = [path.parent / p for p in recipe.plugins]
+        for index, plugin_file in enumerate(files):
+            if not plugin_file.is_file():
+                raise RecipeError(file, [Problem(("plugins", index), f"no such plugin file: {plugin_file}")], lines)
+        try:
+            plugins = load_plugins(files, plugins_dirs=plugins_dirs)
+        except (PluginLoadError, RegistryError) as exc:
+            raise RecipeError(file, [Problem(("plugins",), str(exc))], lines) from None
+    problems = check_plugin_references(recipe, plugins)
+    if problems:
+        raise RecipeError(file, problems, lines)
+    return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)
+
+
+def _check_options(plugins: Plugins, kind: str, name: str, options: dict, path: Path_) -> list[Problem]:
+    registry = plugins.registry(kind)
+    if name not in registry:
+        return [Problem(path + ("name",), unknown_name_message(kind, name, registry.names()))]
+    model: type[BaseModel] | None = registry.get(name).options_model
+    if model is None:
+        if options:
+            return [Problem(path + ("options",), f"{kind} {name!r} takes no options")]
+        return []
+    try:
+        model.model_validate(options)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc, path + ("options",))
+        valid = ", ".join(sorted(model.model_fields)) or "(none)"
+        for problem in problems:
+            if problem.message == "unknown field":
+                problem.message += f"; {kind} {name!r} takes: {valid}"
+        return problems
+    return []
+
+
+def check_plugin_references(recipe: Recipe, plugins: Plugins) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, dataset in enumerate(recipe.datasets):
+        problems += _check_options(plugins, "dataset", dataset.source, dataset.options, ("datasets", i))
+        if problems and problems[-1].path == ("datasets", i, "name"):
+            problems[-1].path = ("datasets", i, "source")
+    for i, method in enumerate(recipe.methods):
+        for j, term in enumerate(method.objective):
+            problems += _check_options(plugins, "divergence", term.name, term.options, ("methods", i, "objective", j))
+        wpath: Path_ = ("methods", i, "weighting")
+        found = _check_options(plugins, "weighting", method.weighting.name, method.weighting.options, wpath)
+        problems += found
+        if not found:
+            problems += _check_weighting_terms(plugins, method, wpath)
+    for i, metric in enumerate(recipe.eval.metrics):
+        problems += _check_options(plugins, "metric", metric.name, metric.options, ("eval", "metrics", i))
+    problems += _check_generation(recipe.eval.generation)
+    problems += _check_method_names(recipe, plugins)
+    return problems
+
+
+def _check_weighting_terms(plugins: Plugins, method, path: Path_) -> list[Problem]:
+    factory = plugins.registry("weighting").get(method.weighting.name).factory
+    try:
+        factory(terms=[t.key for t in method.objective], **method.weighting.options)
+    except (ValueError, TypeError) as exc:
+        return [Problem(path, str(exc).splitlines()[0])]
+    return []
+
+
+def _check_generation(settings: dict[str, Any]) -> list[Problem]:
+    from arkd_bench.evaluate.generate import GenerationSettings
+
+    try:
+        GenerationSettings.model_validate(settings)
+    except ValidationError as exc:
+        return pydantic_problems(exc, ("eval", "generation"), model=GenerationSettings)
+    return []
+
+
+def _check_method_names(recipe: Recipe, plugins: Plugins) -> list[Problem]:
+    methods = [m.name for m in recipe.methods] + list(RESERVED_METHODS)
+    metrics = [m.name for m in recipe.eval.metrics]
+    problems = []
+    if recipe.eval.reference is not None and recipe.eval.reference not in methods:
+        problems.append(Problem(("eval", "reference"), unknown_name_message("method", recipe.eval.reference, methods)))
+    for i, check in enumerate(recipe.checks):
+        for field_name in ("method", "beats"):
+            value = getattr(check, field_name)
+            if value is not None and value not in methods:
+                problems.append(Problem(("checks", i, field_name), unknown_name_message("method", value, methods)))
+        if check.metric not in metrics:
+            problems.append(Problem(("checks", i, "metric"), unknown_name_message("metric", check.metric, metrics)))
+    return problems

@@ -1,0 +1,128 @@
+"""The run folder: one sub-folder per cell, atomic writes, resume, a lock.
+
+RUNDIR/
+  recipe.yaml            the recipe as given
+  run.json               recipe name, cells in grid order
+  cells/<cell id>/       cell.json (config), status.json, scores.json,
+                         generations.jsonl, train_log.jsonl, provenance.json
+  results.json, leaderboard.md
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+CELL_ID = re.compile(r"^[0-9a-f]{12}$")
+DONE, FAILED, RUNNING = "done", "failed", "running"
+
+
+class RunDirError(Exception):
+    pass
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock_handle = None
+
+    # -- locking ------------------------------------------------------------
+    def lock(self) -> None:
+        """Refuse a second run writing into the same folder at the same time."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / ".lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RunDirError(f"{self.path} is in use by another run (lock held on {self.path / '.lock'})") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    # -- cells --------------------------------------------------------------
+    def cell_dir(self, cell_id: str) -> Path:
+        # Ids are hex content hashes; anything else could name a path outside the run.
+        if not CELL_ID.match(cell_id):
+            raise RunDirError(f"invalid cell id {cell_id!r}")
+        return self.path / "cells" / cell_id
+
+    def status(self, cell_id: str) -> dict[str, Any] | None:
+        path = self.cell_dir(cell_id) / "status.json"
+        try:
+            return read_json(path)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, cell_id: str) -> bool:
+        """Finished and intact: status says done and its scores can be read."""
+        status = self.status(cell_id)
+        if not status or status.get("status") != DONE:
+            return False
+        try:
+            read_json(self.cell_dir(cell_id) / "scores.json")
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return True
+
+    def set_status(self, cell_id: str, status: str, **extra: Any) -> None:
+        atomic_write_json(self.cell_dir(cell_id) / "status.json", {"status": status, **extra})
+
+    def write(self, cell_id: str, name: str, obj: Any) -> None:
+        path = self.cell_dir(cell_id) / name
+        if name.endswith(".jsonl"):
+            write_jsonl(path, obj)
+        else:
+            atomic_write_json(path, obj)
+
+    def read(self, cell_id: str, name: str) -> Any:
+        path = self.cell_dir(cell_id) / name
+        return read_jsonl(path) if name.endswith(".jsonl") else read_json(path)
+
+    def cell_ids(self) -> list[str]:
+        cells = self.path / "cells"
+        if not cells.is_dir():
+            return []
+        return sorted(p.name for p in cells.iterdir() if CELL_ID.match(p.name))

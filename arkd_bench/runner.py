@@ -1,0 +1,226 @@
+"""Run a recipe's grid: cells in order, finished ones skipped, each cell's outcome
+written before the next starts, failures recorded without stopping the grid."""
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arkd_bench.recipe.matrix import Cell, content_hash, expand, shard
+from arkd_bench.recipe.validate import LoadedRecipe
+from arkd_bench.results.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
+from arkd_bench.train.cache import ArtifactCache, default_cache_dir
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class RunContext:
+    """Everything cells share within one run: data, tokenizers, teachers, metrics."""
+
+    def __init__(self, loaded: LoadedRecipe, cache: ArtifactCache, accelerator, say: Callable[[str], None]):
+        self.loaded, self.recipe, self.cache = loaded, loaded.recipe, cache
+        self.accelerator, self.say = accelerator, say
+        self._memo: dict[tuple, Any] = {}
+
+    def _once(self, key: tuple, build: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    # -- data -----------------------------------------------------------------
+    def dataset_spec(self, name: str):
+        return next(d for d in self.recipe.datasets if d.name == name)
+
+    def data(self, name: str):
+        spec = self.dataset_spec(name)
+        source = self.loaded.plugins.create("dataset", spec.source, **spec.options)
+        return self._once(("data", name), lambda: source.load(self.loaded.base_dir))
+
+    def test_examples(self, name: str):
+        test = self.data(name).test
+        limit = self.recipe.eval.max_examples
+        return test[:limit] if limit else test
+
+    # -- tokenizer and models --------------------------------------------------
+    def teacher_spec(self, name: str):
+        return next(t for t in self.recipe.teachers if t.name == name)
+
+    def student_spec(self, name: str):
+        return next(s for s in self.recipe.students if s.name == name)
+
+    def tokenizer(self, dataset: str, teacher: str):
+        """(tokenizer, key): a given path, the pretrained teacher's, or a BPE trained on the data."""
+        from arkd_bench.train.tokenizer import load_tokenizer, train_bpe_tokenizer
+
+        spec, teacher_spec = self.recipe.tokenizer, self.teacher_spec(teacher)
+        if spec.path or teacher_spec.path:
+            path = spec.path or teacher_spec.path
+            return self._once(("tok", path), lambda: (load_tokenizer(path), content_hash({"path": path})))
+        data = self.data(dataset)
+        key = content_hash({"vocab_size": spec.vocab_size, "data": data.content_hash})
+
+        def build(folder: Path) -> None:
+            texts = [t for e in data.train for t in (e.prompt, e.references[0])]
+            train_bpe_tokenizer(texts, vocab_size=spec.vocab_size).save_pretrained(str(folder))
+
+        return self._once(("tok", key), lambda: (load_tokenizer(self.cache.get_or_build("tokenizers", key, build)), key))
+
+    def _sft_model(self, kind: str, spec, dataset: str, teacher: str, seed: int, on_step=None):
+        """A model after its SFT stage, from the cache or trained now. Returns (model, key, hash)."""
+        from transformers import AutoModelForCausalLM
+
+        from arkd_bench.results.provenance import hash_folder
+        from arkd_bench.train.models import build_model
+        from arkd_bench.train.sft import supervised_finetune
+
+        tokenizer, tok_key = self.tokenizer(dataset, teacher)
+        data = self.data(dataset)
+        key = content_hash({"model": spec.model_dump(mode="json"), "data": data.content_hash, "tokenizer": tok_key,
+                            "seed": seed, "max_length": self.recipe.train.max_length})
+
+        def build(folder: Path) -> None:
+            self.say(f"{kind} {spec.name}: SFT for {spec.sft.steps} steps (cached as {key})")
+            model = build_model(spec, tokenizer)
+            model = supervised_finetune(model, tokenizer, data.train, spec.sft, seed=seed,
+                                        max_length=self.recipe.train.max_length,
+                                        accelerator=self.accelerator, on_step=on_step)
+            self.accelerator.free_memory()
+            model.save_pretrained(str(folder), safe_serialization=True)
+
+        folder = self.cache.get_or_build(kind, key, build)
+        model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        return model, key, self._once(("hash", str(folder)), lambda: hash_folder(folder))
+
+    def teacher(self, dataset: str, teacher: str, on_step=None):
+        from arkd_bench.train.models import build_model
+
+        spec = self.teacher_spec(teacher)
+        if spec.sft is None:
+            tokenizer, _ = self.tokenizer(dataset, teacher)
+            return self._once(("teacher", teacher), lambda: (build_model(spec, tokenizer).eval(), None, None))
+        return self._once(("teacher", dataset, teacher),
+                          lambda: self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step))
+
+    def student(self, dataset: str, teacher: str, student: str, seed: int, *, sft: bool, on_step=None):
+        """The student a cell starts from: its SFT checkpoint, or a fresh init seeded by the cell."""
+        from arkd_bench.train.models import build_model
+
+        spec = self.student_spec(student)
+        if sft and spec.sft is not None:
+            return self._sft_model("students", spec, dataset, teacher, seed, on_step)[0]
+        tokenizer, _ = self.tokenizer(dataset, teacher)
+        return build_model(spec.model_copy(update={"init_seed": spec.init_seed + seed}), tokenizer)
+
+    def metrics(self):
+        return self._once(("metrics",), lambda: [self.loaded.plugins.create("metric", m.name, **m.options)
+                                                 for m in self.recipe.eval.metrics])
+
+    def generation_settings(self):
+        from arkd_bench.evaluate.generate import GenerationSettings
+
+        return GenerationSettings.model_validate(self.recipe.eval.generation)
+
+
+def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[str, Any]:
+    """Train (when the cell trains) and evaluate; write every artifact of the cell."""
+    from arkd_bench.evaluate.evaluate_model import evaluate_model
+    from arkd_bench.results.provenance import provenance
+    from arkd_bench.train.distill import Distiller
+    from arkd_bench.train.models import check_vocabularies
+
+    started = time.time()
+    tokenizer, tok_key = ctx.tokenizer(cell.dataset, cell.teacher)
+    data = ctx.data(cell.dataset)
+    teacher, teacher_key, teacher_hash = ctx.teacher(cell.dataset, cell.teacher)
+    extra: dict[str, Any] = {"data_hash": data.content_hash, "tokenizer_key": tok_key,
+                             "teacher_key": teacher_key, "teacher_weights_sha256": teacher_hash, "seed": cell.seed}
+    if cell.kind == "teacher":
+        model = teacher
+    elif cell.kind == "sft":
+        model = ctx.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=True, on_step=on_step)
+    else:
+        recipe = ctx.recipe
+        student = ctx.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
+        check_vocabularies(teacher, student, cell.teacher, cell.student)
+        method = next(m for m in recipe.methods if m.name == cell.method)
+        distiller = Distiller(student=student, teacher=teacher, tokenizer=tokenizer, train_examples=data.train,
+                              method=method, train=recipe.train, plugins=ctx.loaded.plugins, seed=cell.seed,
+                              accelerator=ctx.accelerator, probe_examples=data.valid[: recipe.train.batch_size])
+        outcome = distiller.run(on_log=lambda rec: on_step and on_step(rec["step"], rec["loss"]))
+        ctx.accelerator.free_memory()
+        rundir.write(cell.id, "train_log.jsonl", outcome.log)
+        model = outcome.student
+    evaluation = evaluate_model(model, tokenizer, ctx.test_examples(cell.dataset), ctx.metrics(),
+                                ctx.generation_settings())
+    rundir.write(cell.id, "generations.jsonl", evaluation.records)
+    rundir.write(cell.id, "provenance.json", provenance(ctx.loaded.base_dir, **extra))
+    scores = {**evaluation.scores(), "seconds": round(time.time() - started, 2)}
+    rundir.write(cell.id, "scores.json", scores)
+    return scores
+
+
+def run_recipe(
+    loaded: LoadedRecipe,
+    out: str | Path,
+    *,
+    shard_spec: tuple[int, int] | None = None,
+    cache_dir: str | Path | None = None,
+    progress=None,
+    say: Callable[[str], None] = print,
+) -> RunSummary:
+    """Run every cell not already finished in `out`; never touch finished cells."""
+    from accelerate import Accelerator
+
+    from arkd_bench.report.results import write_run_reports
+
+    recipe = loaded.recipe
+    cells = expand(recipe)
+    if shard_spec is not None:
+        cells = shard(cells, *shard_spec)
+    rundir = RunDir(out)
+    rundir.lock()
+    try:
+        atomic_write_text(rundir.path / "recipe.yaml", loaded.text)
+        atomic_write_json(rundir.path / "run.json", {"recipe": recipe.name, "recipe_path": str(loaded.path),
+                                                     "shard": list(shard_spec) if shard_spec else None,
+                                                     "cells": [c.summary() for c in cells]})
+        root = cache_dir or (loaded.base_dir / recipe.cache_dir if recipe.cache_dir else default_cache_dir())
+        accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision)
+        ctx = RunContext(loaded, ArtifactCache(root), accelerator, say)
+        summary = RunSummary(out=rundir.path)
+        for cell in cells:
+            label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
+            if rundir.is_done(cell.id):
+                summary.skipped.append(cell.id)
+                if progress:
+                    progress.cell_done(label, skipped=True)
+                continue
+            rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
+            rundir.set_status(cell.id, RUNNING)
+            on_step = progress.start_cell(label, cell) if progress else None
+            try:
+                run_cell(cell, ctx, rundir, on_step=on_step)
+            except Exception as exc:  # one cell's failure must not lose the grid
+                message = f"{type(exc).__name__}: {exc}"
+                rundir.set_status(cell.id, FAILED, error=message, traceback=traceback.format_exc())
+                summary.failed[cell.id] = message
+                say(f"cell {label} failed: {message}")
+            else:
+                rundir.set_status(cell.id, DONE)
+                summary.ran.append(cell.id)
+            if progress:
+                progress.cell_done(label)
+        atomic_write_json(rundir.path / "cache.json", ctx.cache.stats())
+        write_run_reports(rundir.path, loaded.plugins)
+        return summary
+    finally:
+        rundir.unlock()

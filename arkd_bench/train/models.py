@@ -1,0 +1,58 @@
+"""Teacher and student models: pretrained by name or path, or built from a config."""
+from __future__ import annotations
+
+from typing import Any
+
+from arkd_bench.recipe.schema import ModelSpec
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+class ModelError(Exception):
+    """A model that cannot be built or does not fit its partner."""
+
+
+def build_model(spec: ModelSpec, tokenizer) -> Any:
+    """A causal LM for `spec`: `from_pretrained` for a path, a fresh init for `scratch`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if spec.path is not None:
+        return AutoModelForCausalLM.from_pretrained(
+            spec.path,
+            revision=spec.revision,
+            dtype=getattr(torch, DTYPES[spec.dtype]),
+            trust_remote_code=spec.trust_remote_code,
+        )
+    overrides = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        **spec.scratch.config,
+    }
+    try:
+        config = AutoConfig.for_model(spec.scratch.architecture, **overrides)
+    except ValueError as exc:
+        raise ModelError(f"model {spec.name!r}: {exc}") from None
+    torch.manual_seed(spec.init_seed)
+    model = AutoModelForCausalLM.from_config(config)
+    return model.to(getattr(torch, DTYPES[spec.dtype]))
+
+
+def vocab_size(model) -> int:
+    return model.get_output_embeddings().weight.shape[0]
+
+
+def check_vocabularies(teacher, student, teacher_name: str, student_name: str) -> None:
+    """Token-level KD compares distributions entry by entry: the vocabularies must agree."""
+    t, s = vocab_size(teacher), vocab_size(student)
+    if t != s:
+        raise ModelError(
+            f"teacher {teacher_name!r} has a vocabulary of {t} entries but student {student_name!r} has {s}; "
+            "token-level distillation needs the same tokenizer (give both the same tokenizer or family)"
+        )
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

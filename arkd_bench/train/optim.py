@@ -1,0 +1,49 @@
+"""Optimizer, schedule and batches shared by the SFT stage and the distillation loop."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+
+def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+    """AdamW with linear warm-up then cosine decay to 10% of `lr`."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_loader(examples, tokenizer, batch_size: int, max_length: int, seed: int):
+    """A shuffling DataLoader with a seeded generator, so runs repeat exactly."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from arkd_bench.data.collate import TrainingDataset, collate_for_training
+
+    generator = torch.Generator().manual_seed(seed)
+    dataset = TrainingDataset(examples, tokenizer, max_length=max_length)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=generator,
+        collate_fn=lambda batch: collate_for_training(batch, tokenizer.pad_token_id),
+    )
+
+
+def forever(loader) -> Iterator:
+    """Cycle through a loader epoch after epoch (each epoch reshuffled)."""
+    while True:
+        yield from loader
+
+
+def shifted(logits, labels):
+    """Align next-token logits with their targets: position t predicts token t+1."""
+    return logits[:, :-1, :], labels[:, 1:]

@@ -1,0 +1,89 @@
+"""The WeightingStrategy interface: how an objective's terms are mixed at each step.
+
+A strategy sees the StepFeatures of the divergence pass and returns one weight per
+objective term, per batch (shape [T]) or per token (shape [T, *token_shape]). After
+the optimizer step the loop hands it a Feedback, from which an RL strategy builds a
+reward. Strategies are importable without pluggy.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import torch
+
+    from arkd_bench.divergences import StepFeatures
+
+
+class NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# What a strategy may ask the loop to measure for its feedback (see Feedback).
+FEEDBACK_REQUESTS = frozenset({"probe", "batch_after", "rouge_probe"})
+
+
+@dataclass
+class Feedback:
+    """What the loop reports after each optimizer step.
+
+    `probe_before`/`probe_after` are alignment criteria (batch means of fkl, rkl, tvd,
+    ...) on a held-out probe batch measured just before and just after the student's
+    update; they are filled only when the strategy requests "probe". `batch_after`
+    holds the same criteria on the training batch after the update ("batch_after").
+    `rouge_probe` is a callable that generates on a validation probe and returns its
+    mean Rouge-L ("rouge_probe"); it is costly, so the strategy decides when to call it.
+    """
+
+    step: int
+    total_steps: int
+    loss: float
+    term_losses: dict[str, float]
+    features: StepFeatures
+    probe_before: dict[str, float] | None = None
+    probe_after: dict[str, float] | None = None
+    batch_after: dict[str, float] | None = None
+    rouge_probe: Callable[[], float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WeightingStrategy:
+    """Base class for weighting strategies (builtin and third-party).
+
+    Subclasses set `name`, optionally an `Options` pydantic model (extra fields
+    forbidden, validated at recipe load), and implement `weights`.
+    """
+
+    name: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Subset of FEEDBACK_REQUESTS the loop must compute for `observe`.
+    feedback_requests: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, terms: Sequence[str] = ("fkl", "rkl"), **options: Any) -> None:
+        self.terms = list(terms)
+        self.options = self.Options.model_validate(options)
+        self.check_terms(self.terms)
+
+    def check_terms(self, terms: list[str]) -> None:
+        """Raise ValueError when this strategy cannot weight `terms`."""
+
+    def weights(self, features: StepFeatures) -> torch.Tensor:
+        """Weights of shape [T] or [T, *token_shape], T = len(self.terms)."""
+        raise NotImplementedError
+
+    def observe(self, feedback: Feedback) -> None:
+        """Called after each optimizer step; default: nothing to learn."""
+
+    def log_scalars(self) -> dict[str, float]:
+        """Scalars for the cell's training log (e.g. alpha, reward, policy entropy)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict returned, so a resumed run continues the strategy."""

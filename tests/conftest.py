@@ -1,0 +1,16 @@
+import os
+
+import pytest
+
+# Tests never touch a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def builtin_plugins():
+    """Only the builtins: installed entry points must not leak into these tests."""
+    from arkd_bench.plugins import load_plugins
+
+    return load_plugins(autoload=False)

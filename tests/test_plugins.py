@@ -1,0 +1,87 @@
+import textwrap
+
+import pytest
+
+from arkd_bench.plugins import PluginLoadError, load_plugins
+from arkd_bench.registry import RegistryError
+
+WEIGHTING_PLUGIN = """
+from arkd_bench import WeightingStrategy, hookimpl
+
+class Half(WeightingStrategy):
+    name = "{name}"
+
+    def weights(self, features):
+        import torch
+        return torch.full((len(self.terms),), 0.5)
+
+@hookimpl
+def arkd_register_weightings(register):
+    register(Half)
+"""
+
+
+def write_plugin(tmp_path, filename, name="half"):
+    path = tmp_path / filename
+    path.write_text(textwrap.dedent(WEIGHTING_PLUGIN.format(name=name)))
+    return path
+
+
+def test_builtins_are_registered_with_their_origin(builtin_plugins):
+    kinds = {(e.kind, e.name): e.origin for e in builtin_plugins.entries()}
+    assert kinds[("divergence", "fkl")] == "divergences"
+    assert kinds[("divergence", "rkl")] == "divergences"
+    assert kinds[("weighting", "fixed")] == "weightings"
+    assert kinds[("metric", "rougeL")] == "metrics"
+    assert kinds[("reporter", "md")] == "reporters"
+    assert ("dataset", "jsonl") in kinds
+
+
+def test_plugin_file_registers_a_weighting(tmp_path):
+    path = write_plugin(tmp_path, "half.py")
+    plugins = load_plugins([path], autoload=False)
+    entry = plugins.registry("weighting").get("half")
+    assert entry.origin == "half.py"
+    assert plugins.create("weighting", "half", terms=["fkl", "rkl"]).weights(None).tolist() == [0.5, 0.5]
+
+
+def test_plugins_dir_loads_every_file(tmp_path):
+    write_plugin(tmp_path, "a.py", name="a_weights")
+    write_plugin(tmp_path, "b.py", name="b_weights")
+    plugins = load_plugins(plugins_dirs=[tmp_path], autoload=False)
+    assert {"a_weights", "b_weights"} <= set(plugins.registry("weighting").names())
+
+
+def test_duplicate_name_across_plugins_is_an_error(tmp_path):
+    path = write_plugin(tmp_path, "clash.py", name="fixed")
+    with pytest.raises(RegistryError, match="'weightings' and plugin 'clash.py'"):
+        load_plugins([path], autoload=False)
+
+
+def test_broken_plugin_is_reported_and_skipped(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_real_module_anywhere\n")
+    plugins = load_plugins([broken], autoload=False)
+    assert [f.name for f in plugins.failures] == ["broken.py"]
+    assert "not_a_real_module_anywhere" in str(plugins.failures[0])
+    assert "fixed" in plugins.registry("weighting")
+
+
+def test_broken_plugin_is_fatal_in_strict_mode(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(PluginLoadError, match="boom"):
+        load_plugins([broken], autoload=False, strict=True)
+
+
+def test_hookimpl_with_a_misspelt_hook_is_rejected(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("from arkd_bench import hookimpl\n\n@hookimpl\ndef arkd_register_weighting(register):\n    pass\n")
+    with pytest.raises(Exception, match="arkd_register_weighting"):
+        load_plugins([path], autoload=False, strict=True)
+
+
+def test_env_switch_disables_entry_points(monkeypatch):
+    monkeypatch.setenv("ARKD_BENCH_NO_AUTOLOAD", "1")
+    plugins = load_plugins()
+    assert "confidence" not in plugins.registry("weighting")
