@@ -20,11 +20,6 @@ class Evaluation:
         return {"metrics": self.metrics, "per_seed": self.per_seed, "settings": self.settings}
 
 
-def generation_seeds(settings) -> list[int | None]:
-    # Greedy decoding ignores the seed: one pass is the whole distribution.
-    return list(settings.seeds) if settings.do_sample else [None]
-
-
 def evaluate_model(
     model,
     tokenizer,
@@ -38,7 +33,7 @@ def evaluate_model(
 
     prompts = [e.prompt for e in examples]
     references = [list(e.references) for e in examples]
-    seeds = generation_seeds(settings)
+    seeds = settings.effective_seeds()
     result = Evaluation(settings={
         "generation": settings.model_dump(),
         "seeds_used": seeds,

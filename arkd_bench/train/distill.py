@@ -54,8 +54,10 @@ class Distiller:
     def _pass(self, model_logits, teacher_logits, mask, terms):
         from arkd_bench.divergences import divergence_pass
 
+        # A strategy built on AKL's gaps (greedy, arkd) decides the head mass it needs.
+        mu = getattr(self.strategy, "akl_mu", None) or self.train.mu
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
-                               terms=terms, mu=self.train.mu, temperature=self.train.temperature,
+                               terms=terms, mu=mu, temperature=self.train.temperature,
                                chunk_size=self.train.chunk_size)
 
     def _logits(self, batch):

@@ -1,0 +1,69 @@
+"""AKL head/tail gaps (Wu et al., arXiv 2404.02657) without sorting the whole vocabulary.
+
+The head of a row is the smallest teacher-sorted prefix whose cumulative teacher mass reaches
+``mu``; the top-1 entry is always in it. ``g_head`` and ``g_tail`` sum ``|p - q|`` over the head and
+over the rest, with q treated as a constant. The head is found with a top-k search; rows whose
+top-k mass stays below ``mu`` retry with a larger k and finally an exact full sort, so the result
+equals a full sort's. Ties in p at the head boundary may be broken either way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_SEARCH_KS = (64, 256, 4096)  # a full sort follows for rows still unresolved
+
+
+def akl_gaps(t_logp: Tensor, s_logp: Tensor, mu: float = 0.5, k: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+    """``(g_head, g_tail, head_size)`` for rows of teacher/student log-probs ``[..., V]``.
+
+    The outputs have the leading shape, are float32 (or float64 for float64 input) and carry no
+    gradient. ``k`` is the first top-k size tried (tests use it to force the fallback paths).
+    """
+    if not 0.0 < mu < 1.0:
+        raise ValueError(f"mu must be in (0, 1), got {mu}")
+    shape = t_logp.shape[:-1]
+    with torch.no_grad():
+        t = t_logp.reshape(-1, t_logp.shape[-1])
+        s = s_logp.reshape(-1, s_logp.shape[-1]).to(t.dtype)
+        g_head, g_tail, size, _ = head_gaps(t, t.exp(), s.exp(), mu, ks=(k, *_SEARCH_KS))
+    return g_head.view(shape), g_tail.view(shape), size.view(shape)
+
+
+def head_gaps(
+    t_logp: Tensor, p: Tensor, q: Tensor, mu: float, ks: tuple[int, ...] = _SEARCH_KS
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gaps, head sizes and the index of the teacher's top-1 entry for rows ``[n, V]``.
+
+    p and q are passed in so that a fused pass can share them.
+    """
+    n, vocab = t_logp.shape
+    diff = (p - q).abs()
+    g_head, size = diff.new_zeros(n), diff.new_zeros(n)
+    top1 = torch.zeros(n, dtype=torch.long, device=diff.device)
+    rows = torch.arange(n, device=t_logp.device)
+    for k in (*sorted({min(k0, vocab) for k0 in ks}), vocab):
+        if rows.numel() == 0:
+            break
+        every_row = rows.numel() == n
+        sub = t_logp if every_row else t_logp[rows]
+        top_lp, top_idx = sub.topk(k, dim=-1) if k < vocab else sub.sort(-1, descending=True)
+        if every_row:
+            top1 = top_idx[:, 0].clone()
+        cum = top_lp.exp().cumsum(-1)
+        # exclusive prefix mass: an entry is in the head iff the mass before it is below mu
+        in_head = torch.cat([cum.new_zeros(len(rows), 1), cum[:, :-1]], dim=1) < mu
+        done = (cum[:, -1] >= mu) | (k == vocab)
+        if not every_row or not bool(done.all()):
+            rows, top_idx, in_head, keep = rows[done], top_idx[done], in_head[done], rows[~done]
+        else:
+            keep = rows[:0]
+        at = (rows.unsqueeze(1), top_idx)
+        picked = diff[at]
+        g_head[rows] = (picked * in_head).sum(-1)
+        size[rows] = in_head.sum(-1).to(size.dtype)
+        # zero the head entries where they live (vocabulary order); what is left is the tail
+        diff.index_put_(at, picked * ~in_head)
+        rows = keep
+    return g_head, diff.sum(-1), size, top1

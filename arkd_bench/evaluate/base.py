@@ -1,0 +1,80 @@
+"""The Metric interface shared by builtin and third-party metrics.
+
+A metric turns generated texts and their references into one number per example.
+Per-example numbers (not just a corpus mean) are what the statistics in
+`arkd_bench.evaluate.stats` need to compare methods over the same examples.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class NoOptions(BaseModel):
+    """Options model of a metric that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric:
+    """Base class: subclass it, set `name`, optionally `Options`, implement `score`.
+
+    `Metric(**options)` validates the options through `Options` (a pydantic model
+    with extra="forbid"), so a typo in a recipe fails before any model is loaded.
+    Heavy work (loading an embedding model) belongs in `score`, not `__init__`.
+    """
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
+
+    def score(self, predictions: list[str], references: list[list[str]]) -> list[float]:
+        """One score per example; `references[i]` holds every reference of example i."""
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """Everything needed to reproduce the numbers: options, package versions, models."""
+        return {"metric": self.name, "options": self.options.model_dump()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options!r})"
+
+
+def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
+    """Raise a clear error for the usual mistakes before scoring anything.
+
+    The common one is passing `list[str]` references: a string is a sequence of
+    characters, so without this check every character would count as a reference.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(
+            f"got {len(predictions)} predictions but {len(references)} reference lists"
+        )
+    for i, (pred, refs) in enumerate(zip(predictions, references)):
+        if not isinstance(pred, str):
+            raise TypeError(f"prediction {i} is {type(pred).__name__}, expected str")
+        if isinstance(refs, str):
+            raise TypeError(
+                f"references[{i}] is a str; pass a list of references per example, "
+                "e.g. [[ref] for ref in refs]"
+            )
+        if len(refs) == 0:
+            raise ValueError(f"example {i} has no reference")
+        for ref in refs:
+            if not isinstance(ref, str):
+                raise TypeError(f"a reference of example {i} is {type(ref).__name__}, expected str")
+
+
+def package_version(name: str) -> str:
+    """Installed distribution version, read from metadata (never from `__version__`,
+    which some packages forget to bump: bert-score 0.3.13 still says 0.3.12)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"

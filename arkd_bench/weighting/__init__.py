@@ -1,0 +1,21 @@
+"""Weighting strategies: how the terms of an objective are mixed at each step."""
+from arkd_bench.weighting.arkd import ArkdWeighting
+from arkd_bench.weighting.base import FEEDBACK_REQUESTS, Feedback, WeightingStrategy
+from arkd_bench.weighting.fixed import FixedWeighting
+from arkd_bench.weighting.greedy import GreedyWeighting
+from arkd_bench.weighting.schedule import ScheduleWeighting
+
+BUILTIN_WEIGHTINGS: dict[str, type[WeightingStrategy]] = {
+    cls.name: cls for cls in (FixedWeighting, GreedyWeighting, ScheduleWeighting, ArkdWeighting)
+}
+
+__all__ = [
+    "BUILTIN_WEIGHTINGS",
+    "FEEDBACK_REQUESTS",
+    "ArkdWeighting",
+    "Feedback",
+    "FixedWeighting",
+    "GreedyWeighting",
+    "ScheduleWeighting",
+    "WeightingStrategy",
+]

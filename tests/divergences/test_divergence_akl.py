@@ -1,0 +1,83 @@
+"""AKL gaps: top-k fast path with fallback equals a full sort; the head mask lives in vocab order."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from _divergences_ref import akl, log_softmax, make_logits, torch_rows
+
+from arkd_bench.divergences import akl_gaps
+
+
+def _logp(x):
+    return torch.log_softmax(torch_rows(x), -1)
+
+
+def test_head_mask_is_applied_in_vocabulary_order():
+    # sorted order is [1, 2, 0]; a sorted-order mask applied in vocab order would pick entry 0
+    t = torch.tensor([[0.1, 0.6, 0.3]]).log()
+    s = torch.tensor([[0.3, 0.3, 0.4]]).log()
+    g_head, g_tail, size = akl_gaps(t, s, mu=0.5)
+    torch.testing.assert_close(g_head, torch.tensor([0.3]))
+    torch.testing.assert_close(g_tail, torch.tensor([0.3]))
+    assert size.tolist() == [1.0]
+
+
+def test_head_is_the_prefix_reaching_mu_with_top1_always_in():
+    t = torch.tensor([[0.5, 0.3, 0.2], [0.9, 0.05, 0.05]]).log()
+    s = torch.full((2, 3), 1 / 3).log()
+    assert akl_gaps(t, s, mu=0.5)[2].tolist() == [1.0, 1.0]  # 0.5 reaches 0.5
+    assert akl_gaps(t, s, mu=0.6)[2].tolist() == [2.0, 1.0]
+    assert akl_gaps(t, s, mu=1e-9)[2].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("mu", [0.1, 0.5, 0.9, 0.99])
+@pytest.mark.parametrize("kind", ["mixed", "near_uniform", "peaked"])
+def test_matches_full_sort_in_numpy(kind, mu):
+    t, s = make_logits(kind, 24, 211, 0), make_logits(kind, 24, 211, 1)
+    got = torch.stack(akl_gaps(_logp(t), _logp(s), mu=mu))
+    want = akl(np.exp(log_softmax(t)), np.exp(log_softmax(s)), mu)
+    np.testing.assert_allclose(got.numpy(), want, rtol=2e-5, atol=2e-6)
+
+
+def test_top_k_fast_path_equals_full_sort_including_fallback_rows():
+    t, s = make_logits("mixed", 30, 500, 2), make_logits("mixed", 30, 500, 3)
+    lp, lq = _logp(t), _logp(s)
+    full = torch.stack(akl_gaps(lp, lq, mu=0.5, k=500))  # k = V: a plain sort
+    sizes = full[2]
+    assert (sizes > 4).any() and (sizes <= 4).any()  # both resolved and fallback rows at k=4
+    for k in (1, 4, 64):
+        torch.testing.assert_close(torch.stack(akl_gaps(lp, lq, mu=0.5, k=k)), full, rtol=0, atol=1e-6)
+
+
+def test_zero_mass_entries_and_leading_shape():
+    t = make_logits("random", 6, 40, 4)
+    t[:, :5] = -math.inf
+    s = make_logits("random", 6, 40, 5)
+    lp, lq = _logp(t).view(2, 3, 40), _logp(s).view(2, 3, 40)
+    g_head, g_tail, size = akl_gaps(lp, lq, mu=0.999)
+    assert g_head.shape == (2, 3) and torch.isfinite(g_tail).all()
+    want = akl(np.exp(log_softmax(t)), np.exp(log_softmax(s)), 0.999)
+    np.testing.assert_allclose(torch.stack([g_head, g_tail, size]).view(3, 6).numpy(), want, rtol=2e-5, atol=2e-6)
+
+
+def test_gaps_carry_no_gradient():
+    lp = _logp(make_logits("random", 3, 10, 6))
+    lq = _logp(make_logits("random", 3, 10, 7)).requires_grad_(True)
+    assert not any(x.requires_grad for x in akl_gaps(lp, lq))
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError):
+            akl_gaps(lp, lq, mu=bad)
+
+
+def test_full_vocabulary_rows():
+    """GPT-2-sized vocabulary: the top-64 search with fallback equals a full sort."""
+    gen = torch.Generator().manual_seed(0)
+    scale = torch.linspace(1.0, 6.0, 48)[:, None]
+    lp = torch.log_softmax(torch.randn(48, 50257, generator=gen) * scale, -1)
+    lq = torch.log_softmax(torch.randn(48, 50257, generator=gen) * scale, -1)
+    fast = torch.stack(akl_gaps(lp, lq))
+    full = torch.stack(akl_gaps(lp, lq, k=50257))
+    assert (full[2] > 64).any() and (full[2] > 2048).any()
+    torch.testing.assert_close(fast, full, rtol=0, atol=1e-6)
