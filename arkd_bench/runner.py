@@ -18,6 +18,7 @@ from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 @dataclass
 class RunSummary:
     out: Path
+    main: bool = True  # False in the non-main processes of a multi-process run
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -30,6 +31,9 @@ class RunContext:
         self.loaded, self.recipe, self.cache = loaded, loaded.recipe, cache
         self.accelerator, self.say = accelerator, say
         self._memo: dict[tuple, Any] = {}
+        self.teacher_passes = 0  # full passes of a teacher over a training set (cache builds)
+        self.online_teacher_batches = 0
+        self.teacher_seconds = 0.0  # teacher forwards for distillation, cached or online
 
     def _once(self, key: tuple, build: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -42,8 +46,8 @@ class RunContext:
 
     def data(self, name: str):
         spec = self.dataset_spec(name)
-        source = self.loaded.plugins.create("dataset", spec.source, **spec.options)
-        return self._once(("data", name), lambda: source.load(self.loaded.base_dir))
+        return self._once(("data", name), lambda: self.loaded.plugins.create(
+            "dataset", spec.source, **spec.options).load(self.loaded.base_dir))
 
     def test_examples(self, name: str):
         test = self.data(name).test
@@ -120,6 +124,64 @@ class RunContext:
         tokenizer, _ = self.tokenizer(dataset, teacher)
         return build_model(spec.model_copy(update={"init_seed": spec.init_seed + seed}), tokenizer)
 
+    def train_items(self, dataset: str, teacher: str):
+        """Encoded training examples, shared by every cell on this (dataset, tokenizer)."""
+        from arkd_bench.data.collate import TrainingDataset
+
+        tokenizer, key = self.tokenizer(dataset, teacher)
+        max_length = self.recipe.train.max_length
+        return self._once(("items", dataset, key),
+                          lambda: TrainingDataset(self.data(dataset).train, tokenizer, max_length).items)
+
+    def probe_items(self, dataset: str, teacher: str):
+        from arkd_bench.data.collate import TrainingDataset
+
+        tokenizer, _ = self.tokenizer(dataset, teacher)
+        valid = self.data(dataset).valid[: self.recipe.train.batch_size]
+        return TrainingDataset(valid, tokenizer, self.recipe.train.max_length).items
+
+    def teacher_outputs(self, dataset: str, teacher: str):
+        """The teacher's logits on every training item, computed once per (teacher, dataset)
+        when they fit `train.teacher_cache_mb`; None means the teacher runs online."""
+        from arkd_bench.train.models import vocab_size
+        from arkd_bench.train.teacher_cache import TeacherOutputs, cache_bytes
+
+        model = self.teacher(dataset, teacher)[0]
+        items = self.train_items(dataset, teacher)
+        size = cache_bytes(items, vocab_size(model))
+        if size > self.recipe.train.teacher_cache_mb * 2**20:
+            return None
+
+        def build():
+            self.teacher_passes += 1
+            self.say(f"teacher {teacher}: caching logits of {len(items)} training examples ({size / 2**20:.0f} MB)")
+            tokenizer, _ = self.tokenizer(dataset, teacher)
+            started = time.time()
+            outputs = TeacherOutputs.compute(model, items, tokenizer.pad_token_id, device=self.accelerator.device)
+            self.teacher_seconds += time.time() - started
+            return outputs
+
+        return self._once(("teacher_outputs", dataset, teacher), build)
+
+    def rouge_probe(self, dataset: str, teacher: str):
+        """callable(model) -> mean Rouge-L of greedy generations on validation prompts."""
+        from arkd_bench.evaluate.generate import GenerationSettings, generate
+        from arkd_bench.evaluate.metrics import RougeL
+
+        tokenizer, _ = self.tokenizer(dataset, teacher)
+        examples = self.data(dataset).valid[: self.recipe.train.rouge_probe_size]
+        base = self.generation_settings()
+        settings = GenerationSettings(max_new_tokens=base.max_new_tokens, max_prompt_length=base.max_prompt_length,
+                                      batch_size=base.batch_size)
+        metric = RougeL()
+
+        def probe(model) -> float:
+            predictions = generate(model, tokenizer, [e.prompt for e in examples], settings)
+            scores = metric.score(predictions, [list(e.references) for e in examples])
+            return sum(scores) / max(1, len(scores))
+
+        return probe
+
     def metrics(self):
         return self._once(("metrics",), lambda: [self.loaded.plugins.create("metric", m.name, **m.options)
                                                  for m in self.recipe.eval.metrics])
@@ -152,13 +214,22 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         student = ctx.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
         check_vocabularies(teacher, student, cell.teacher, cell.student)
         method = next(m for m in recipe.methods if m.name == cell.method)
-        distiller = Distiller(student=student, teacher=teacher, tokenizer=tokenizer, train_examples=data.train,
+        distiller = Distiller(student=student, teacher=teacher, tokenizer=tokenizer,
+                              train_items=ctx.train_items(cell.dataset, cell.teacher),
+                              teacher_outputs=ctx.teacher_outputs(cell.dataset, cell.teacher),
                               method=method, train=recipe.train, plugins=ctx.loaded.plugins, seed=cell.seed,
-                              accelerator=ctx.accelerator, probe_examples=data.valid[: recipe.train.batch_size])
+                              accelerator=ctx.accelerator, probe_items=ctx.probe_items(cell.dataset, cell.teacher),
+                              rouge_probe=ctx.rouge_probe(cell.dataset, cell.teacher))
         outcome = distiller.run(on_log=lambda rec: on_step and on_step(rec["step"], rec["loss"]))
+        ctx.online_teacher_batches += distiller.online_teacher_batches
+        ctx.teacher_seconds += distiller.teacher_seconds
         ctx.accelerator.free_memory()
         rundir.write(cell.id, "train_log.jsonl", outcome.log)
+        if rundir.writable:
+            save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student)
         model = outcome.student
+    if not rundir.writable:
+        return {}  # the main process evaluates
     evaluation = evaluate_model(model, tokenizer, ctx.test_examples(cell.dataset), ctx.metrics(),
                                 ctx.generation_settings())
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
@@ -166,6 +237,35 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     scores = {**evaluation.scores(), "seconds": round(time.time() - started, 2)}
     rundir.write(cell.id, "scores.json", scores)
     return scores
+
+
+def _multi_process_cpu() -> bool:
+    """Several processes (torchrun) on a machine without CUDA: accelerate then needs
+    cpu=True to pick the gloo backend instead of running each process alone."""
+    import os
+
+    import torch
+
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def quiet_transformers() -> None:
+    """Our own progress bars say what runs; transformers' per-load bars would drown them."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
+def save_training_artifacts(cell_dir: Path, outcome, save_student: bool) -> None:
+    """The strategy's state (e.g. ARKD's policy) always; the student when asked."""
+    import torch
+
+    state = outcome.strategy.state_dict()
+    if state:
+        torch.save(state, cell_dir / "strategy.pt")
+    if save_student:
+        outcome.student.save_pretrained(str(cell_dir / "student"), safe_serialization=True)
 
 
 def run_recipe(
@@ -178,7 +278,7 @@ def run_recipe(
     say: Callable[[str], None] = print,
 ) -> RunSummary:
     """Run every cell not already finished in `out`; never touch finished cells."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
 
     from arkd_bench.report.results import write_run_reports
 
@@ -186,18 +286,28 @@ def run_recipe(
     cells = expand(recipe)
     if shard_spec is not None:
         cells = shard(cells, *shard_spec)
-    rundir = RunDir(out)
+    # Under `accelerate launch` every process walks the same cells and trains together;
+    # the main process alone evaluates and writes.
+    accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=_multi_process_cpu(),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    main = accelerator.is_main_process
+    quiet_transformers()
+    if not main:
+        progress, say = None, (lambda message: None)
+    rundir = RunDir(out, writable=main)
     rundir.lock()
     try:
-        atomic_write_text(rundir.path / "recipe.yaml", loaded.text)
-        atomic_write_json(rundir.path / "run.json", {"recipe": recipe.name, "recipe_path": str(loaded.path),
-                                                     "shard": list(shard_spec) if shard_spec else None,
-                                                     "cells": [c.summary() for c in cells]})
+        if main:
+            atomic_write_text(rundir.path / "recipe.yaml", loaded.text)
+            atomic_write_json(rundir.path / "run.json", {
+                "recipe": recipe.name, "recipe_path": str(loaded.path),
+                "shard": list(shard_spec) if shard_spec else None, "processes": accelerator.num_processes,
+                "cells": [c.summary() for c in cells]})
         root = cache_dir or (loaded.base_dir / recipe.cache_dir if recipe.cache_dir else default_cache_dir())
-        accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision)
-        ctx = RunContext(loaded, ArtifactCache(root), accelerator, say)
-        summary = RunSummary(out=rundir.path)
+        ctx = RunContext(loaded, ArtifactCache(root, accelerator), accelerator, say)
+        summary = RunSummary(out=rundir.path, main=main)
         for cell in cells:
+            accelerator.wait_for_everyone()
             label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
             if rundir.is_done(cell.id):
                 summary.skipped.append(cell.id)
@@ -219,7 +329,12 @@ def run_recipe(
                 summary.ran.append(cell.id)
             if progress:
                 progress.cell_done(label)
-        atomic_write_json(rundir.path / "cache.json", ctx.cache.stats())
+        accelerator.wait_for_everyone()
+        if not main:
+            return summary
+        atomic_write_json(rundir.path / "cache.json", {
+            **ctx.cache.stats(), "teacher_passes": ctx.teacher_passes,
+            "online_teacher_batches": ctx.online_teacher_batches, "teacher_seconds": round(ctx.teacher_seconds, 3)})
         write_run_reports(rundir.path, loaded.plugins)
         return summary
     finally:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from arkd_bench.cli import plugins_cmd, report_cmd, run_cmd, validate_cmd
+from arkd_bench.cli import check_cmd, new_plugin_cmd, plugins_cmd, report_cmd, run_cmd, validate_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Distil language models with many objectives and weightings; compare them fairly.")
@@ -11,6 +11,8 @@ app.command("run")(run_cmd.run)
 app.command("validate")(validate_cmd.validate)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("report")(report_cmd.report)
+app.command("check")(check_cmd.check)
+app.command("new-plugin")(new_plugin_cmd.new_plugin)
 
 
 def main() -> None:

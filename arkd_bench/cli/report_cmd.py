@@ -7,28 +7,33 @@ import typer
 
 from arkd_bench.cli.common import fail
 
+SUFFIX_FORMATS = {".md": "md", ".json": "json", ".csv": "csv", ".html": "html", ".htm": "html"}
+
 
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="one or more run folders (shards are merged)")],
-    format: Annotated[str, typer.Option("--format", "-f", help="a registered reporter: md, json, csv, ...")] = "md",
+    format: Annotated[str | None, typer.Option(
+        "--format", "-f", help="a registered reporter: md, json, csv, html, ...; default from -o's suffix, else md")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
     reference: Annotated[str | None, typer.Option(help="method to compare with; default the recipe's")] = None,
 ) -> None:
-    """Render the leaderboard of finished run folders."""
+    """Render the leaderboard of run folders, merged (shards of one grid, several recipes)."""
+    from arkd_bench.cli.check_cmd import check_run_dirs
     from arkd_bench.plugins import default_plugins
     from arkd_bench.registry import RegistryError
-    from arkd_bench.report.results import annotate_metrics, collect
+    from arkd_bench.report.results import load
 
-    for run_dir in run_dirs:
-        if not (run_dir / "run.json").is_file():
-            fail(f"{run_dir}: not a run folder (no run.json); give the folder `arkd-bench run --out` wrote")
+    check_run_dirs(run_dirs)
+    if format is None:
+        format = SUFFIX_FORMATS.get(output.suffix.lower(), "md") if output is not None else "md"
     plugins = default_plugins()
     try:
         reporter = plugins.create("reporter", format)
     except RegistryError as exc:
         fail(f"--format: {exc}")
-    text = reporter.render(annotate_metrics(collect(run_dirs, reference=reference), plugins))
+    text = reporter.render(load(run_dirs, plugins, reference=reference).results)
     if output is None:
         print(text, end="")
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")

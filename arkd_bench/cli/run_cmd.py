@@ -85,6 +85,8 @@ def run(
                                  progress=progress, say=lambda m: err.print(m, markup=False))
     except RunDirError as exc:
         fail(str(exc))
+    if not summary.main:
+        return
     out.print(f"ran {len(summary.ran)} cells, skipped {len(summary.skipped)} finished, "
               f"{len(summary.failed)} failed")
     out.print(f"leaderboard: {summary.out / 'leaderboard.md'}")

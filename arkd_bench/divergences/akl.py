@@ -39,7 +39,7 @@ def head_gaps(
     p and q are passed in so that a fused pass can share them.
     """
     n, vocab = t_logp.shape
-    diff = (p - q).abs()
+    diff = (p - q).abs_()
     g_head, size = diff.new_zeros(n), diff.new_zeros(n)
     top1 = torch.zeros(n, dtype=torch.long, device=diff.device)
     rows = torch.arange(n, device=t_logp.device)

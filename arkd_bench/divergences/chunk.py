@@ -31,11 +31,20 @@ def log_ratio(la: Tensor, lb: Tensor) -> Tensor:
 class Chunk:
     """Teacher/student log-probabilities of ``n`` rows ``[n, V]`` and lazily cached derivatives."""
 
-    def __init__(self, t_logp: Tensor, s_logp: Tensor, finite: bool | None = None) -> None:
+    def __init__(
+        self,
+        t_logp: Tensor,
+        s_logp: Tensor,
+        *,
+        finite: bool | None = None,
+        p: Tensor | None = None,
+        q: Tensor | None = None,
+    ) -> None:
         self.t_logp = t_logp
         self.s_logp = s_logp
-        if finite is not None:  # already known (a pass replaying the same rows)
-            self.finite = finite
+        # a pass may already know these; they then replace the lazily computed versions
+        known = {"finite": finite, "p": p, "q": q}
+        self.__dict__.update({k: v for k, v in known.items() if v is not None})
 
     @cached_property
     def finite(self) -> bool:
@@ -82,8 +91,8 @@ class Chunk:
     def rkl_grad(self) -> Tensor:
         """d KL(q || p) / d log q (free coordinates): ``q * (1 + log q - log p)``."""
         if self.finite:
-            return (1.0 - self.log_pq).mul_(self.q)
-        return (self.log_qp + 1.0).mul_(self.q)
+            return torch.addcmul(self.q, self.q, self.log_pq, value=-1.0)
+        return torch.addcmul(self.q, self.q, self.log_qp)
 
     @cached_property
     def teacher_entropy(self) -> Tensor:

@@ -103,7 +103,6 @@ def run_pass(
         if mask.shape != token_shape:
             raise ValueError(f"mask shape {tuple(mask.shape)} != token shape {tuple(token_shape)}")
         token_mask = mask.to(device=student_logits.device, dtype=torch.bool)
-    vocab = student_logits.shape[-1]
     plan = _Plan(
         divs=list(divs),
         temperature=float(temperature),
@@ -113,10 +112,18 @@ def run_pass(
         rows=token_mask.reshape(-1).nonzero().squeeze(1),
         dtype=torch.promote_types(student_logits.dtype, torch.float32),
     )
-    values, feats = _FusedPass.apply(
-        student_logits.reshape(-1, vocab), teacher_logits.detach().reshape(-1, vocab), plan
-    )
+    values, feats = _FusedPass.apply(_rows(student_logits), _rows(teacher_logits.detach()), plan)
     return values, feats, token_mask
+
+
+def _rows(logits: Tensor) -> Tensor:
+    """``[N, V]`` view of the logits, or the logits themselves when no view exists (e.g. the
+    ``logits[:, :-1]`` slice of next-token training): their rows are then gathered per chunk
+    instead of copying all of them up front."""
+    try:
+        return logits.view(-1, logits.shape[-1])
+    except RuntimeError:
+        return logits
 
 
 @dataclass
@@ -138,14 +145,25 @@ class _Plan:
             first, last = int(idx[0]), int(idx[-1])
             yield slice(first, last + 1) if last - first + 1 == idx.numel() else idx
 
-    def log_softmax(self, logits: Tensor) -> tuple[Tensor, Tensor]:
-        """Log-probs of a chunk and each row's log-normaliser (kept so backward skips a softmax)."""
+    def take(self, x: Tensor, sel) -> Tensor:
+        """The selected rows of ``x``, which is ``[N, V]`` or the original ``[..., V]`` logits."""
+        if x.dim() == 2:
+            return x[sel]
+        idx = torch.arange(sel.start, sel.stop, device=x.device) if isinstance(sel, slice) else sel
+        return x[torch.unravel_index(idx, x.shape[:-1])]
+
+    def softmax(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-probs, probs and row log-normalisers of a chunk, with a single exp pass.
+
+        The normaliser is ``max x - log max p`` (the max entry of p is at least 1/V, so its log
+        is accurate); backward replays ``log p = x - lse`` without another softmax.
+        """
         x = logits.to(self.dtype)
         if self.temperature != 1.0:
             x = x / self.temperature
-        logp = torch.log_softmax(x, dim=-1)
-        # the row max of x and of logp sit at the same entry, so their gap is the normaliser
-        return logp, x.amax(-1) - logp.amax(-1)
+        prob = torch.softmax(x, dim=-1)
+        log_norm = x.amax(-1) - prob.amax(-1).log()
+        return x - log_norm.unsqueeze(1), prob, log_norm
 
     def log_probs(self, logits: Tensor, log_norm: Tensor) -> Tensor:
         """``logits / T - log_norm``: backward's cheap replay of the forward log-softmax."""
@@ -177,16 +195,16 @@ def _features(chunk: Chunk, mu: float) -> Tensor:
 class _FusedPass(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, plan: _Plan):
-        n_rows = student.shape[0]
+        n_rows = student.shape[:-1].numel()
         values = student.new_zeros((len(plan.divs), n_rows), dtype=plan.dtype)
         n_feats = len(StepFeatures.COMPUTED) if plan.with_features else 0
         feats = student.new_zeros((n_feats, n_rows), dtype=plan.dtype)
         log_norms = student.new_zeros((2, n_rows), dtype=plan.dtype)
         finite = []  # per chunk, so backward need not scan for -inf again
         for sel in plan.selections():
-            t_logp, log_norms[0, sel] = plan.log_softmax(teacher[sel])
-            s_logp, log_norms[1, sel] = plan.log_softmax(student[sel])
-            chunk = Chunk(t_logp, s_logp)
+            t_logp, p, log_norms[0, sel] = plan.softmax(plan.take(teacher, sel))
+            s_logp, q, log_norms[1, sel] = plan.softmax(plan.take(student, sel))
+            chunk = Chunk(t_logp, s_logp, p=p, q=q)
             finite.append(chunk.finite)
             values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
             if plan.with_features:
@@ -202,25 +220,26 @@ class _FusedPass(torch.autograd.Function):
         student, teacher, log_norms = ctx.saved_tensors
         plan: _Plan = ctx.plan
         # every row is written below; only masked rows need zeros (skips a pass over N x V)
-        grad = torch.empty_like(student)
-        if plan.rows.numel() < student.shape[0]:
-            unmasked = torch.zeros(student.shape[0], dtype=torch.bool, device=student.device)
+        grad = torch.empty(student.shape, dtype=student.dtype, device=student.device)
+        rows = grad.view(-1, grad.shape[-1])
+        if plan.rows.numel() < rows.shape[0]:
+            unmasked = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
             unmasked[plan.rows] = True
-            grad[~unmasked] = 0
-        in_place = grad.dtype == plan.dtype
+            rows[~unmasked] = 0
+        in_place = rows.dtype == plan.dtype
         for sel, finite in zip(plan.selections(), ctx.finite):
             weights = grad_values[:, sel].to(plan.dtype)
             active = [i for i in range(len(plan.divs)) if bool(weights[i].any())]
             if not active:
-                grad[sel] = 0
+                rows[sel] = 0
                 continue
             chunk = Chunk(
-                plan.log_probs(teacher[sel], log_norms[0, sel]),
-                plan.log_probs(student[sel], log_norms[1, sel]),
-                finite,
+                plan.log_probs(plan.take(teacher, sel), log_norms[0, sel]),
+                plan.log_probs(plan.take(student, sel), log_norms[1, sel]),
+                finite=finite,
             )
             # accumulate straight into the gradient rows when they are a same-dtype view
-            target = grad[sel] if in_place and isinstance(sel, slice) else None
+            target = rows[sel] if in_place and isinstance(sel, slice) else None
             out = None
             for i in active:
                 term_grad, w = plan.divs[i].chunk_grad(chunk), weights[i].unsqueeze(1)
@@ -233,5 +252,5 @@ class _FusedPass(torch.autograd.Function):
             if plan.temperature != 1.0:
                 out.div_(plan.temperature)
             if target is None:
-                grad[sel] = out
+                rows[sel] = out
         return grad, None, None

@@ -15,6 +15,8 @@ from typing import Any
 from arkd_bench.recipe.schema import Recipe
 
 ID_LENGTH = 12
+# Resource settings that do not change what a cell computes.
+NOT_IN_ID = ("teacher_cache_mb", "save_student")
 
 
 def content_hash(obj: Any, length: int = ID_LENGTH) -> str:
@@ -46,7 +48,7 @@ class Cell:
 
 
 def _dump(model) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+    return model.model_dump(mode="json", exclude=set(NOT_IN_ID) & set(type(model).model_fields))
 
 
 def expand(recipe: Recipe) -> list[Cell]:

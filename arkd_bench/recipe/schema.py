@@ -106,6 +106,7 @@ class MethodSpec(Strict):
 class TrainSpec(Strict):
     steps: int = Field(200, ge=1)
     batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -117,6 +118,9 @@ class TrainSpec(Strict):
     log_every: int = Field(10, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
+    teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
+    save_student: bool = Field(False, description="save each distilled student (safetensors) in its cell")
+    rouge_probe_size: int = Field(32, ge=1, description="validation prompts for a Rouge-L probe reward")
 
 
 class MetricSpec(Strict):

@@ -1,8 +1,8 @@
 """Leaderboards and reports built from run folders."""
-from arkd_bench.report.reporters import CsvReporter, JsonReporter, MarkdownReporter, Reporter
+from arkd_bench.report.reporters import CsvReporter, HtmlReporter, JsonReporter, MarkdownReporter, Reporter
 
 BUILTIN_REPORTERS: dict[str, type[Reporter]] = {
-    cls.name: cls for cls in (MarkdownReporter, JsonReporter, CsvReporter)
+    cls.name: cls for cls in (MarkdownReporter, JsonReporter, CsvReporter, HtmlReporter)
 }
 
 __all__ = ["BUILTIN_REPORTERS", "Reporter"]

@@ -20,7 +20,7 @@ class Reporter:
 
 
 class MarkdownReporter(Reporter):
-    """Tables per dataset: mean ± std, best in bold, difference vs the reference."""
+    """Tables per dataset: mean ± std, rank, best in bold, difference vs the reference."""
 
     name = "md"
     suffix = ".md"
@@ -44,16 +44,35 @@ class CsvReporter(Reporter):
 
     name = "csv"
     suffix = ".csv"
+    # The first twelve columns are the original layout; later ones are appended, never reordered.
+    COLUMNS = ["dataset", "teacher", "student", "method", "metric", "mean", "std", "n",
+               "diff_vs_reference", "low", "high", "p_value",
+               "mean_low", "mean_high", "rank", "failed", "pending", "label", "reference"]
 
     def render(self, results):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["dataset", "teacher", "student", "method", "metric", "mean", "std", "n",
-                         "diff_vs_reference", "low", "high", "p_value"])
+        writer.writerow(self.COLUMNS)
         for row in results["leaderboard"]:
             for metric, stat in sorted(row["metrics"].items()):
                 c = row.get("vs_reference", {}).get(metric, {})
+                rank = (row.get("rank") or {}).get(metric)
                 writer.writerow([row["dataset"], row["teacher"], row["student"] or "", row["method"], metric,
                                  stat["mean"], stat["std"], stat["n"], c.get("diff", ""), c.get("low", ""),
-                                 c.get("high", ""), c.get("p_value", "")])
+                                 c.get("high", ""), c.get("p_value", ""), stat.get("low", ""), stat.get("high", ""),
+                                 "" if rank is None else rank, row.get("failed", 0), row.get("pending", 0),
+                                 row.get("label", row["method"]), c.get("reference", "")])
         return buffer.getvalue()
+
+
+class HtmlReporter(Reporter):
+    """One self-contained page: the tables plus metric, weight and loss plots (base64 PNG)."""
+
+    name = "html"
+    suffix = ".html"
+
+    def render(self, results):
+        from arkd_bench.report.html import render_html
+        from arkd_bench.report.results import train_logs
+
+        return render_html(results, train_logs(results))

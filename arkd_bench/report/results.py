@@ -1,32 +1,77 @@
 """Typed results of one or more run folders: the input of every report and check.
 
-results.json (schema_version 1):
+results.json (schema_version 1; keys marked + are extras beyond the documented minimum):
   recipe: str                    recipe name(s), comma-joined when runs are merged
   runs: [str]                    run folders merged
-  cells: [{id, kind, dataset, teacher, student, method, seed, status, error?, metrics: {name: number}}]
-  leaderboard: [{dataset, teacher, student, method, kind,
-                 metrics: {name: {mean, std, n}},
-                 vs_reference: {name: {reference, diff, low, high, p_value, n_examples}}}]
+  cells: [{id, kind, dataset, teacher, student, method, seed, status, error?,
+           metrics: {name: number}, +recipe, +run}]
+  leaderboard: [{dataset, teacher, student, method, kind, failed,
+                 metrics: {name: {mean, std, n, +low, +high}},
+                 vs_reference: {name: {reference, diff, low, high, p_value, n_examples}},
+                 +label, +pending, +cells, +recipes, +rank: {name: int | null}}]
   reference: str                 the method each row is compared with
   comparisons: int               how many row-vs-reference tests the leaderboard reports
-  settings: {seeds, eval}        the settings every number above was made with
+  settings: {seeds, eval}        the settings of the first run's recipe
+  +metric_info: {name: {higher_is_better}}
+  +primary_metric: str           the metric the rank column orders by
+  +eval_settings: [{dataset, recipe, seeds, examples, generation, generation_seeds, metrics}]
+
+A row is one method on one (dataset, teacher, student) over its training seeds. Cells
+are merged by id, so shards of a grid give the rows of the whole grid. `metrics.low/high`
+is a 95% bootstrap interval of the row's mean over test examples (seeds averaged).
 """
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from arkd_bench.results.store import DONE, RunDir, atomic_write_json, atomic_write_text, read_json
+from arkd_bench.report.pairing import ExampleScores, average_seeds, example_interval, paired, rank_values
+from arkd_bench.results.store import DONE, FAILED, RunDir, atomic_write_json, atomic_write_text, read_json
 
 SCHEMA_VERSION = 1
 GROUP_KEYS = ("dataset", "teacher", "student", "method")
+KIND_ORDER = {"teacher": 0, "sft": 1, "distill": 2}
 
 
-def _cell_record(rundir: RunDir, cell_id: str) -> dict[str, Any] | None:
+@dataclass
+class Collected:
+    """The results dict plus what it leaves out: per-example scores of every finished cell."""
+
+    results: dict[str, Any]
+    scores: dict[str, ExampleScores] = field(default_factory=dict)  # cell id -> metric -> example -> score
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.results["leaderboard"]
+
+    def example_scores(self, row: dict[str, Any], metric: str) -> dict[int, float]:
+        """Example -> score of a row, averaged over its training and generation seeds."""
+        return average_seeds([self.scores[c] for c in row["cells"] if c in self.scores], metric)
+
+    def paired(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str) -> tuple[list[float], list[float]]:
+        """Scores of two rows on the test examples both have, in the same order."""
+        return paired(self.example_scores(row_a, metric), self.example_scores(row_b, metric))
+
+    def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
+        """Paired bootstrap/permutation comparison of a - b, or None with under 2 examples."""
+        from arkd_bench.evaluate.stats import paired_bootstrap
+
+        a, b = self.paired(row_a, row_b, metric)
+        return paired_bootstrap(a, b) if len(a) >= 2 else None
+
+    def cell(self, cell_id: str) -> dict[str, Any]:
+        return next(c for c in self.results["cells"] if c["id"] == cell_id)
+
+
+# -- reading run folders ---------------------------------------------------------------------
+
+def _cell_record(rundir: RunDir, cell_id: str) -> tuple[dict[str, Any], dict | None, dict | None] | None:
+    """(record, config, scores.json) of a cell whose cell.json is readable, else None."""
     try:
         cell = rundir.read(cell_id, "cell.json")
     except (FileNotFoundError, json.JSONDecodeError):
@@ -35,14 +80,16 @@ def _cell_record(rundir: RunDir, cell_id: str) -> dict[str, Any] | None:
     record = {k: cell.get(k) for k in ("id", "kind", "dataset", "teacher", "student", "method", "seed")}
     record["status"] = status.get("status", "unknown")
     record["metrics"] = {}
+    scores = None
     if rundir.is_done(cell_id):
-        record["metrics"] = rundir.read(cell_id, "scores.json")["metrics"]
+        scores = rundir.read(cell_id, "scores.json")
+        record["metrics"] = scores["metrics"]
     elif status.get("error"):
         record["error"] = status["error"]
-    return record
+    return record, cell.get("config"), scores
 
 
-def per_example_scores(rundir: RunDir, cell_id: str) -> dict[str, dict[int, float]]:
+def per_example_scores(rundir: RunDir, cell_id: str) -> ExampleScores:
     """metric -> example index -> score averaged over generation seeds."""
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rundir.read(cell_id, "generations.jsonl"):
@@ -51,86 +98,232 @@ def per_example_scores(rundir: RunDir, cell_id: str) -> dict[str, dict[int, floa
     return {m: {i: sum(v) / len(v) for i, v in by_ex.items()} for m, by_ex in sums.items()}
 
 
-def collect(run_dirs: list[str | Path], reference: str | None = None) -> dict[str, Any]:
-    from arkd_bench.evaluate.stats import mean_std, paired_bootstrap
+def _variant(config: dict | None) -> str | None:
+    """What a row's cells share: their config without the seed (None when unknown)."""
+    if config is None:
+        return None
+    from arkd_bench.recipe.matrix import content_hash
 
-    cells, names, settings = [], [], {}
-    examples: dict[tuple, list[dict[str, dict[int, float]]]] = defaultdict(list)
+    return content_hash({k: v for k, v in config.items() if k != "seed"})
+
+
+def _names(recipe: dict, key: str) -> list[str]:
+    return [item["name"] for item in recipe.get(key) or [] if isinstance(item, dict) and "name" in item]
+
+
+def _metric_names(recipe: dict) -> list[str]:
+    metrics = (recipe.get("eval") or {}).get("metrics") or ["rougeL"]
+    return [m if isinstance(m, str) else m.get("name") for m in metrics]
+
+
+class _Order:
+    """Grid order from the recipes' lists, so shards sort like the whole grid."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, recipe: dict) -> None:
+        for key in ("datasets", "teachers", "students", "methods"):
+            self.lists[key] += [n for n in _names(recipe, key) if n not in self.lists[key]]
+
+    def _index(self, key: str, name: str | None) -> tuple[int, str]:
+        names = self.lists[key]
+        return (names.index(name), "") if name in names else (len(names), name or "")
+
+    def row_key(self, r: dict[str, Any]) -> tuple:
+        return (self._index("datasets", r["dataset"]), self._index("teachers", r["teacher"]),
+                r["kind"] != "teacher", self._index("students", r["student"]),
+                KIND_ORDER.get(r["kind"], 9), self._index("methods", r["method"]), r.get("label", ""))
+
+
+def _read_runs(run_dirs, order: _Order):
+    """Every cell of every run folder, merged by id (a finished copy wins)."""
+    cells: dict[str, dict[str, Any]] = {}
+    extras: dict[str, tuple[str | None, dict | None]] = {}  # id -> (variant, scores.json)
+    runs = []
     for path in run_dirs:
         rundir = RunDir(path)
         run = read_json(rundir.path / "run.json")
-        names.append(run["recipe"])
         recipe = yaml.safe_load((rundir.path / "recipe.yaml").read_text(encoding="utf-8")) or {}
-        settings = {"seeds": recipe.get("seeds", [0]), "eval": recipe.get("eval", {})}
-        reference = reference or (recipe.get("eval") or {}).get("reference")
+        order.add(recipe)
+        runs.append((run["recipe"], recipe))
         for summary in run["cells"]:
-            record = _cell_record(rundir, summary["id"])
-            if record is None:
-                record = {**summary, "status": "pending", "metrics": {}}
-            cells.append(record)
-            if record["status"] == DONE:
-                examples[tuple(record[k] for k in GROUP_KEYS)].append(per_example_scores(rundir, record["id"]))
-    reference = reference or "sft"
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+            found = _cell_record(rundir, summary["id"])
+            record, config, scores = found or ({**summary, "status": "pending", "metrics": {}}, None, None)
+            record.update(recipe=run["recipe"], run=str(path))
+            previous = cells.get(record["id"])
+            if previous is None or (previous["status"] != DONE and record["status"] == DONE):
+                cells[record["id"]] = record
+                extras[record["id"]] = (_variant(config), scores)
+    return cells, extras, runs
+
+
+def _group(cells: dict[str, dict], extras: dict) -> dict[tuple, list[dict]]:
+    """Rows: cells of one method on one (dataset, teacher, student) with the same config.
+
+    Two recipes may use one method name for different settings; those become two rows.
+    Cells without a config (never started) join the row of their recipe."""
+    by_base: dict[tuple, dict[str | None, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for cell in cells.values():
+        by_base[tuple(cell[k] for k in GROUP_KEYS)][extras[cell["id"]][0]].append(cell)
+    groups: dict[tuple, list[dict]] = {}
+    for base, variants in by_base.items():
+        unknown = variants.pop(None, [])
+        for cell in unknown:
+            home = next((v for v, members in variants.items() if any(m["recipe"] == cell["recipe"] for m in members)),
+                        None)
+            variants.setdefault(home, []).append(cell)
+        for variant, members in variants.items():
+            groups[(*base, variant)] = members
+    return groups
+
+
+def _label(method: str, variant: str | None, members: list[dict], siblings: list[tuple]) -> str:
+    if len(siblings) < 2:
+        return method
+    recipes = sorted({m["recipe"] for m in members})
+    return f"{method} ({', '.join(recipes)})" if len(recipes) == 1 else f"{method} #{(variant or 'pending')[:6]}"
+
+
+def _eval_settings(cells: list[dict], extras: dict) -> list[dict[str, Any]]:
+    """The evaluation every number was made with, per (dataset, recipe), from the cells themselves."""
+    out: dict[tuple, dict[str, Any]] = {}
     for cell in cells:
-        groups[tuple(cell[k] for k in GROUP_KEYS)].append(cell)
-    leaderboard, comparisons = [], 0
+        key = (cell["dataset"], cell["recipe"])
+        entry = out.setdefault(key, {"dataset": key[0], "recipe": key[1], "seeds": set()})
+        if cell["kind"] != "teacher":
+            entry["seeds"].add(cell["seed"])
+        scores = extras[cell["id"]][1]
+        if scores and "generation" not in entry:
+            settings = scores.get("settings", {})
+            entry.update(examples=settings.get("examples"), generation=settings.get("generation", {}),
+                         generation_seeds=settings.get("seeds_used"), metrics=settings.get("metrics", {}))
+    return [{**e, "seeds": sorted(e["seeds"])} for e in out.values()]
+
+
+def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None) -> Collected:
+    """Merge run folders into one Collected; with `plugins`, metric directions and ranks too."""
+    from arkd_bench.evaluate.stats import mean_std
+
+    order = _Order()
+    cells, extras, runs = _read_runs(run_dirs, order)
+    first_recipe = runs[0][1] if runs else {}
+    reference = reference or (first_recipe.get("eval") or {}).get("reference") or "sft"
+    collected = Collected(results={})
+    for path in run_dirs:
+        rundir = RunDir(path)
+        for cell in cells.values():
+            if cell["run"] == str(path) and cell["status"] == DONE:
+                collected.scores[cell["id"]] = per_example_scores(rundir, cell["id"])
+    groups = _group(cells, extras)
+    leaderboard = []
     for key, members in groups.items():
+        members.sort(key=lambda c: c["seed"])
         done = [c for c in members if c["status"] == DONE]
-        metric_names = sorted({m for c in done for m in c["metrics"]})
-        row = dict(zip(GROUP_KEYS, key))
-        row["kind"] = members[0]["kind"]
-        row["failed"] = sum(c["status"] == "failed" for c in members)
-        row["metrics"] = {}
-        for m in metric_names:
+        siblings = [k for k in groups if k[:4] == key[:4]]
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row.update(kind=members[0]["kind"], label=_label(key[3], key[4], members, siblings),
+                   failed=sum(c["status"] == FAILED for c in members),
+                   pending=sum(c["status"] not in (DONE, FAILED) for c in members),
+                   cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}), metrics={})
+        for m in sorted({m for c in done for m in c["metrics"]}):
             mean, std, n = mean_std([c["metrics"][m] for c in done if m in c["metrics"]])
             row["metrics"][m] = {"mean": mean, "std": std, "n": n}
-        row["vs_reference"] = {}
-        ref_key = (key[0], key[1], key[2], reference)
-        if key[3] != reference and ref_key in examples and examples.get(key):
-            for m in metric_names:
-                a, b = _paired(examples[key], examples[ref_key], m)
-                if len(a) >= 2:
-                    c = paired_bootstrap(a, b)
-                    row["vs_reference"][m] = {"reference": reference, "diff": c.diff, "low": c.low,
-                                              "high": c.high, "p_value": c.p_value, "n_examples": c.n}
-                    comparisons += 1
+            row["metrics"][m].update(example_interval(collected.example_scores(row, m)))
         leaderboard.append(row)
-    return {"schema_version": SCHEMA_VERSION, "recipe": ", ".join(dict.fromkeys(names)),
-            "runs": [str(p) for p in run_dirs], "cells": cells, "leaderboard": leaderboard,
-            "reference": reference, "comparisons": comparisons, "settings": settings}
+    leaderboard.sort(key=order.row_key)
+    ordered_cells = sorted(cells.values(), key=lambda c: (*order.row_key(c), c["seed"]))
+    collected.results = {
+        "schema_version": SCHEMA_VERSION, "recipe": ", ".join(dict.fromkeys(name for name, _ in runs)),
+        "runs": [str(p) for p in run_dirs], "cells": ordered_cells, "leaderboard": leaderboard,
+        "reference": reference, "comparisons": 0,
+        "settings": {"seeds": first_recipe.get("seeds", [0]), "eval": first_recipe.get("eval", {})},
+        "primary_metric": next((m for _, r in runs for m in _metric_names(r)), None),
+        "eval_settings": _eval_settings(ordered_cells, extras),
+    }
+    _compare_with_reference(collected)
+    if plugins is not None:
+        annotate_metrics(collected.results, plugins)
+    return collected
 
 
-def _paired(runs_a, runs_b, metric: str) -> tuple[list[float], list[float]]:
-    """Per-example scores of two groups averaged over their seeds, on the examples both have."""
-    def average(runs):
-        sums: dict[int, list[float]] = defaultdict(list)
-        for run in runs:
-            for i, v in run.get(metric, {}).items():
-                sums[i].append(v)
-        return {i: sum(v) / len(v) for i, v in sums.items()}
-
-    a, b = average(runs_a), average(runs_b)
-    common = sorted(set(a) & set(b))
-    return [a[i] for i in common], [b[i] for i in common]
+def reference_row(rows: list[dict], row: dict, reference: str) -> dict | None:
+    """The reference method's row next to `row` (same dataset, teacher, student), preferring
+    one from the same recipe when a method name has several variants."""
+    candidates = [r for r in rows if r["method"] == reference
+                  and (r["dataset"], r["teacher"], r["student"]) == (row["dataset"], row["teacher"], row["student"])]
+    same_recipe = [r for r in candidates if set(r["recipes"]) & set(row["recipes"])]
+    return (same_recipe or candidates or [None])[0]
 
 
-def write_run_reports(run_dir: str | Path, plugins) -> dict[str, Any]:
-    """results.json and leaderboard.md in the run folder (every run writes both)."""
-    run_dir = Path(run_dir)
-    results = annotate_metrics(collect([run_dir]), plugins)
-    atomic_write_json(run_dir / "results.json", results)
-    markdown = plugins.create("reporter", "md").render(results)
-    atomic_write_text(run_dir / "leaderboard.md", markdown)
-    return results
+def _compare_with_reference(collected: Collected) -> None:
+    results = collected.results
+    reference, comparisons = results["reference"], 0
+    for row in results["leaderboard"]:
+        row["vs_reference"] = {}
+        ref = reference_row(results["leaderboard"], row, reference)
+        if ref is None or ref is row or row["method"] == reference:
+            continue
+        for m in row["metrics"]:
+            c = collected.compare(row, ref, m)
+            if c is not None:
+                row["vs_reference"][m] = {"reference": ref["label"], "diff": c.diff, "low": c.low, "high": c.high,
+                                          "p_value": c.p_value, "n_examples": c.n}
+                comparisons += 1
+    results["comparisons"] = comparisons
+
+
+def collect(run_dirs: list[str | Path], reference: str | None = None) -> dict[str, Any]:
+    """The results dict of run folders (without metric directions; see `annotate_metrics`)."""
+    return load(run_dirs, reference=reference).results
 
 
 def annotate_metrics(results: dict[str, Any], plugins) -> dict[str, Any]:
-    """Add each metric's direction (from its plugin) so tables can mark the best."""
+    """Add each metric's direction (from its plugin) and the ranks that depend on it."""
     registry = plugins.registry("metric")
     names = {m for row in results["leaderboard"] for m in row["metrics"]}
     results["metric_info"] = {
         m: {"higher_is_better": getattr(registry.get(m).factory, "higher_is_better", True) if m in registry else True}
         for m in sorted(names)
     }
+    add_ranks(results)
+    return results
+
+
+def higher_is_better(results: dict[str, Any], metric: str) -> bool:
+    return results.get("metric_info", {}).get(metric, {}).get("higher_is_better", True)
+
+
+def add_ranks(results: dict[str, Any]) -> None:
+    """Rank rows per dataset and metric, 1 = best; the teacher is a bound, not a contestant."""
+    for row in results["leaderboard"]:
+        row["rank"] = {}
+    for dataset in {r["dataset"] for r in results["leaderboard"]}:
+        rows = [r for r in results["leaderboard"] if r["dataset"] == dataset and r["kind"] != "teacher"]
+        for m in {m for r in rows for m in r["metrics"]}:
+            values = [r["metrics"].get(m, {}).get("mean") for r in rows]
+            for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):
+                r["rank"][m] = rank
+
+
+def train_logs(results: dict[str, Any], cell_ids: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Cell id -> its train_log.jsonl records (cells that trained and finished)."""
+    wanted = set(cell_ids) if cell_ids is not None else None
+    logs = {}
+    for cell in results["cells"]:
+        if cell["status"] != DONE or cell["kind"] != "distill" or "run" not in cell:
+            continue
+        if wanted is not None and cell["id"] not in wanted:
+            continue
+        logs[cell["id"]] = RunDir(cell["run"]).read(cell["id"], "train_log.jsonl")
+    return logs
+
+
+def write_run_reports(run_dir: str | Path, plugins) -> dict[str, Any]:
+    """results.json, leaderboard.md and report.html in the run folder (every run writes all three)."""
+    run_dir = Path(run_dir)
+    results = load([run_dir], plugins).results
+    atomic_write_json(run_dir / "results.json", results)
+    atomic_write_text(run_dir / "leaderboard.md", plugins.create("reporter", "md").render(results))
+    atomic_write_text(run_dir / "report.html", plugins.create("reporter", "html").render(results))
     return results

@@ -59,8 +59,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 class RunDir:
-    def __init__(self, path: str | Path) -> None:
+    """A run folder. With several processes only the main one is `writable`; the others
+    read the same folder, so they agree on which cells are finished."""
+
+    def __init__(self, path: str | Path, writable: bool = True) -> None:
         self.path = Path(path)
+        self.writable = writable
         self._lock_handle = None
 
     # -- locking ------------------------------------------------------------
@@ -68,6 +72,8 @@ class RunDir:
         """Refuse a second run writing into the same folder at the same time."""
         import fcntl
 
+        if not self.writable:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / ".lock", "w")
         try:
@@ -108,9 +114,13 @@ class RunDir:
         return True
 
     def set_status(self, cell_id: str, status: str, **extra: Any) -> None:
+        if not self.writable:
+            return
         atomic_write_json(self.cell_dir(cell_id) / "status.json", {"status": status, **extra})
 
     def write(self, cell_id: str, name: str, obj: Any) -> None:
+        if not self.writable:
+            return
         path = self.cell_dir(cell_id) / name
         if name.endswith(".jsonl"):
             write_jsonl(path, obj)

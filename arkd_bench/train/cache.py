@@ -17,8 +17,9 @@ def default_cache_dir() -> Path:
 
 
 class ArtifactCache:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, accelerator=None) -> None:
         self.root = Path(root)
+        self.accelerator = accelerator
         self.hits = 0
         self.misses = 0
 
@@ -30,8 +31,11 @@ class ArtifactCache:
 
         The folder appears atomically (build in a temp folder, then rename), so an
         interrupted build never leaves a half-written artifact that looks finished.
+        With several processes every one of them builds (training is collective) and
+        the main process's result is kept.
         """
         final = self.path(kind, key)
+        self._barrier()
         if (final / ".complete").exists():
             self.hits += 1
             return final
@@ -40,14 +44,23 @@ class ArtifactCache:
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
         try:
             build(tmp)
-            (tmp / ".complete").write_text("")
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            if self._is_main():
+                (tmp / ".complete").write_text("")
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            self._barrier()
         return final
+
+    def _is_main(self) -> bool:
+        return self.accelerator is None or self.accelerator.is_main_process
+
+    def _barrier(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
 
     def stats(self) -> dict[str, Any]:
         return {"root": str(self.root), "hits": self.hits, "misses": self.misses}

@@ -2,6 +2,8 @@
 a weighting strategy mixing the terms, and an accelerate-driven update."""
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,20 +38,31 @@ def weighted_loss(values, weights, mask):
 
 
 class Distiller:
-    """Holds what one cell's distillation needs; `run()` trains the student."""
+    """Holds what one cell's distillation needs; `run()` trains the student.
 
-    def __init__(self, *, student, teacher, tokenizer, train_examples, method: MethodSpec, train: TrainSpec,
-                 plugins, seed: int, accelerator, probe_examples=(), rouge_probe=None):
+    `train_items` are encoded training examples (TrainingDataset.items);
+    `teacher_outputs`, when given, holds the teacher's logits for each of them, so the
+    teacher never runs here. `rouge_probe` is a callable(model) -> mean Rouge-L on a
+    validation probe, for strategies that ask for it.
+    """
+
+    def __init__(self, *, student, teacher, tokenizer, train_items, method: MethodSpec, train: TrainSpec,
+                 plugins, seed: int, accelerator, probe_items=(), teacher_outputs=None, rouge_probe=None):
+        from arkd_bench.train.teacher_cache import IndexedDataset
+
         self.student, self.teacher, self.tokenizer = student, teacher, tokenizer
-        self.train_examples = list(train_examples)
+        self.dataset = IndexedDataset(train_items, tokenizer.pad_token_id)
+        self.teacher_outputs = teacher_outputs
         self.method, self.train, self.seed = method, train, seed
         self.accelerator = accelerator
         self.terms = {t.key: plugins.create("divergence", t.name, **t.options) for t in method.objective}
         self.strategy = plugins.create("weighting", method.weighting.name,
                                        terms=list(self.terms), **method.weighting.options)
-        self.probe_examples = list(probe_examples)
+        self.probe_items = list(probe_items)
         self.rouge_probe = rouge_probe
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}
+        self.online_teacher_batches = 0
+        self.teacher_seconds = 0.0  # time spent in online teacher forwards
 
     def _pass(self, model_logits, teacher_logits, mask, terms):
         from arkd_bench.divergences import divergence_pass
@@ -63,9 +76,17 @@ class Distiller:
     def _logits(self, batch):
         import torch
 
-        student_logits = self.student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        with torch.no_grad():
-            teacher_logits = self.teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        student_logits = self.student(**inputs).logits
+        if self.teacher_outputs is not None and "index" in batch:
+            teacher_logits = self.teacher_outputs.batch(batch["index"], batch["input_ids"].shape[1],
+                                                        device=student_logits.device)
+        else:
+            self.online_teacher_batches += 1
+            started = time.perf_counter()
+            with torch.no_grad():
+                teacher_logits = self.teacher(**inputs).logits
+            self.teacher_seconds += time.perf_counter() - started
         student_logits, labels = shifted(student_logits, batch["labels"])
         teacher_logits, _ = shifted(teacher_logits, batch["labels"])
         return student_logits, teacher_logits, labels
@@ -79,65 +100,83 @@ class Distiller:
             out = self._pass(s, t, labels != -100, self.criteria)
         return {name: out.features.batch_mean(out.values[i]) for i, name in enumerate(self.criteria)}
 
-    def run(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> DistillOutcome:
+    def _micro_step(self, batch, step: int, scale: float):
+        """Forward, divergence pass, weights and backward of one micro-batch."""
         import torch
         import torch.nn.functional as F
 
-        from arkd_bench.data.collate import collate_for_training, encode_for_training
+        s_logits, t_logits, labels = self._logits(batch)
+        mask = labels != -100
+        out = self._pass(s_logits, t_logits, mask, self.terms)
+        features = out.features
+        features.step, features.total_steps = step, self.train.steps
+        with torch.no_grad():
+            ce = F.cross_entropy(s_logits.detach().float().transpose(1, 2), labels.clamp_min(0), reduction="none")
+            features.ce = ce * mask
+        weights = self.strategy.weights(features)
+        loss = weighted_loss(out.values, weights, mask)
+        term_losses = {key: features.batch_mean(out.values[i].detach()) for i, key in enumerate(self.terms)}
+        if not torch.isfinite(loss):
+            bad = [k for k, v in term_losses.items() if not torch.isfinite(torch.tensor(v))]
+            raise TrainingDiverged(f"step {step}: loss is {loss.item()}; "
+                                   f"non-finite terms: {', '.join(bad) if bad else 'none (the weights are)'}")
+        self.accelerator.backward(loss * scale)
+        return loss.item(), term_losses, weights, features
+
+    def run(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> DistillOutcome:
+        import torch
+
+        from arkd_bench.data.collate import collate_for_training
         from arkd_bench.weighting import Feedback
 
         acc, train = self.accelerator, self.train
         torch.manual_seed(self.seed)
-        loader = training_loader(self.train_examples, self.tokenizer, train.batch_size, train.max_length, self.seed)
+        loader = training_loader(self.dataset, train.batch_size, self.seed)
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
-        self.teacher.to(acc.device).eval()
+        if self.teacher_outputs is None:
+            self.teacher.to(acc.device).eval()
         requests = self.strategy.feedback_requests
         probe = None
         if "probe" in requests:
-            if not self.probe_examples:
-                raise ValueError(f"weighting {self.method.weighting.name!r} needs a probe batch: the dataset has no validation examples")
-            probe = collate_for_training([encode_for_training(self.tokenizer, e.prompt, e.references[0], train.max_length)
-                                          for e in self.probe_examples], self.tokenizer.pad_token_id)
+            if not self.probe_items:
+                raise ValueError(f"weighting {self.method.weighting.name!r} needs a probe batch: "
+                                 "the dataset has no validation examples")
+            probe = collate_for_training(self.probe_items, self.tokenizer.pad_token_id)
             probe = {k: v.to(acc.device) for k, v in probe.items()}
+        rouge_probe = None
+        if "rouge_probe" in requests:
+            rouge_probe = lambda: self.rouge_probe(acc.unwrap_model(self.student))  # noqa: E731
         outcome = DistillOutcome(student=None, strategy=self.strategy)
         batches = forever(loader)
         self.student.train()
         for step in range(train.steps):
-            batch = next(batches)
-            s_logits, t_logits, labels = self._logits(batch)
-            mask = labels != -100
-            out = self._pass(s_logits, t_logits, mask, self.terms)
-            features = out.features
-            features.step, features.total_steps = step, train.steps
-            with torch.no_grad():
-                ce = F.cross_entropy(s_logits.detach().float().transpose(1, 2), labels.clamp_min(0), reduction="none")
-                features.ce = ce * mask
-            weights = self.strategy.weights(features)
-            loss = weighted_loss(out.values, weights, mask)
-            term_losses = {key: features.batch_mean(out.values[i].detach()) for i, key in enumerate(self.terms)}
-            if not torch.isfinite(loss):
-                bad = [k for k, v in term_losses.items() if not torch.isfinite(torch.tensor(v))]
-                raise TrainingDiverged(
-                    f"step {step}: loss is {loss.item()}; non-finite terms: {bad or 'none (the weights are)'}")
+            micro = []
+            for k in range(train.grad_accum):
+                batch = next(batches)
+                # Skip the gradient all-reduce on all but the last micro-batch.
+                sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
+                with sync:
+                    micro.append(self._micro_step(batch, step, 1.0 / train.grad_accum))
+            loss = sum(m[0] for m in micro) / len(micro)
+            term_losses = {key: sum(m[1][key] for m in micro) / len(micro) for key in self.terms}
+            _, _, weights, features = micro[-1]
             probe_before = self._criteria(probe) if probe is not None else None
-            acc.backward(loss)
             if train.grad_clip is not None:
                 acc.clip_grad_norm_(self.student.parameters(), train.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            feedback = Feedback(
-                step=step, total_steps=train.steps, loss=loss.item(), term_losses=term_losses, features=features,
+            self.strategy.observe(Feedback(
+                step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
                 probe_before=probe_before,
                 probe_after=self._criteria(probe) if probe is not None else None,
                 batch_after=self._criteria(batch) if "batch_after" in requests else None,
-                rouge_probe=self.rouge_probe if "rouge_probe" in requests else None,
-            )
-            self.strategy.observe(feedback)
+                rouge_probe=rouge_probe,
+            ))
             if step % train.log_every == 0 or step == train.steps - 1:
-                record = self._log_record(step, loss.item(), term_losses, weights, features, scheduler)
+                record = self._log_record(step, loss, term_losses, weights, features, scheduler)
                 outcome.log.append(record)
                 if on_log is not None:
                     on_log(record)

@@ -20,22 +20,16 @@ def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def training_loader(examples, tokenizer, batch_size: int, max_length: int, seed: int):
-    """A shuffling DataLoader with a seeded generator, so runs repeat exactly."""
+def training_loader(dataset, batch_size: int, seed: int):
+    """A shuffling DataLoader with a seeded generator, so runs repeat exactly.
+
+    `dataset` provides `collate` (TrainingDataset, IndexedDataset)."""
     import torch
     from torch.utils.data import DataLoader
 
-    from arkd_bench.data.collate import TrainingDataset, collate_for_training
-
     generator = torch.Generator().manual_seed(seed)
-    dataset = TrainingDataset(examples, tokenizer, max_length=max_length)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        generator=generator,
-        collate_fn=lambda batch: collate_for_training(batch, tokenizer.pad_token_id),
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
+                      collate_fn=dataset.collate)
 
 
 def forever(loader) -> Iterator:

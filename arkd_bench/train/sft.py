@@ -27,7 +27,9 @@ def supervised_finetune(
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    loader = training_loader(examples, tokenizer, spec.batch_size, max_length, seed)
+    from arkd_bench.data.collate import TrainingDataset
+
+    loader = training_loader(TrainingDataset(examples, tokenizer, max_length), spec.batch_size, seed)
     optimizer, scheduler = adamw_with_schedule(model, spec.lr, spec.weight_decay, spec.warmup_steps, spec.steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()

@@ -209,6 +209,24 @@ def test_terms_share_the_pass_temperature():
         divergence_pass(**common, terms={"f": FKL(temperature=3.0)}, temperature=2.0)
 
 
+def test_sliced_logits_are_read_in_place():
+    """``logits[:, :-1]`` (next-token training) has no [N, V] view; rows are gathered per chunk."""
+    full_s, full_t = _inputs(shape=(3, 6), vocab=31, kind="mixed", requires_grad=False)
+    full_s.requires_grad_(True)
+    sliced_s, sliced_t = full_s[:, :-1], full_t[:, :-1]
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 2] = False
+    terms = {"f": FKL(), "j": JSD()}
+    out = divergence_pass(student_logits=sliced_s, teacher_logits=sliced_t, mask=mask, terms=terms, chunk_size=4)
+    (g,) = torch.autograd.grad(out.values.sum(), full_s)
+    copy_s = sliced_s.detach().contiguous().requires_grad_(True)
+    ref = divergence_pass(student_logits=copy_s, teacher_logits=sliced_t.contiguous(), mask=mask, terms=terms, chunk_size=4)
+    (g_ref,) = torch.autograd.grad(ref.values.sum(), copy_s)
+    torch.testing.assert_close(out.values, ref.values)
+    torch.testing.assert_close(g[:, :-1], g_ref)
+    assert (g[:, -1] == 0).all()
+
+
 def test_shape_errors():
     student, teacher = _inputs()
     with pytest.raises(ValueError, match="shape"):

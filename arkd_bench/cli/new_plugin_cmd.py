@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from string import Template
+from typing import Annotated
+
+import typer
+
+from arkd_bench.cli.common import fail, out
+
+NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+
+
+class Kind(str, Enum):
+    weighting = "weighting"
+    divergence = "divergence"
+    metric = "metric"
+    dataset = "dataset"
+
+
+SUMMARIES = {
+    "weighting": "per-batch weights inversely proportional to each objective term's value",
+    "divergence": "the squared Hellinger distance between teacher and student",
+    "metric": "exact match (x100) of predictions against references",
+    "dataset": "prompt/response pairs read from a CSV file",
+}
+
+USAGE = {
+    "weighting": "methods:\n  - name: {name}\n    objective: [fkl, rkl]\n    weighting: {{name: {name}, options: {{eps: 1.0e-6}}}}",
+    "divergence": "methods:\n  - name: {name}\n    objective: [{name}]",
+    "metric": "eval:\n  metrics: [rougeL, {name}]",
+    "dataset": "datasets:\n  - name: my-data\n    source: {name}\n    options: {{path: pairs.csv, test_size: 0.1}}",
+}
+
+
+def plugin_names(name: str, kind: str) -> dict[str, str]:
+    """Every spelling of the plugin's name: registered name, distribution, module, class."""
+    base = name.lower().removeprefix("arkd-bench-").removeprefix("arkd_bench_")
+    if not NAME.match(base):
+        raise ValueError(f"plugin name {name!r}: use lower-case letters, digits, '-' or '_', starting with a letter")
+    registered = base.replace("-", "_")
+    cls = "".join(part.capitalize() for part in registered.split("_"))
+    cls += "" if cls.endswith(kind.capitalize()) else kind.capitalize()
+    summary = SUMMARIES[kind]
+    return {"name": registered, "dist": f"arkd-bench-{registered.replace('_', '-')}",
+            "module": f"arkd_bench_{registered}", "cls": cls, "kind": kind, "summary": summary,
+            "summary_cap": summary[0].upper() + summary[1:], "usage": USAGE[kind].format(name=registered)}
+
+
+def scaffold(name: str, kind: str, directory: Path) -> Path:
+    """Write the plugin package into directory/<distribution name>; return that folder."""
+    from importlib.resources import files
+
+    names = plugin_names(name, kind)
+    root = Path(directory) / names["dist"]
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"{root} already exists and is not empty")
+    templates = files("arkd_bench") / "templates" / "plugin"
+    layout = {
+        "pyproject.toml": "pyproject.toml.tmpl",
+        "README.md": "README.md.tmpl",
+        "conftest.py": "conftest.py.tmpl",
+        f"{names['module']}/__init__.py": f"{kind}.py.tmpl",
+        # named after the module: test files must not share a basename with any other test
+        f"tests/test_{names['module']}.py": f"{kind}_test.py.tmpl",
+    }
+    for target, template in layout.items():
+        path = root / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Template((templates / template).read_text(encoding="utf-8")).substitute(names),
+                        encoding="utf-8")
+    return root
+
+
+def _taken(kind: str, name: str) -> str | None:
+    """The plugin that already registers `name` for `kind` (builtins and installed), if any."""
+    from arkd_bench.plugins import load_plugins
+
+    registry = load_plugins().registry(kind)
+    return registry.get(name).origin if name in registry else None
+
+
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="plugin name, e.g. entropy-gap (registered as entropy_gap)")],
+    kind: Annotated[Kind, typer.Option("--kind", "-k", help="what the plugin registers")] = Kind.weighting,
+    directory: Annotated[Path, typer.Option("--dir", help="folder to create the package in")] = Path("."),
+) -> None:
+    """Scaffold a third-party plugin package: pyproject with the entry point, module, test, README."""
+    try:
+        names = plugin_names(name, kind.value)
+    except ValueError as exc:
+        fail(str(exc))
+    origin = _taken(kind.value, names["name"])
+    if origin is not None:
+        fail(f"{kind.value} {names['name']!r} is already registered by plugin {origin!r}; choose another name")
+    try:
+        root = scaffold(name, kind.value, directory)
+    except FileExistsError as exc:
+        fail(str(exc))
+    out.print(f"created {root} ({kind.value} {names['name']!r})", markup=False)
+    out.print(f"next: cd {root} && python -m pytest && pip install -e .", markup=False)

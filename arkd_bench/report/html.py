@@ -1,0 +1,90 @@
+"""The report as one self-contained HTML page: tables plus plots embedded as base64 PNG.
+
+`render_html(results, logs)` is a pure function of the results dict and the cells' training
+logs; a figure that cannot be drawn is replaced by its error, so one odd log never costs
+the page.
+"""
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import Any
+
+from arkd_bench.report.results import higher_is_better
+from arkd_bench.report.table import Table, datasets, legend, make_table, unfinished_cells
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f2f2f2; }
+td:nth-child(2) { text-align: left; }
+img { max-width: 100%; display: block; margin: 0.5em 0 1.5em; }
+.note { color: #555; font-size: 0.9em; }
+.error { color: #a00; }
+"""
+
+
+def _table_html(table: Table) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(f"<td><strong>{escape(c.text)}</strong></td>" if c.bold
+                                    else f"<td>{escape(c.text)}</td>" for c in row) + "</tr>"
+                   for row in table.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(title: str, draw) -> str:
+    try:
+        png = draw()
+    except Exception as exc:  # a broken figure must not lose the tables
+        return f'<p class="error">{escape(title)}: could not draw ({escape(type(exc).__name__)}: {escape(str(exc))})</p>'
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<h3>{escape(title)}</h3><img alt="{escape(title)}" src="data:image/png;base64,{data}">'
+
+
+def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]]) -> list[str]:
+    from arkd_bench.report import plots
+
+    rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
+    many_students = len({r["student"] for r in rows if r["student"]}) > 1
+
+    def label(r):
+        return r["label"] + (f" [{r['student']}]" if many_students and r["student"] else "")
+
+    out = []
+    for m in sorted({m for r in rows for m in r["metrics"]}):
+        with_m = [r for r in rows if m in r["metrics"]]
+        stats = [r["metrics"][m] for r in with_m]
+        intervals = [(s["low"], s["high"]) if "low" in s else None for s in stats]
+        out.append(_image(f"{m} by method", lambda: plots.metric_bars(
+            [label(r) for r in with_m], [s["mean"] for s in stats], intervals, m, higher_is_better(results, m))))
+    curves = {label(r): [logs[c] for c in r["cells"] if c in logs] for r in rows if r["kind"] == "distill"}
+    curves = {k: v for k, v in curves.items() if v}
+    out.append(_image("Weights and alpha over training", lambda: plots.trajectories(
+        curves, lambda k: k.startswith("weight/") or k == "strategy/alpha", "objective weights per method", "weight",
+        unit_range=True)))
+    out.append(_image("Training loss", lambda: plots.trajectories(
+        curves, lambda k: k == "loss" or k.startswith("term/"), "loss and its terms per method", "loss")))
+    return out
+
+
+def render_html(results: dict[str, Any], logs: dict[str, list[dict]]) -> str:
+    title = f"Leaderboard: {results['recipe']}"
+    parts = [f"<h1>{escape(title)}</h1>", f'<p class="note">{escape(legend(results))}</p>']
+    for dataset in datasets(results):
+        table = make_table(results, dataset)
+        parts.append(f"<h2>{escape(dataset)}</h2>")
+        parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in table.context) + "</ul>")
+        parts.append(_table_html(table))
+        parts += _figures(results, dataset, logs)
+    unfinished = unfinished_cells(results)
+    if unfinished:
+        parts.append("<h2>Failed or unfinished cells</h2><ul>")
+        parts += [f"<li><code>{escape(c['id'])}</code> {escape(c['method'])} seed={c['seed']} {escape(c['status'])}: "
+                  f"{escape(c.get('error') or '')}</li>" for c in unfinished]
+        parts.append("</ul>")
+    body = "\n".join(p for p in parts if p)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")

@@ -1,0 +1,137 @@
+"""`arkd-bench check`: recipe checks, training-log bounds, failed cells, golden baselines."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from arkd_bench.cli import app
+from arkd_bench.recipe.schema import CheckSpec
+from arkd_bench.report.checks import Tolerance, compare_baseline, run_checks
+from arkd_bench.report.results import Collected
+
+runner = CliRunner()
+
+
+# -- check logic on hand-built results --------------------------------------------------------
+
+def hand_collected(a_scores, b_scores, lower=False):
+    """Rows a and b (one cell each) with per-example scores of metric m."""
+    rows, cells, scores = [], [], {}
+    for i, (name, values) in enumerate((("a", a_scores), ("b", b_scores))):
+        cid = f"{i:012x}"
+        mean = sum(values) / len(values)
+        rows.append({"dataset": "d", "teacher": "t", "student": "s", "method": name, "label": name,
+                     "kind": "distill", "failed": 0, "pending": 0, "cells": [cid], "recipes": ["r"],
+                     "metrics": {"m": {"mean": mean, "std": 0.0, "n": 1}}})
+        cells.append({"id": cid, "kind": "distill", "method": name, "seed": 0, "status": "done", "metrics": {"m": mean}})
+        scores[cid] = {"m": dict(enumerate(values))}
+    results = {"leaderboard": rows, "cells": cells, "metric_info": {"m": {"higher_is_better": not lower}}}
+    return Collected(results, scores)
+
+
+def test_significant_beats_passes_on_a_consistent_gain():
+    collected = hand_collected([10.0 + (i % 3) for i in range(30)], [8.0 + (i % 3) for i in range(30)])
+    (result,) = run_checks(collected, [CheckSpec(method="a", metric="m", beats="b", significant=True)])
+    assert result.passed, result.reason
+    assert "diff +2.00" in result.numbers and "n=30" in result.numbers
+
+
+def test_beats_follows_the_metric_direction():
+    collected = hand_collected([1.0, 2.0], [3.0, 4.0], lower=True)
+    (result,) = run_checks(collected, [CheckSpec(method="a", metric="m", beats="b")])
+    assert result.passed
+    (result,) = run_checks(collected, [CheckSpec(method="b", metric="m", beats="a")])
+    assert not result.passed and "lower is better" in result.reason
+
+
+def test_bounds_and_unknown_method():
+    collected = hand_collected([10.0, 20.0], [0.0, 0.0])
+    ok, too_high, missing = run_checks(collected, [
+        CheckSpec(method="a", metric="m", at_least=14, at_most=16),
+        CheckSpec(method="a", metric="m", at_most=12),
+        CheckSpec(method="c", metric="m", at_least=0)])
+    assert ok.passed and not too_high.passed and "mean 15 > 12" in too_high.reason
+    assert not missing.passed and "no leaderboard row for method 'c'" in missing.reason
+
+
+def test_tolerance_parsing_and_lower_is_better_baseline():
+    tol = Tolerance.parse(["0.5", "m=2"], {"default": 3.0, "other": 1.0})
+    assert (tol.of("m"), tol.of("other"), tol.of("x")) == (2.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="METRIC=FLOAT"):
+        Tolerance.parse(["m=much"])
+    collected = hand_collected([5.0, 5.0], [1.0, 1.0], lower=True)
+    golden = {"rows": [{"dataset": "d", "teacher": "t", "student": "s", "method": "a", "metrics": {"m": 4.0}}]}
+    (result,) = compare_baseline(collected, golden, Tolerance(0.5))
+    assert not result.passed and result.reason.startswith("rose by 1.00 > tolerance 0.5 (lower is better)")
+    assert compare_baseline(collected, golden, Tolerance(1.5))[0].passed
+
+
+# -- the command on real runs -----------------------------------------------------------------
+
+def test_recipe_check_passes_with_exit_0(grid):
+    _, run, _ = grid
+    result = runner.invoke(app, ["check", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "1 checks: 1 passed, 0 failed" in result.output
+
+
+def test_significant_beats_fails_on_a_tiny_run_with_the_reason(grid, copy_with_checks, tmp_path):
+    _, run, _ = grid
+    checked = copy_with_checks(run, tmp_path / "run", [
+        {"method": "mix", "metric": "rougeL", "at_least": 0},
+        {"method": "sft", "metric": "rougeL", "beats": "fkl", "significant": True}])
+    result = runner.invoke(app, ["check", str(checked)])
+    assert result.exit_code == 1
+    line = next(l for l in result.output.splitlines() if l.startswith("FAIL sft beats fkl on rougeL significantly"))
+    assert "not significant: p=" in line and ">= 0.05 over 3 paired test examples" in line
+    assert "2 checks: 1 passed, 1 failed" in result.output
+
+
+def test_weight_bounds_read_the_training_logs(grid, copy_with_checks, tmp_path):
+    _, run, _ = grid
+    checked = copy_with_checks(run, tmp_path / "run", [
+        {"method": "mix", "metric": "weight/fkl", "at_least": 0, "at_most": 1},
+        {"method": "mix", "metric": "weight/rkl", "at_most": 0.4},
+        {"method": "fkl", "metric": "strategy/alpha", "at_least": 0}])
+    result = runner.invoke(app, ["check", str(checked)])
+    assert result.exit_code == 1
+    assert "3 checks: 1 passed, 2 failed" in result.output
+    assert "FAIL mix weight/rkl <= 0.4 [tiny: t -> s]: max 0.5 > 0.4" in result.output
+    assert "FAIL fkl strategy/alpha >= 0 [tiny: t -> s]: no `strategy/alpha` in the training logs of fkl" in result.output
+
+
+def test_failed_cells_fail_the_checks_on_their_rows(grid, failed_run):
+    _, run, _ = grid
+    result = runner.invoke(app, ["check", str(run), str(failed_run)])
+    assert result.exit_code == 1
+    assert ("FAIL boom rougeL >= 0 [tiny: t -> s]: boom has 1 failed or unfinished cell(s): "
+            "seed 0 failed (RuntimeError: deliberate failure in boom)") in result.output
+    assert "2 checks: 1 passed, 1 failed" in result.output  # the grid's own check still passes
+
+
+def test_golden_baseline_write_and_compare_with_tolerance(grid, failed_run, tmp_path):
+    _, run, _ = grid
+    golden = tmp_path / "golden.json"
+    result = runner.invoke(app, ["check", str(run), "--write-baseline", str(golden)])
+    assert result.exit_code == 0, result.output
+    baseline = json.loads(golden.read_text())
+    assert [r["method"] for r in baseline["rows"]] == ["teacher", "sft", "fkl", "mix"]
+    assert "tolerance" not in baseline
+    assert runner.invoke(app, ["check", str(run), "--baseline", str(golden)]).exit_code == 0
+
+    mix = next(r for r in baseline["rows"] if r["method"] == "mix")
+    mix["metrics"]["rougeL"] += 5.0  # the run now looks 5 points worse than the baseline
+    golden.write_text(json.dumps(baseline))
+    result = runner.invoke(app, ["check", str(run), "--baseline", str(golden)])
+    assert result.exit_code == 1
+    assert "FAIL mix rougeL vs baseline [tiny: t -> s]: dropped by 5.00 > tolerance 1" in result.output
+    assert runner.invoke(app, ["check", str(run), "--baseline", str(golden), "--tolerance", "6"]).exit_code == 0
+    per_metric = runner.invoke(app, ["check", str(run), "--baseline", str(golden), "--tolerance", "0",
+                                     "--tolerance", "rougeL=5.5"])
+    assert per_metric.exit_code == 0, per_metric.output
+
+    refused = runner.invoke(app, ["check", str(failed_run), "--write-baseline", str(tmp_path / "bad.json")])
+    assert refused.exit_code == 1 and "not writing a baseline from an incomplete run" in refused.output
+    assert not (tmp_path / "bad.json").exists()
+    bad = runner.invoke(app, ["check", str(run), "--tolerance", "lots"])
+    assert bad.exit_code == 1 and "expected FLOAT or METRIC=FLOAT" in bad.output

@@ -1,0 +1,77 @@
+"""The leaderboard table from hand-built results: rank, bold, direction, significance, failures."""
+from arkd_bench.report.markdown import render_markdown
+from arkd_bench.report.results import add_ranks
+
+
+def row(method, kind="distill", vs=None, failed=0, **metrics):
+    return {"dataset": "d", "teacher": "t", "student": None if kind == "teacher" else "s", "method": method,
+            "label": method, "kind": kind, "failed": failed, "pending": 0, "cells": [], "recipes": ["hand"],
+            "metrics": {m: {"mean": v[0], "std": v[1], "n": v[2]} for m, v in metrics.items()},
+            "vs_reference": vs or {}}
+
+
+def results(rows, cells=(), lower=()):
+    res = {"recipe": "hand", "runs": [], "cells": list(cells), "leaderboard": rows, "reference": "sft",
+           "comparisons": 2, "primary_metric": "rougeL",
+           "metric_info": {m: {"higher_is_better": m not in lower} for r in rows for m in r["metrics"]},
+           "eval_settings": [{"dataset": "d", "recipe": "hand", "seeds": [0, 1], "examples": 50,
+                              "generation": {"do_sample": True, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+                                             "max_new_tokens": 64},
+                              "generation_seeds": [10, 20], "metrics": {"rougeL": {"package": "rouge-score",
+                                                                                   "version": "0.1.2"}}}]}
+    add_ranks(res)
+    return res
+
+
+def line_of(markdown, method):
+    return next(l for l in markdown.splitlines() if f"| {method} |" in l or f"| {method} (" in l)
+
+
+def comparison(diff, low, high, p):
+    return {"rougeL": {"reference": "sft", "diff": diff, "low": low, "high": high, "p_value": p, "n_examples": 50}}
+
+
+def test_rank_bold_best_and_baselines():
+    md = render_markdown(results([
+        row("teacher", "teacher", rougeL=(50.0, 0.0, 1)), row("sft", "sft", rougeL=(20.0, 1.0, 2)),
+        row("a", rougeL=(30.0, 1.5, 2)), row("b", rougeL=(25.0, 0.5, 2)), row("c", rougeL=(25.0, 2.0, 2))]))
+    assert "| rank (rougeL) | method | seeds | rougeL ↑ | ΔrougeL vs sft [95% CI] |" in md
+    assert line_of(md, "teacher").startswith("| - | teacher | 1 | 50.00 |")  # a bound: not ranked, not bold
+    assert line_of(md, "a").startswith("| 1 | a | 2 | **30.00 ± 1.50** |")
+    assert line_of(md, "b").startswith("| 2 | b | 2 | 25.00 ± 0.50 |")
+    assert line_of(md, "c").startswith("| 2 | c |")  # ties share a rank
+    assert line_of(md, "sft").startswith("| 4 | sft |")
+    assert sum(l.count("**") for l in md.splitlines() if l.startswith("|")) == 2
+
+
+def test_lower_is_better_metric_ranks_and_bolds_the_smallest():
+    md = render_markdown(results([row("a", ppl=(12.0, 0.0, 1)), row("b", ppl=(9.5, 0.0, 1))], lower={"ppl"}))
+    assert "ppl ↓" in md
+    assert line_of(md, "b").startswith("| 1 | b | 1 | **9.50** |")  # one seed: no ± std
+    assert line_of(md, "a").startswith("| 2 | a | 1 | 12.00 |")
+
+
+def test_significance_marks_need_p_and_an_interval_excluding_zero():
+    md = render_markdown(results([
+        row("sft", "sft", rougeL=(20.0, 0.0, 1)),
+        row("strong", vs=comparison(2.0, 1.0, 3.0, 0.004), rougeL=(22.0, 0.0, 1)),
+        row("weak", vs=comparison(-1.0, -1.8, -0.2, 0.03), rougeL=(19.0, 0.0, 1)),
+        row("noisy", vs=comparison(1.0, -0.5, 2.5, 0.03), rougeL=(21.0, 0.0, 1)),
+        row("null", vs=comparison(0.5, -1.0, 2.0, 0.4), rougeL=(20.5, 0.0, 1))]))
+    assert line_of(md, "strong").endswith("| +2.00 [+1.00, +3.00]** |")
+    assert line_of(md, "weak").endswith("| -1.00 [-1.80, -0.20]* |")
+    assert line_of(md, "noisy").endswith("| +1.00 [-0.50, +2.50] |")
+    assert line_of(md, "null").endswith("| +0.50 [-1.00, +2.00] |")
+    assert line_of(md, "sft").endswith("| - |")
+
+
+def test_settings_above_the_table_and_failed_cells_listed():
+    failed_cell = {"id": "abcdef012345", "kind": "distill", "dataset": "d", "teacher": "t", "student": "s",
+                   "method": "a", "seed": 1, "status": "failed", "error": "RuntimeError: out of memory", "metrics": {}}
+    md = render_markdown(results([row("a", failed=1, rougeL=(30.0, 0.0, 1))], cells=[failed_cell]))
+    assert "# Leaderboard: hand" in md
+    assert ("- recipe `hand`: training seeds 0, 1; 50 test examples; generation: sampling (temperature 1.0, "
+            "top_p 1.0, top_k 0), generation seeds 10, 20; max_new_tokens 64; metrics: rougeL (rouge-score 0.1.2)") in md
+    assert line_of(md, "a").startswith("| 1 | a (1 failed) |")
+    assert "## Failed or unfinished cells" in md
+    assert "- `abcdef012345` a seed=1 [d/t->s] failed: RuntimeError: out of memory" in md

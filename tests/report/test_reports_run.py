@@ -1,0 +1,71 @@
+"""Reports of real run folders: files every run writes, the report command's formats, pairing."""
+import csv
+import io
+import json
+
+from typer.testing import CliRunner
+
+from arkd_bench.cli import app
+from arkd_bench.plugins import load_plugins
+from arkd_bench.report.results import load
+
+runner = CliRunner()
+
+
+def test_every_run_writes_results_leaderboard_and_html(grid):
+    _, run, _ = grid
+    results = json.loads((run / "results.json").read_text())
+    # the documented keys stay; the extras ride along
+    assert {"schema_version", "recipe", "runs", "cells", "leaderboard", "reference", "comparisons",
+            "settings", "metric_info", "primary_metric", "eval_settings"} <= set(results)
+    mix = next(r for r in results["leaderboard"] if r["method"] == "mix")
+    assert {"dataset", "teacher", "student", "method", "kind", "failed", "metrics", "vs_reference",
+            "label", "rank", "cells", "recipes", "pending"} <= set(mix)
+    stat = mix["metrics"]["rougeL"]
+    assert stat["n"] == 2 and stat["low"] <= stat["mean"] <= stat["high"]
+    assert mix["vs_reference"]["rougeL"]["n_examples"] == 3
+    md = (run / "leaderboard.md").read_text()
+    assert "training seeds 0, 1; 3 test examples; generation: greedy decoding" in md
+    for method in ("teacher", "sft", "fkl", "mix"):
+        assert f"| {method} |" in md
+    html = (run / "report.html").read_text()
+    assert html.count('<img alt=') == 3 and "could not draw" not in html
+
+
+def test_report_formats_and_output_files(grid, tmp_path):
+    _, run, _ = grid
+    md = runner.invoke(app, ["report", str(run)])
+    assert md.exit_code == 0 and md.output.startswith("# Leaderboard: tiny")
+    page = tmp_path / "out" / "report.html"  # format from the suffix; parent folders created
+    result = runner.invoke(app, ["report", str(run), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<table>" in html and "<th>rougeL ↑</th>" in html
+    assert html.count('src="data:image/png;base64,') == 3  # metric bars, weights, loss
+    assert "http" not in html.replace("http-equiv", "")  # self-contained: nothing fetched
+    result = runner.invoke(app, ["report", str(run), "--format", "csv", "-o", str(tmp_path / "lb.txt")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "lb.txt").read_text())))
+    assert [r["method"] for r in rows] == ["teacher", "sft", "fkl", "mix"]
+    assert rows[2]["metric"] == "rougeL" and rows[2]["rank"] and float(rows[2]["mean_low"]) <= float(rows[2]["mean"])
+    as_json = runner.invoke(app, ["report", str(run), "--format", "json"])
+    assert json.loads(as_json.output)["leaderboard"][0]["method"] == "teacher"
+
+
+def test_any_two_rows_can_be_paired(grid):
+    _, run, _ = grid
+    collected = load([run], load_plugins(autoload=False))
+    rows = {r["method"]: r for r in collected.rows}
+    a, b = collected.paired(rows["fkl"], rows["mix"], "rougeL")
+    assert len(a) == len(b) == 3
+    comparison = collected.compare(rows["mix"], rows["fkl"], "rougeL")
+    assert comparison.n == 3 and comparison.p_value >= 0.25  # 3 examples: never significant
+
+
+def test_merged_report_lists_failed_cells(grid, failed_run):
+    _, run, _ = grid
+    result = runner.invoke(app, ["report", str(run), str(failed_run)])
+    assert result.exit_code == 0, result.output
+    assert "# Leaderboard: tiny, tiny-boom" in result.output
+    assert "| boom (1 failed) |" in result.output
+    assert "boom seed=0 [tiny/t->s] failed: RuntimeError: deliberate failure in boom" in result.output

@@ -1,0 +1,131 @@
+"""The training engine through real runs of tiny grids: determinism, the teacher cache,
+failures that stay in their cell, local pretrained models, saved artifacts."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from arkd_bench.cli import app
+from arkd_bench.testing import tiny_gpt2, tiny_tokenizer
+from arkd_bench.train.models import ModelError, check_vocabularies
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+def tiny_recipe(**changes):
+    recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
+    recipe["checks"] = []
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(recipe.get(key), dict):
+            recipe[key] = {**recipe[key], **value}
+        else:
+            recipe[key] = value
+    return recipe
+
+
+def run_recipe(tmp_path: Path, recipe: dict, name: str, cache: str = "cache", expect_exit: int = 0):
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    shutil.copy(FIXTURES / "tiny_pairs.jsonl", folder)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = runner.invoke(app, ["run", str(folder / "recipe.yaml"), "--out", str(folder / "out"),
+                                 "--cache-dir", str(tmp_path / cache)])
+    assert result.exit_code == expect_exit, result.output
+    return folder / "out"
+
+
+def cells(out: Path) -> dict[str, dict]:
+    return {c["method"]: c for c in json.loads((out / "results.json").read_text())["cells"]}
+
+
+def train_log(out: Path, cell_id: str) -> list[dict]:
+    return [json.loads(line) for line in (out / "cells" / cell_id / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_same_recipe_and_seed_give_identical_results(tmp_path):
+    recipe = tiny_recipe()
+    a = run_recipe(tmp_path, recipe, "a", cache="cache_a")
+    b = run_recipe(tmp_path, recipe, "b", cache="cache_b")
+    ca, cb = cells(a), cells(b)
+    assert {m: c["metrics"] for m, c in ca.items()} == {m: c["metrics"] for m, c in cb.items()}
+    assert [r["loss"] for r in train_log(a, ca["mix"]["id"])] == [r["loss"] for r in train_log(b, cb["mix"]["id"])]
+
+
+def test_teacher_cache_gives_the_online_teacher_losses_with_one_pass(tmp_path):
+    cached = run_recipe(tmp_path, tiny_recipe(eval={"baselines": []}), "cached")
+    online = run_recipe(tmp_path, tiny_recipe(eval={"baselines": []}, train={"teacher_cache_mb": 0}), "online")
+    stats_c = json.loads((cached / "cache.json").read_text())
+    stats_o = json.loads((online / "cache.json").read_text())
+    assert stats_c["teacher_passes"] == 1 and stats_c["online_teacher_batches"] == 0
+    assert stats_o["teacher_passes"] == 0 and stats_o["online_teacher_batches"] == 2 * 3  # 2 methods x 3 steps
+    for method in ("fkl", "mix"):
+        lc = [r["loss"] for r in train_log(cached, cells(cached)[method]["id"])]
+        lo = [r["loss"] for r in train_log(online, cells(online)[method]["id"])]
+        assert lc == pytest.approx(lo, rel=1e-4)
+    # the cache setting is a resource, not part of what a cell computes
+    assert {c["id"] for c in cells(cached).values()} == {c["id"] for c in cells(online).values()}
+
+
+EXPLODING = '''
+import torch
+from arkd_bench import Divergence, hookimpl
+
+class Explode(Divergence):
+    """A divergence that is NaN from the first step (to test failure handling)."""
+    name = "explode"
+
+    def per_token(self, t_logp, s_logp):
+        return (s_logp.exp() * float("nan")).sum(-1)
+
+@hookimpl
+def arkd_register_divergences(register):
+    register(Explode)
+'''
+
+
+def test_nan_loss_fails_only_its_cell_and_names_step_and_term(tmp_path):
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    (folder / "explode.py").write_text(EXPLODING)
+    recipe = tiny_recipe(plugins=["explode.py"], eval={"baselines": []})
+    recipe["methods"].append({"name": "boom", "objective": ["fkl", "explode"]})
+    out = run_recipe(tmp_path, recipe, "nan", expect_exit=1)
+    by_method = cells(out)
+    assert by_method["fkl"]["status"] == "done" and by_method["mix"]["status"] == "done"
+    assert by_method["boom"]["status"] == "failed"
+    assert "step 0: loss is nan; non-finite terms: explode" in by_method["boom"]["error"]
+    assert "boom (1 failed)" in (out / "leaderboard.md").read_text()
+
+
+def test_vocabulary_mismatch_names_both_sizes():
+    teacher, student = tiny_gpt2(tiny_tokenizer()), tiny_gpt2(tiny_tokenizer(vocab_size=300))
+    with pytest.raises(ModelError, match="teacher 't' has a vocabulary of 320 entries but student 's' has 300"):
+        check_vocabularies(teacher, student, "t", "s")
+
+
+def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
+    tokenizer = tiny_tokenizer()
+    tiny_gpt2(tokenizer, n_layer=1, n_embd=32).save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    recipe = tiny_recipe(teachers=[{"name": "local", "path": str(tmp_path / "teacher")}],
+                         eval={"baselines": []}, train={"save_student": True, "grad_accum": 2})
+    recipe["methods"] = [{"name": "arkd", "objective": ["fkl", "rkl"],
+                          "weighting": {"name": "arkd", "options": {"reward": "batch"}}}]
+    out = run_recipe(tmp_path, recipe, "local")
+    (cell,) = cells(out).values()
+    assert cell["status"] == "done"
+    folder = out / "cells" / cell["id"]
+    from transformers import AutoModelForCausalLM
+
+    student = AutoModelForCausalLM.from_pretrained(folder / "student")
+    assert student.get_output_embeddings().weight.shape[0] == len(tokenizer)
+    state = torch.load(folder / "strategy.pt", weights_only=True)
+    assert state  # the policy, its optimizer and counters, enough to resume
+    log = train_log(out, cell["id"])
+    assert [r["step"] for r in log] == [0, 1, 2]
+    assert all(0 <= r["weight/fkl"] <= 1 for r in log)
