@@ -231,7 +231,7 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     if not rundir.writable:
         return {}  # the main process evaluates
     evaluation = evaluate_model(model, tokenizer, ctx.test_examples(cell.dataset), ctx.metrics(),
-                                ctx.generation_settings())
+                                ctx.generation_settings(), teacher=teacher)
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
     rundir.write(cell.id, "provenance.json", provenance(ctx.loaded.base_dir, **extra))
     scores = {**evaluation.scores(), "seconds": round(time.time() - started, 2)}

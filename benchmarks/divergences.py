@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from arkd_bench.divergences import FKL, RKL, divergence_pass  # noqa: E402
 
 MU = 0.5
+CHUNK_SIZE = 64  # set from --chunk-size
 
 
 def make_inputs(n: int, vocab: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +85,11 @@ def reference(student: torch.Tensor, teacher: torch.Tensor, reduce=torch.mean) -
 
 def fused(student: torch.Tensor, teacher: torch.Tensor, reduce=torch.mean) -> dict:
     out = divergence_pass(
-        student_logits=student, teacher_logits=teacher, terms={"fkl": FKL(), "rkl": RKL()}, mu=MU
+        student_logits=student,
+        teacher_logits=teacher,
+        terms={"fkl": FKL(), "rkl": RKL()},
+        mu=MU,
+        chunk_size=CHUNK_SIZE,
     )
     f = out.features
     w = f.g_head / (f.g_head + f.g_tail)
@@ -124,25 +129,39 @@ def run_child(variant: str, n: int, vocab: int, repeats: int, threads: int) -> d
         fn(student, teacher)
         times.append(time.perf_counter() - t0)
     peak_extra_mb = (_status_kb("VmHWM") - baseline_kb) / 1024
-    return {"variant": variant, "times_s": times, "median_s": statistics.median(times), "peak_extra_mb": peak_extra_mb}
+    return {
+        "variant": variant,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "peak_extra_mb": peak_extra_mb,
+    }
 
 
-def run_compare(n: int, vocab: int, threads: int) -> dict:
-    """Max abs differences fused vs reference (per-token values, and the logit gradient of the
-    summed loss so gradient entries are O(p) rather than O(p / N))."""
+def run_compare(n: int, vocab: int, threads: int, exact_rows: int = 128) -> dict:
+    """Max abs differences fused vs reference: per-token values, AKL weight, and the logit
+    gradient of the summed loss (entries O(p), not O(p / N)); plus both against a float64
+    computation on the first ``exact_rows`` rows."""
     torch.set_num_threads(threads)
     student, teacher = make_inputs(n, vocab)
     ref = reference(student, teacher, reduce=torch.sum)
     ref_grad, student.grad = student.grad, None
     fus = fused(student, teacher, reduce=torch.sum)
-    diffs = {k: float((fus[k] - ref[k]).abs().max()) for k in ("fkl", "rkl", "w")}
-    diffs["grad"] = float((student.grad - ref_grad).abs().max())
-    diffs["grad_max_abs"] = float(ref_grad.abs().max())
+    fus_grad = student.grad
+    keys = ("fkl", "rkl", "w")
+    out = {"fused_vs_reference": {k: float((fus[k] - ref[k]).abs().max()) for k in keys}}
+    out["fused_vs_reference"]["grad"] = float((fus_grad - ref_grad).abs().max())
+    out["grad_max_abs"] = float(ref_grad.abs().max())
+
+    s64 = student.detach()[:exact_rows].double().requires_grad_(True)
+    ex = reference(s64, teacher[:exact_rows].double(), reduce=torch.sum)
+    for name, res, grad in (("fused", fus, fus_grad), ("reference", ref, ref_grad)):
+        errs = {k: float((res[k][:exact_rows].double() - ex[k]).abs().max()) for k in keys}
+        errs["grad"] = float((grad[:exact_rows].double() - s64.grad).abs().max())
+        out[f"{name}_vs_float64_first_{exact_rows}_rows"] = errs
     heads = fus["head_size"]
-    diffs["rows_head_over_64"] = int((heads > 64).sum())
-    diffs["head_size_median"] = float(heads.median())
-    diffs["head_size_max"] = float(heads.max())
-    return diffs
+    out["rows_with_head_over_64"] = int((heads > 64).sum())
+    out["head_size_median_max"] = [float(heads.median()), float(heads.max())]
+    return out
 
 
 def _child(args: list[str]) -> dict:
@@ -166,20 +185,27 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chunk-size", type=int, default=64, help="divergence_pass chunk_size")
     ap.add_argument("--child", choices=[*VARIANTS, "compare"], help=argparse.SUPPRESS)
     args = ap.parse_args()
-    common = ["--tokens", str(args.tokens), "--vocab", str(args.vocab), "--threads", str(args.threads)]
+    global CHUNK_SIZE
+    CHUNK_SIZE = args.chunk_size
+    common = [f"--tokens={args.tokens}", f"--vocab={args.vocab}", f"--threads={args.threads}",
+              f"--chunk-size={args.chunk_size}"]
     if args.child == "compare":
         print(json.dumps(run_compare(args.tokens, args.vocab, args.threads)))
         return
     if args.child:
-        print(json.dumps(run_child(args.child, args.tokens, args.vocab, args.repeats, args.threads)))
+        result = run_child(args.child, args.tokens, args.vocab, args.repeats, args.threads)
+        print(json.dumps(result))
         return
 
-    res = {v: _child(["--child", v, "--repeats", str(args.repeats), *common]) for v in ("floor", "fused", "reference")}
+    variants = ("floor", "fused", "reference")
+    res = {v: _child(["--child", v, f"--repeats={args.repeats}", *common]) for v in variants}
     cmp = _child(["--child", "compare", *common])
     fl, fu, ref = res["floor"], res["fused"], res["reference"]
-    print(f"# N={args.tokens} V={args.vocab} threads={args.threads} torch {torch.__version__} on {_cpu_model()}")
+    print(f"# N={args.tokens} V={args.vocab} threads={args.threads} chunk_size={args.chunk_size} "
+          f"torch {torch.__version__} on {_cpu_model()}")
     print("| variant | fwd+bwd median (s) | runs (s) | peak extra RSS (MB) |")
     print("|---|---|---|---|")
     for name in ("reference", "fused", "floor"):
@@ -189,7 +215,7 @@ def main() -> None:
     print(f"\nfused / floor time: {fu['median_s'] / fl['median_s']:.2f}x")
     print(f"reference / fused time: {ref['median_s'] / fu['median_s']:.1f}x")
     print(f"fused / reference extra memory: 1/{ref['peak_extra_mb'] / fu['peak_extra_mb']:.1f}")
-    print("max abs difference fused vs reference:", json.dumps(cmp))
+    print("accuracy (max abs differences):", json.dumps(cmp, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,39 +23,46 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def gpt2(vocab: int, n_layer: int, n_embd: int, n_head: int, seed: int):
+def gpt2(vocab: int, n_layer: int, n_embd: int, n_head: int, seed: int, device="cpu", dtype=torch.float32):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-                                      n_positions=256))
+    config = GPT2Config(vocab_size=vocab, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_positions=1024)
+    return GPT2LMHeadModel(config).to(device=device, dtype=dtype)
 
 
-def step_throughput(name, vocab, teacher_shape, student_shape, batch, seq, steps=4) -> dict:
+def step_throughput(name, vocab, teacher_shape, student_shape, batch, seq, steps=4,
+                    device="cpu", dtype=torch.float32) -> dict:
+    """Time one full distillation step; the student trains in `dtype` under autocast."""
     from arkd_bench.divergences import FKL, RKL, divergence_pass
     from arkd_bench.train.distill import weighted_loss
 
-    teacher = gpt2(vocab, *teacher_shape, seed=0).eval()
-    student = gpt2(vocab, *student_shape, seed=1).train()
+    teacher = gpt2(vocab, *teacher_shape, seed=0, device=device, dtype=dtype).eval()
+    student = gpt2(vocab, *student_shape, seed=1, device=device).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
-    ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(0))
-    mask = torch.ones(batch, seq - 1, dtype=torch.bool)
+    ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(0)).to(device)
+    mask = torch.ones(batch, seq - 1, dtype=torch.bool, device=device)
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
     terms = {"fkl": FKL(), "rkl": RKL()}
     weights = torch.tensor([0.5, 0.5])
 
     def one_step():
         with torch.no_grad():
             t = teacher(input_ids=ids).logits[:, :-1]
-        s = student(input_ids=ids).logits[:, :-1]
+        with autocast:
+            s = student(input_ids=ids).logits[:, :-1]
         out = divergence_pass(student_logits=s, teacher_logits=t, mask=mask, terms=terms)
         weighted_loss(out.values, weights, mask).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     one_step()  # warm-up
+    sync()
     started = time.perf_counter()
     for _ in range(steps):
         one_step()
+    sync()
     seconds = (time.perf_counter() - started) / steps
     params = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
     return {"setting": name, "teacher_params_M": round(params(teacher), 1), "student_params_M": round(params(student), 1),

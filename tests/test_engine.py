@@ -129,3 +129,27 @@ def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
     log = train_log(out, cell["id"])
     assert [r["step"] for r in log] == [0, 1, 2]
     assert all(0 <= r["weight/fkl"] <= 1 for r in log)
+
+
+def test_dev_evaluation_selects_the_best_student(tmp_path):
+    recipe = tiny_recipe(eval={"baselines": []}, train={"eval_every": 1, "select_best": True, "steps": 3})
+    recipe["methods"] = recipe["methods"][:1]
+    out = run_recipe(tmp_path, recipe, "best")
+    (cell,) = cells(out).values()
+    log = train_log(out, cell["id"])
+    devs = [(r["step"], r["dev/rougeL"]) for r in log if "dev/rougeL" in r and not r.get("selected")]
+    assert [s for s, _ in devs] == [0, 1, 2]
+    selected = log[-1]
+    assert selected["selected"] is True
+    best_step, best_score = max(devs, key=lambda d: (d[1], -d[0]))
+    assert (selected["step"], selected["dev/rougeL"]) == (best_step, best_score)
+
+
+def test_select_best_without_dev_evaluation_is_rejected(tmp_path, builtin_plugins):
+    from arkd_bench.recipe.loader import RecipeError
+    from arkd_bench.recipe.validate import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe(train={"select_best": True})))
+    with pytest.raises(RecipeError, match="train: select_best needs eval_every > 0"):
+        load_recipe(path, plugins=builtin_plugins)

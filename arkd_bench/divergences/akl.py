@@ -32,14 +32,20 @@ def akl_gaps(t_logp: Tensor, s_logp: Tensor, mu: float = 0.5, k: int = 64) -> tu
 
 
 def head_gaps(
-    t_logp: Tensor, p: Tensor, q: Tensor, mu: float, ks: tuple[int, ...] = _SEARCH_KS
+    t_logp: Tensor,
+    p: Tensor,
+    q: Tensor,
+    mu: float,
+    ks: tuple[int, ...] = _SEARCH_KS,
+    diff_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Gaps, head sizes and the index of the teacher's top-1 entry for rows ``[n, V]``.
 
-    p and q are passed in so that a fused pass can share them.
+    p and q are passed in so that a fused pass can share them (and ``diff_out``, a scratch
+    buffer for ``|p - q|``).
     """
     n, vocab = t_logp.shape
-    diff = (p - q).abs_()
+    diff = torch.sub(p, q, out=diff_out).abs_()
     g_head, size = diff.new_zeros(n), diff.new_zeros(n)
     top1 = torch.zeros(n, dtype=torch.long, device=diff.device)
     rows = torch.arange(n, device=t_logp.device)

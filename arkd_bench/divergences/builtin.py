@@ -18,7 +18,7 @@ from .chunk import Chunk, log_ratio
 
 
 def _fkl_grad(chunk: Chunk) -> Tensor:
-    return -chunk.p
+    return torch.neg(chunk.p, out=chunk.buffer("fkl_grad"))
 
 
 def _rkl_grad(chunk: Chunk) -> Tensor:

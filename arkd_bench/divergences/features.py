@@ -85,10 +85,16 @@ class StepFeatures:
             if value is None:
                 raise ValueError(f"feature {name_or_tensor!r} is not set")
         else:
-            raise KeyError(f"unknown feature {name_or_tensor!r}; expected one of {_TENSOR_FIELDS} or 'terms.<label>'")
+            raise KeyError(
+                f"unknown feature {name_or_tensor!r}; expected one of {_TENSOR_FIELDS} or 'terms.<label>'"
+            )
         if value.shape != self.mask.shape:
-            raise ValueError(f"expected token shape {tuple(self.mask.shape)}, got {tuple(value.shape)}")
+            raise ValueError(
+                f"expected token shape {tuple(self.mask.shape)}, got {tuple(value.shape)}"
+            )
         return value
 
 
-_TENSOR_FIELDS = tuple(f.name for f in fields(StepFeatures) if f.name not in ("mask", "terms", "step", "total_steps"))
+_TENSOR_FIELDS = tuple(
+    f.name for f in fields(StepFeatures) if f.name not in ("mask", "terms", "step", "total_steps")
+)

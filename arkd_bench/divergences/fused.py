@@ -11,14 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .akl import head_gaps
-from .chunk import Chunk
+from .chunk import Chunk, Scratch
 from .features import StepFeatures
+
+if TYPE_CHECKING:
+    from .base import Divergence
 
 
 @dataclass
@@ -35,7 +39,7 @@ def divergence_pass(
     student_logits: Tensor,
     teacher_logits: Tensor,
     mask: Tensor | None = None,
-    terms: Mapping[str, object],
+    terms: Mapping[str, Divergence],
     mu: float = 0.5,
     temperature: float = 1.0,
     chunk_size: int = 64,
@@ -75,7 +79,7 @@ def run_pass(
     student_logits: Tensor,
     teacher_logits: Tensor,
     mask: Tensor | None,
-    divs: Sequence[object],
+    divs: Sequence[Divergence],
     *,
     temperature: float,
     chunk_size: int = 64,
@@ -112,18 +116,49 @@ def run_pass(
         rows=token_mask.reshape(-1).nonzero().squeeze(1),
         dtype=torch.promote_types(student_logits.dtype, torch.float32),
     )
-    values, feats = _FusedPass.apply(_rows(student_logits), _rows(teacher_logits.detach()), plan)
+    values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
     return values, feats, token_mask
 
 
-def _rows(logits: Tensor) -> Tensor:
-    """``[N, V]`` view of the logits, or the logits themselves when no view exists (e.g. the
-    ``logits[:, :-1]`` slice of next-token training): their rows are then gathered per chunk
-    instead of copying all of them up front."""
-    try:
-        return logits.view(-1, logits.shape[-1])
-    except RuntimeError:
-        return logits
+class _Rows:
+    """Row access to ``[..., V]`` logits without copying them up front.
+
+    ``data`` is an ``[M, V]`` view of their storage. When the rows are not evenly strided (the
+    ``logits[:, :-1]`` slice of next-token training), ``where`` maps each logical row to its row
+    in ``data``; only truly irregular layouts fall back to one copy.
+    """
+
+    def __init__(self, logits: Tensor) -> None:
+        vocab = logits.shape[-1]
+        self.where: Tensor | None = None
+        try:
+            self.data = logits.view(-1, vocab)
+            return
+        except RuntimeError:
+            pass
+        lead, strides = logits.shape[:-1], logits.stride()
+        if logits.numel() == 0 or strides[-1] != 1 or any(st % vocab for st in strides[:-1]):
+            self.data = logits.reshape(-1, vocab)
+            return
+        steps = [st // vocab for st in strides[:-1]]
+        span = 1 + sum((n - 1) * st for n, st in zip(lead, steps))
+        self.data = logits.as_strided((span, vocab), (vocab, 1))
+        where = torch.zeros((), dtype=torch.long, device=logits.device)
+        for n, st in zip(lead, steps):
+            where = where.unsqueeze(-1) + torch.arange(n, device=logits.device) * st
+        self.where = where.reshape(-1)
+
+    def select(self, sel):
+        """Selection in ``data`` for a selection of logical rows."""
+        return sel if self.where is None else _as_slice(self.where[sel])
+
+
+def _as_slice(idx: Tensor):
+    """A slice when the row indices are one ascending contiguous run (a view, no copy)."""
+    first = int(idx[0])
+    if idx.numel() == 1 or bool((idx[1:] - idx[:-1] == 1).all()):
+        return slice(first, first + idx.numel())
+    return idx
 
 
 @dataclass
@@ -139,45 +174,54 @@ class _Plan:
     dtype: torch.dtype  # float32, or float64 when the student logits are float64
 
     def selections(self):
-        """Row selections of each chunk: a slice for a contiguous run (a view, no copy)."""
+        """Logical row selection of each chunk (a slice for a contiguous run)."""
         for start in range(0, self.rows.numel(), self.chunk_size):
-            idx = self.rows[start : start + self.chunk_size]
-            first, last = int(idx[0]), int(idx[-1])
-            yield slice(first, last + 1) if last - first + 1 == idx.numel() else idx
+            yield _as_slice(self.rows[start : start + self.chunk_size])
 
-    def take(self, x: Tensor, sel) -> Tensor:
-        """The selected rows of ``x``, which is ``[N, V]`` or the original ``[..., V]`` logits."""
-        if x.dim() == 2:
-            return x[sel]
-        idx = torch.arange(sel.start, sel.stop, device=x.device) if isinstance(sel, slice) else sel
-        return x[torch.unravel_index(idx, x.shape[:-1])]
+    def take(self, rows: _Rows, sel, scratch: Scratch, name: str) -> Tensor:
+        """The selected rows: a view for a contiguous run, else gathered into a scratch buffer."""
+        at = rows.select(sel)
+        if isinstance(at, slice):
+            return rows.data[at]
+        out = scratch.get(name, at.numel(), rows.data.shape[1], rows.data.dtype)
+        return torch.index_select(rows.data, 0, at, out=out)
 
-    def softmax(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Log-probs, probs and row log-normalisers of a chunk, with a single exp pass.
+    def softmax(self, logits: Tensor, scratch: Scratch, name: str) -> tuple[Tensor, ...]:
+        """Log-probs, probs, row log-normalisers and row max log-probs, with one exp pass.
 
         The normaliser is ``max x - log max p`` (the max entry of p is at least 1/V, so its log
         is accurate); backward replays ``log p = x - lse`` without another softmax.
         """
-        x = logits.to(self.dtype)
+        n, vocab = logits.shape
+        x = logits
+        if x.dtype != self.dtype:
+            x = scratch.get(name + ".x", n, vocab, self.dtype).copy_(x)
         if self.temperature != 1.0:
-            x = x / self.temperature
-        prob = torch.softmax(x, dim=-1)
-        log_norm = x.amax(-1) - prob.amax(-1).log()
-        return x - log_norm.unsqueeze(1), prob, log_norm
+            out = x if x is not logits else scratch.get(name + ".x", n, vocab, self.dtype)
+            x = torch.div(x, self.temperature, out=out)
+        prob = torch.softmax(x, -1, out=scratch.get(name + ".p", n, vocab, self.dtype))
+        x_max = x.amax(-1)
+        log_norm = x_max - prob.amax(-1).log()
+        logp = torch.sub(x, log_norm.unsqueeze(1), out=scratch.get(name + ".logp", n, vocab, self.dtype))
+        return logp, prob, log_norm, x_max - log_norm  # the last is each row's max log-prob
 
-    def log_probs(self, logits: Tensor, log_norm: Tensor) -> Tensor:
-        """``logits / T - log_norm``: backward's cheap replay of the forward log-softmax."""
-        if self.temperature == 1.0:
-            return (logits - log_norm.unsqueeze(1)).to(self.dtype)
-        return torch.add(-log_norm.unsqueeze(1), logits, alpha=1.0 / self.temperature).to(self.dtype)
+    def log_probs(self, logits: Tensor, log_norm: Tensor, scratch: Scratch, name: str) -> Tensor:
+        """``logits / T - log_norm`` in one pass: backward's replay of the forward softmax."""
+        out = scratch.get(name, *logits.shape, self.dtype)
+        if self.temperature == 1.0 and logits.dtype == self.dtype:
+            return torch.sub(logits, log_norm.unsqueeze(1), out=out)
+        # float32 (or float64) first operand, so a low-precision input is promoted, not rounded
+        return torch.add(-log_norm.unsqueeze(1), logits, alpha=1.0 / self.temperature, out=out)
 
 
-def _features(chunk: Chunk, mu: float) -> Tensor:
+def _features(chunk: Chunk, mu: float, s_max: Tensor) -> Tensor:
     """The pass's features of one chunk, stacked in ``StepFeatures.COMPUTED`` order."""
-    g_head, g_tail, head_size, t_top = head_gaps(chunk.t_logp, chunk.p, chunk.q, mu)
+    g_head, g_tail, head_size, t_top = head_gaps(
+        chunk.t_logp, chunk.p, chunk.q, mu, diff_out=chunk.buffer("abs_diff")
+    )
     # the teacher's top-1 entry is a student top-1 (ties in the student count as agreement)
     s_at_t_top = chunk.s_logp.gather(1, t_top.unsqueeze(1)).squeeze(1)
-    agree = s_at_t_top == chunk.s_logp.amax(-1)
+    agree = s_at_t_top == s_max
     return torch.stack(
         [
             chunk.fkl,
@@ -200,15 +244,19 @@ class _FusedPass(torch.autograd.Function):
         n_feats = len(StepFeatures.COMPUTED) if plan.with_features else 0
         feats = student.new_zeros((n_feats, n_rows), dtype=plan.dtype)
         log_norms = student.new_zeros((2, n_rows), dtype=plan.dtype)
+        s_rows, t_rows = _Rows(student), _Rows(teacher)
+        scratch = Scratch(student.device)
         finite = []  # per chunk, so backward need not scan for -inf again
         for sel in plan.selections():
-            t_logp, p, log_norms[0, sel] = plan.softmax(plan.take(teacher, sel))
-            s_logp, q, log_norms[1, sel] = plan.softmax(plan.take(student, sel))
-            chunk = Chunk(t_logp, s_logp, p=p, q=q)
+            t_in = plan.take(t_rows, sel, scratch, "t.in")
+            s_in = plan.take(s_rows, sel, scratch, "s.in")
+            t_logp, p, log_norms[0, sel], _ = plan.softmax(t_in, scratch, "t")
+            s_logp, q, log_norms[1, sel], s_max = plan.softmax(s_in, scratch, "s")
+            chunk = Chunk(t_logp, s_logp, p=p, q=q, scratch=scratch)
             finite.append(chunk.finite)
             values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
             if plan.with_features:
-                feats[:, sel] = _features(chunk, plan.mu)
+                feats[:, sel] = _features(chunk, plan.mu, s_max)
         ctx.save_for_backward(student, teacher, log_norms)
         ctx.plan, ctx.finite = plan, finite
         ctx.mark_non_differentiable(feats)
@@ -219,6 +267,8 @@ class _FusedPass(torch.autograd.Function):
     def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
         student, teacher, log_norms = ctx.saved_tensors
         plan: _Plan = ctx.plan
+        s_rows, t_rows = _Rows(student), _Rows(teacher)
+        scratch = Scratch(student.device)
         # every row is written below; only masked rows need zeros (skips a pass over N x V)
         grad = torch.empty(student.shape, dtype=student.dtype, device=student.device)
         rows = grad.view(-1, grad.shape[-1])
@@ -233,24 +283,29 @@ class _FusedPass(torch.autograd.Function):
             if not active:
                 rows[sel] = 0
                 continue
+            t_in = plan.take(t_rows, sel, scratch, "t.in")
+            s_in = plan.take(s_rows, sel, scratch, "s.in")
             chunk = Chunk(
-                plan.log_probs(plan.take(teacher, sel), log_norms[0, sel]),
-                plan.log_probs(plan.take(student, sel), log_norms[1, sel]),
+                plan.log_probs(t_in, log_norms[0, sel], scratch, "t.logp"),
+                plan.log_probs(s_in, log_norms[1, sel], scratch, "s.logp"),
                 finite=finite,
+                scratch=scratch,
             )
             # accumulate straight into the gradient rows when they are a same-dtype view
-            target = rows[sel] if in_place and isinstance(sel, slice) else None
-            out = None
-            for i in active:
+            if in_place and isinstance(sel, slice):
+                out = rows[sel]
+            else:
+                out = scratch.get("grad", *chunk.s_logp.shape, plan.dtype)
+            for k, i in enumerate(active):
                 term_grad, w = plan.divs[i].chunk_grad(chunk), weights[i].unsqueeze(1)
-                if out is None:
-                    out = torch.mul(term_grad, w, out=target) if target is not None else term_grad * w
+                if k == 0:
+                    torch.mul(term_grad, w, out=out)
                 else:
                     out.addcmul_(term_grad, w)
-            # through the log-softmax: dz_j = (G_j - q_j * sum_k G_k) / T
+            # through the softmax: dz_j = (G_j - q_j * sum_k G_k) / T
             out.addcmul_(chunk.q, out.sum(-1, keepdim=True), value=-1.0)
             if plan.temperature != 1.0:
                 out.div_(plan.temperature)
-            if target is None:
+            if not (in_place and isinstance(sel, slice)):
                 rows[sel] = out
         return grad, None, None

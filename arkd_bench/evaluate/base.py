@@ -1,8 +1,10 @@
 """The Metric interface shared by builtin and third-party metrics.
 
-A metric turns generated texts and their references into one number per example.
-Per-example numbers (not just a corpus mean) are what the statistics in
-`arkd_bench.evaluate.stats` need to compare methods over the same examples.
+A metric gives one number per test example: a text metric scores generated texts
+against their references, a model metric (`needs_models = True`) scores the models
+themselves, e.g. teacher-forced divergences. Per-example numbers (not just a
+corpus mean) are what the statistics in `arkd_bench.evaluate.stats` need to
+compare methods over the same examples.
 """
 from __future__ import annotations
 
@@ -25,10 +27,19 @@ class Metric:
     `Metric(**options)` validates the options through `Options` (a pydantic model
     with extra="forbid"), so a typo in a recipe fails before any model is loaded.
     Heavy work (loading an embedding model) belongs in `score`, not `__init__`.
+
+    Model metrics set `needs_models = True` and implement `score_models` instead of
+    `score`: they see the evaluated model (`student`), the cell's teacher, the
+    tokenizer and the test examples (with their `meta`), and return one number per
+    example. They do not depend on generation, so they run once per cell, and their
+    per-example scores are recorded with every generation record of that example.
+    Import torch inside `score_models`, never at module level (the CLI starts
+    without it).
     """
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
+    needs_models: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, **options: Any) -> None:
@@ -36,6 +47,13 @@ class Metric:
 
     def score(self, predictions: list[str], references: list[list[str]]) -> list[float]:
         """One score per example; `references[i]` holds every reference of example i."""
+        raise NotImplementedError
+
+    def score_models(self, student: Any, teacher: Any, tokenizer: Any, examples: Sequence[Any]) -> list[float]:
+        """One score per example from the models (`needs_models = True` metrics only).
+
+        `teacher` is None when the caller has none; a metric that needs it raises.
+        """
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:

@@ -1,10 +1,19 @@
 """Evaluate one model: generate for every test prompt (once greedy, or once per
-generation seed when sampling) and score every example with every metric."""
+generation seed when sampling) and score every example with every metric.
+
+Text metrics score each seed's generations. Model metrics (`needs_models`) score
+the models themselves, teacher-forced, so they run once per cell; their
+per-example values are copied into every generation record of that example, so
+averaging a record's scores over seeds (what the leaderboard does) gives them
+back unchanged and the paired statistics pair them like any other metric.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+MODEL_KEY = "teacher_forced"  # the per_seed entry of a model metric (it has no generation seed)
 
 
 @dataclass
@@ -27,25 +36,33 @@ def evaluate_model(
     metrics: Sequence,
     settings,
     *,
+    teacher=None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
+    """`teacher` is what model metrics compare `model` with (None: those that need it raise)."""
     from arkd_bench.evaluate.generate import generate
 
     prompts = [e.prompt for e in examples]
     references = [list(e.references) for e in examples]
     seeds = settings.effective_seeds()
+    text_metrics = [m for m in metrics if not getattr(m, "needs_models", False)]
+    model_scores = score_models(model, teacher, tokenizer, examples,
+                                [m for m in metrics if getattr(m, "needs_models", False)])
     result = Evaluation(settings={
         "generation": settings.model_dump(),
         "seeds_used": seeds,
         "examples": len(examples),
         "metrics": {m.name: m.settings() for m in metrics},
     })
+    for name, values in model_scores.items():
+        result.per_seed[name] = {MODEL_KEY: _mean(values)}
     for done, seed in enumerate(seeds):
         predictions = generate(model, tokenizer, prompts, settings, seed=seed)
-        scores = {m.name: m.score(predictions, references) for m in metrics}
+        scores = {m.name: m.score(predictions, references) for m in text_metrics}
         key = "greedy" if seed is None else str(seed)
         for metric_name, values in scores.items():
-            result.per_seed.setdefault(metric_name, {})[key] = sum(values) / max(1, len(values))
+            result.per_seed.setdefault(metric_name, {})[key] = _mean(values)
+        scores.update(model_scores)
         for i, prediction in enumerate(predictions):
             result.records.append({
                 "example": i, "seed": seed, "prompt": prompts[i], "prediction": prediction,
@@ -55,3 +72,21 @@ def evaluate_model(
             on_progress(done + 1, len(seeds))
     result.metrics = {name: sum(v.values()) / len(v) for name, v in result.per_seed.items()}
     return result
+
+
+def score_models(model, teacher, tokenizer, examples: Sequence, metrics: Sequence) -> dict[str, list[float]]:
+    """Per-example scores of the model metrics, sharing forward passes between them."""
+    from arkd_bench.evaluate.teacher_forced import shared_passes
+
+    out = {}
+    with shared_passes():
+        for m in metrics:
+            values = [float(v) for v in m.score_models(model, teacher, tokenizer, examples)]
+            if len(values) != len(examples):
+                raise ValueError(f"metric {m.name} returned {len(values)} scores for {len(examples)} examples")
+            out[m.name] = values
+    return out
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / max(1, len(values))

@@ -120,7 +120,15 @@ class TrainSpec(Strict):
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
     save_student: bool = Field(False, description="save each distilled student (safetensors) in its cell")
-    rouge_probe_size: int = Field(32, ge=1, description="validation prompts for a Rouge-L probe reward")
+    rouge_probe_size: int = Field(32, ge=1, description="validation prompts for Rouge-L probes (reward, dev eval)")
+    eval_every: int = Field(0, ge=0, description="dev Rouge-L every N steps (greedy, validation prompts); 0 = off")
+    select_best: bool = Field(False, description="keep the student of the best dev Rouge-L (needs eval_every)")
+
+    @model_validator(mode="after")
+    def _best_needs_dev(self):
+        if self.select_best and not self.eval_every:
+            raise ValueError("select_best needs eval_every > 0 (the dev Rouge-L it selects by)")
+        return self
 
 
 class MetricSpec(Strict):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,12 @@ class Collected:
         a, b = self.paired(row_a, row_b, metric)
         return paired_bootstrap(a, b) if len(a) >= 2 else None
 
+    @cached_property
+    def _cell_index(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.results["cells"]}
+
     def cell(self, cell_id: str) -> dict[str, Any]:
-        return next(c for c in self.results["cells"] if c["id"] == cell_id)
+        return self._cell_index[cell_id]
 
 
 # -- reading run folders ---------------------------------------------------------------------
@@ -122,7 +127,8 @@ class _Order:
     def __init__(self) -> None:
         self.lists: dict[str, list[str]] = defaultdict(list)
 
-    def add(self, recipe: dict) -> None:
+    def add(self, name: str, recipe: dict) -> None:
+        self.lists["recipes"] += [name] if name not in self.lists["recipes"] else []
         for key in ("datasets", "teachers", "students", "methods"):
             self.lists[key] += [n for n in _names(recipe, key) if n not in self.lists[key]]
 
@@ -133,7 +139,8 @@ class _Order:
     def row_key(self, r: dict[str, Any]) -> tuple:
         return (self._index("datasets", r["dataset"]), self._index("teachers", r["teacher"]),
                 r["kind"] != "teacher", self._index("students", r["student"]),
-                KIND_ORDER.get(r["kind"], 9), self._index("methods", r["method"]), r.get("label", ""))
+                KIND_ORDER.get(r["kind"], 9), self._index("methods", r["method"]),
+                min(self._index("recipes", name) for name in r.get("recipes") or [r.get("recipe")]), r.get("label", ""))
 
 
 def _read_runs(run_dirs, order: _Order):
@@ -145,7 +152,7 @@ def _read_runs(run_dirs, order: _Order):
         rundir = RunDir(path)
         run = read_json(rundir.path / "run.json")
         recipe = yaml.safe_load((rundir.path / "recipe.yaml").read_text(encoding="utf-8")) or {}
-        order.add(recipe)
+        order.add(run["recipe"], recipe)
         runs.append((run["recipe"], recipe))
         for summary in run["cells"]:
             found = _cell_record(rundir, summary["id"])
@@ -307,7 +314,8 @@ def add_ranks(results: dict[str, Any]) -> None:
 
 
 def train_logs(results: dict[str, Any], cell_ids: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Cell id -> its train_log.jsonl records (cells that trained and finished)."""
+    """Cell id -> its train_log.jsonl records (cells that trained and finished); an unreadable
+    log counts as empty, so one damaged file never stops a report."""
     wanted = set(cell_ids) if cell_ids is not None else None
     logs = {}
     for cell in results["cells"]:
@@ -315,7 +323,10 @@ def train_logs(results: dict[str, Any], cell_ids: list[str] | None = None) -> di
             continue
         if wanted is not None and cell["id"] not in wanted:
             continue
-        logs[cell["id"]] = RunDir(cell["run"]).read(cell["id"], "train_log.jsonl")
+        try:
+            logs[cell["id"]] = RunDir(cell["run"]).read(cell["id"], "train_log.jsonl")
+        except (OSError, ValueError):
+            logs[cell["id"]] = []
     return logs
 
 

@@ -149,6 +149,7 @@ class Distiller:
         if "rouge_probe" in requests:
             rouge_probe = lambda: self.rouge_probe(acc.unwrap_model(self.student))  # noqa: E731
         outcome = DistillOutcome(student=None, strategy=self.strategy)
+        best = _BestStudent() if train.select_best else None
         batches = forever(loader)
         self.student.train()
         for step in range(train.steps):
@@ -175,13 +176,25 @@ class Distiller:
                 batch_after=self._criteria(batch) if "batch_after" in requests else None,
                 rouge_probe=rouge_probe,
             ))
-            if step % train.log_every == 0 or step == train.steps - 1:
+            dev = None
+            if train.eval_every and ((step + 1) % train.eval_every == 0 or step == train.steps - 1):
+                model = acc.unwrap_model(self.student)
+                dev = self.rouge_probe(model)
+                self.student.train()
+                if best is not None:
+                    best.offer(model, dev, step)
+            if step % train.log_every == 0 or step == train.steps - 1 or dev is not None:
                 record = self._log_record(step, loss, term_losses, weights, features, scheduler)
+                if dev is not None:
+                    record["dev/rougeL"] = dev
                 outcome.log.append(record)
                 if on_log is not None:
                     on_log(record)
         self.student.eval()
         outcome.student = acc.unwrap_model(self.student)
+        if best is not None:
+            best.restore(outcome.student)
+            outcome.log.append({"step": best.step, "selected": True, "dev/rougeL": best.score})
         return outcome
 
     def _log_record(self, step, loss, term_losses, weights, features, scheduler) -> dict[str, Any]:
@@ -193,3 +206,19 @@ class Distiller:
         record.update({f"feature/{k}": v for k, v in features.to_batch_dict().items()})
         record.update({f"strategy/{k}": float(v) for k, v in self.strategy.log_scalars().items()})
         return record
+
+
+class _BestStudent:
+    """The weights of the best dev score so far (a CPU copy; small students only)."""
+
+    def __init__(self) -> None:
+        self.score, self.step, self.state = float("-inf"), -1, None
+
+    def offer(self, model, score: float, step: int) -> None:
+        if score > self.score:
+            self.score, self.step = score, step
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def restore(self, model) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)

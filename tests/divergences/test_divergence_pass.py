@@ -227,6 +227,22 @@ def test_sliced_logits_are_read_in_place():
     assert (g[:, -1] == 0).all()
 
 
+def test_strided_layouts_match_contiguous():
+    """Transposed and broadcast logits read through their storage give the contiguous results."""
+    base_s, base_t = _inputs(shape=(4, 3), vocab=19, kind="random", requires_grad=False)
+    student = base_s.transpose(0, 1).requires_grad_(True)  # [3, 4, V], rows out of storage order
+    teacher = base_t[:1].expand(4, 3, 19).transpose(0, 1)  # stride-0 rows shared across tokens
+    mask = torch.tensor([[1, 1, 0, 1], [1, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.bool)
+    terms = {"f": FKL(), "r": RKL()}
+    out = divergence_pass(student_logits=student, teacher_logits=teacher, mask=mask, terms=terms, chunk_size=3)
+    (g,) = torch.autograd.grad(out.values.sum(), student)
+    dense_s = student.detach().contiguous().requires_grad_(True)
+    ref = divergence_pass(student_logits=dense_s, teacher_logits=teacher.contiguous(), mask=mask, terms=terms, chunk_size=3)
+    (g_ref,) = torch.autograd.grad(ref.values.sum(), dense_s)
+    torch.testing.assert_close(out.values, ref.values)
+    torch.testing.assert_close(g, g_ref)
+
+
 def test_shape_errors():
     student, teacher = _inputs()
     with pytest.raises(ValueError, match="shape"):

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 from _divergences_ref import pair, torch_rows
 

@@ -69,3 +69,30 @@ def test_merged_report_lists_failed_cells(grid, failed_run):
     assert "# Leaderboard: tiny, tiny-boom" in result.output
     assert "| boom (1 failed) |" in result.output
     assert "boom seed=0 [tiny/t->s] failed: RuntimeError: deliberate failure in boom" in result.output
+
+
+def test_one_method_name_with_other_settings_in_another_recipe_is_its_own_row(grid, tmp_path):
+    """Merging recipes: shared cells (same id) appear once; a method whose settings differ
+    gets a row per recipe instead of averaging different things."""
+    import shutil
+
+    _, run, _ = grid
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    run_json = json.loads((other / "run.json").read_text())
+    for summary in run_json["cells"]:
+        if summary["kind"] == "distill":  # as if this recipe trained longer: new configs, new ids
+            new = "f" + summary["id"][1:]
+            (other / "cells" / summary["id"]).rename(other / "cells" / new)
+            cell = json.loads((other / "cells" / new / "cell.json").read_text())
+            cell["id"], cell["config"]["train"]["steps"] = new, 99
+            (other / "cells" / new / "cell.json").write_text(json.dumps(cell))
+            summary["id"] = new
+    run_json["recipe"] = "other"
+    (other / "run.json").write_text(json.dumps(run_json))
+    results = load([run, other], load_plugins(autoload=False)).results
+    assert results["recipe"] == "tiny, other"
+    assert [r["label"] for r in results["leaderboard"]] == [
+        "teacher", "sft", "fkl (tiny)", "fkl (other)", "mix (tiny)", "mix (other)"]
+    assert all(r["metrics"]["rougeL"]["n"] == 2 for r in results["leaderboard"][1:])
+    assert results["leaderboard"][3]["vs_reference"]["rougeL"]["reference"] == "sft"

@@ -1,0 +1,41 @@
+"""GPU check (under 5 minutes): tokens/s and peak memory of one distillation step with a
+GPT-2-XL-size teacher and a GPT-2-size student built from configs, in bf16.
+
+    python benchmarks/gpu/distill_step.py [--batch 8] [--seq 512] [--steps 5]
+
+Prints one JSON line per setting with the card name; record it in benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from train_step import step_throughput  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA device: this benchmark is for a GPU machine")
+    card = torch.cuda.get_device_name(0)
+    for dtype in (torch.bfloat16, torch.float32):
+        torch.cuda.reset_peak_memory_stats()
+        row = step_throughput("gpt2-xl-size teacher (48x1600), gpt2-size student (12x768)", 50257,
+                              (48, 1600, 25), (12, 768, 12), args.batch, args.seq, steps=args.steps,
+                              device="cuda", dtype=dtype)
+        row.update(card=card, dtype=str(dtype).removeprefix("torch."),
+                   peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`arkd-bench new-plugin`: the scaffolded package registers a name that works."""
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from arkd_bench.cli import app
+from arkd_bench.plugins import load_plugins
+
+runner = CliRunner()
+KINDS = ("weighting", "divergence", "metric", "dataset")
+
+
+def scaffold(tmp_path, kind):
+    result = runner.invoke(app, ["new-plugin", f"my-{kind}", "--kind", kind, "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    return tmp_path / f"arkd-bench-my-{kind}"
+
+
+def exercise(plugins, kind, name, tmp_path):
+    """Use the registered factory the way the pipeline does."""
+    if kind == "weighting":
+        import arkd_bench
+        from arkd_bench.divergences import divergence_pass
+
+        torch.manual_seed(0)
+        terms = {t: arkd_bench.get_divergence(t) for t in ("fkl", "rkl")}
+        features = divergence_pass(student_logits=torch.randn(2, 4, 30), teacher_logits=torch.randn(2, 4, 30),
+                                   terms=terms).features
+        weights = plugins.create("weighting", name, terms=["fkl", "rkl"]).weights(features)
+        assert weights.shape == (2,) and torch.isclose(weights.sum(), torch.tensor(1.0))
+    elif kind == "divergence":
+        div = plugins.create("divergence", name)
+        logits = torch.randn(2, 4, 30)
+        assert torch.allclose(div(student_logits=logits, teacher_logits=logits), torch.zeros(2, 4), atol=1e-6)
+        assert (div(student_logits=logits, teacher_logits=torch.randn(2, 4, 30)) > 0).all()
+    elif kind == "metric":
+        assert plugins.create("metric", name).score(["A  cat", "no"], [["a cat"], ["yes"]]) == [100.0, 0.0]
+    else:
+        with open(tmp_path / "pairs.csv", "w", newline="") as handle:
+            csv.writer(handle).writerows([["prompt", "response"]] + [[f"q{i}", f"a{i}"] for i in range(10)])
+        splits = plugins.create("dataset", name, path="pairs.csv", valid_size=2, test_size=2).load(tmp_path)
+        assert splits.sizes() == {"train": 6, "valid": 2, "test": 2}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scaffolded_plugin_registers_a_working_name(kind, tmp_path):
+    root = scaffold(tmp_path, kind)
+    module = root / f"arkd_bench_my_{kind}" / "__init__.py"
+    assert (root / "README.md").is_file() and (root / "tests" / f"test_arkd_bench_my_{kind}.py").is_file()
+    pyproject = (root / "pyproject.toml").read_text()
+    assert f'[project.entry-points.arkd_bench]\nmy_{kind} = "arkd_bench_my_{kind}"' in pyproject
+    plugins = load_plugins([module], autoload=False)
+    assert not plugins.failures
+    assert f"my_{kind}" in plugins.registry(kind).names()
+    exercise(plugins, kind, f"my_{kind}", tmp_path)
+
+
+def test_refuses_taken_names_bad_names_and_existing_folders(tmp_path):
+    taken = runner.invoke(app, ["new-plugin", "fkl", "--kind", "divergence", "--dir", str(tmp_path)])
+    assert taken.exit_code == 1 and "divergence 'fkl' is already registered by plugin 'divergences'" in taken.output
+    bad = runner.invoke(app, ["new-plugin", "9lives", "--dir", str(tmp_path)])
+    assert bad.exit_code == 1 and "use lower-case letters" in bad.output
+    scaffold(tmp_path, "metric")
+    again = runner.invoke(app, ["new-plugin", "my-metric", "--kind", "metric", "--dir", str(tmp_path)])
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS)
+def test_scaffolded_tests_pass_without_installing(kind, tmp_path):
+    root = scaffold(tmp_path, kind)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=root,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

@@ -1,0 +1,85 @@
+"""A grid killed with SIGKILL keeps its finished cells; a rerun completes it to the same
+leaderboard as an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write_recipe(folder: Path) -> Path:
+    recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
+    recipe["checks"] = []
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def command(recipe: Path, out: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]
+
+
+def done_cells(out: Path) -> list[Path]:
+    done = []
+    for status in (out / "cells").glob("*/status.json"):
+        try:
+            if json.loads(status.read_text())["status"] == "done":
+                done.append(status.parent)
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return done
+
+
+def leaderboard(out: Path):
+    results = json.loads((out / "results.json").read_text())
+    return sorted((r["method"], r["student"] or "", json.dumps(r["metrics"], sort_keys=True))
+                  for r in results["leaderboard"])
+
+
+def test_sigkill_then_rerun_keeps_finished_cells_and_matches_uninterrupted(tmp_path):
+    env = {**os.environ, "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    recipe = write_recipe(tmp_path / "recipe")
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    process = subprocess.Popen(command(recipe, killed, tmp_path / "cache_k"), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(done_cells(killed)) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = {cell.name: (cell / "scores.json").read_bytes() for cell in done_cells(killed)}
+    assert 2 <= len(finished) < 4, "the kill should land partway through the 4-cell grid"
+    stamps = {name: (killed / "cells" / name / "scores.json").stat().st_mtime_ns for name in finished}
+
+    rerun = subprocess.run(command(recipe, killed, tmp_path / "cache_k"), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"skipped {len(finished)} finished" in rerun.stdout
+    for name, content in finished.items():
+        path = killed / "cells" / name / "scores.json"
+        assert path.read_bytes() == content and path.stat().st_mtime_ns == stamps[name]
+
+    subprocess.run(command(recipe, whole, tmp_path / "cache_w"), env=env, check=True, capture_output=True)
+    assert leaderboard(killed) == leaderboard(whole)
+
+
+def test_corrupted_cell_is_redone(tmp_path):
+    env = {**os.environ, "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    recipe = write_recipe(tmp_path / "recipe")
+    out = tmp_path / "out"
+    subprocess.run(command(recipe, out, tmp_path / "cache"), env=env, check=True, capture_output=True)
+    victim = sorted(done_cells(out))[0]
+    intact = {c.name: (c / "scores.json").read_bytes() for c in done_cells(out) if c != victim}
+    (victim / "scores.json").write_text('{"metrics": {"rougeL": 1')  # torn write from elsewhere
+    rerun = subprocess.run(command(recipe, out, tmp_path / "cache"), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "ran 1 cells" in rerun.stdout
+    json.loads((victim / "scores.json").read_text())
+    assert intact == {c.name: (c / "scores.json").read_bytes() for c in done_cells(out) if c != victim}
