@@ -114,10 +114,16 @@ def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
     tokenizer.save_pretrained(tmp_path / "teacher")
     recipe = tiny_recipe(teachers=[{"name": "local", "path": str(tmp_path / "teacher")}],
                          eval={"baselines": []}, train={"save_student": True, "grad_accum": 2})
-    recipe["methods"] = [{"name": "arkd", "objective": ["fkl", "rkl"],
+    recipe["methods"] = [{"name": "arkd", "objective": ["fkl", "rkl"], "weighting": "arkd"},
+                         {"name": "arkd-batch", "objective": ["fkl", "rkl"],
                           "weighting": {"name": "arkd", "options": {"reward": "batch"}}}]
     out = run_recipe(tmp_path, recipe, "local")
-    (cell,) = cells(out).values()
+    by_method = cells(out)
+    assert by_method["arkd-batch"]["status"] == "done"
+    for rewarded in ("arkd", "arkd-batch"):  # probe reward (default) and training-batch reward
+        log = train_log(out, by_method[rewarded]["id"])
+        assert any(r.get("strategy/reward") is not None for r in log), log
+    cell = by_method["arkd"]
     assert cell["status"] == "done"
     folder = out / "cells" / cell["id"]
     from transformers import AutoModelForCausalLM

@@ -185,11 +185,21 @@ def _group(cells: dict[str, dict], extras: dict) -> dict[tuple, list[dict]]:
     return groups
 
 
-def _label(method: str, variant: str | None, members: list[dict], siblings: list[tuple]) -> str:
-    if len(siblings) < 2:
-        return method
-    recipes = sorted({m["recipe"] for m in members})
-    return f"{method} ({', '.join(recipes)})" if len(recipes) == 1 else f"{method} #{(variant or 'pending')[:6]}"
+def _labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """Row names: the method, plus its recipe (or a config hash) when the name has variants."""
+    by_base: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in groups:
+        by_base[key[:4]].append(key)
+    labels = {}
+    for base, keys in by_base.items():
+        recipes = [sorted({m["recipe"] for m in groups[k]}) for k in keys]
+        by_recipe = all(len(r) == 1 for r in recipes) and len({r[0] for r in recipes}) == len(keys)
+        for key, names in zip(keys, recipes):
+            if len(keys) == 1:
+                labels[key] = base[3]
+            else:
+                labels[key] = f"{base[3]} ({names[0]})" if by_recipe else f"{base[3]} #{(key[4] or 'pending')[:6]}"
+    return labels
 
 
 def _eval_settings(cells: list[dict], extras: dict) -> list[dict[str, Any]]:
@@ -223,13 +233,13 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
             if cell["run"] == str(path) and cell["status"] == DONE:
                 collected.scores[cell["id"]] = per_example_scores(rundir, cell["id"])
     groups = _group(cells, extras)
+    labels = _labels(groups)
     leaderboard = []
     for key, members in groups.items():
         members.sort(key=lambda c: c["seed"])
         done = [c for c in members if c["status"] == DONE]
-        siblings = [k for k in groups if k[:4] == key[:4]]
         row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
-        row.update(kind=members[0]["kind"], label=_label(key[3], key[4], members, siblings),
+        row.update(kind=members[0]["kind"], label=labels[key],
                    failed=sum(c["status"] == FAILED for c in members),
                    pending=sum(c["status"] not in (DONE, FAILED) for c in members),
                    cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}), metrics={})

@@ -78,7 +78,9 @@ class Distiller:
 
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         student_logits = self.student(**inputs).logits
-        if self.teacher_outputs is not None and "index" in batch:
+        if "teacher_logits" in batch:
+            teacher_logits = batch["teacher_logits"]
+        elif self.teacher_outputs is not None and "index" in batch:
             teacher_logits = self.teacher_outputs.batch(batch["index"], batch["input_ids"].shape[1],
                                                         device=student_logits.device)
         else:
@@ -145,6 +147,11 @@ class Distiller:
                                  "the dataset has no validation examples")
             probe = collate_for_training(self.probe_items, self.tokenizer.pad_token_id)
             probe = {k: v.to(acc.device) for k, v in probe.items()}
+            # The probe is measured twice a step; its teacher side never changes.
+            teacher = self.teacher.to(acc.device).eval()
+            with torch.no_grad():
+                probe["teacher_logits"] = teacher(input_ids=probe["input_ids"],
+                                                  attention_mask=probe["attention_mask"]).logits
         rouge_probe = None
         if "rouge_probe" in requests:
             rouge_probe = lambda: self.rouge_probe(acc.unwrap_model(self.student))  # noqa: E731
