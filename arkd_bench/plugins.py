@@ -177,7 +177,8 @@ def load_plugins(
     for path in files:
         if not path.is_file():
             raise PluginLoadError(f"plugin file {path} does not exist")
-        name = path.name
+        # A package's __init__.py is better known by its folder's name.
+        name = path.parent.name if path.name == "__init__.py" else path.name
         if pm.get_plugin(name) is not None:
             continue
         try:

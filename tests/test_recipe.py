@@ -105,3 +105,13 @@ def test_shards_partition_the_grid(builtin_plugins):
     assert sorted(c.id for p in parts for c in p) == sorted(c.id for c in cells)
     with pytest.raises(ValueError):
         shard(cells, 4, 3)
+
+
+def test_checks_may_read_logged_weights_of_a_term(tmp_path, builtin_plugins):
+    ok = TINY + "  - {method: mix, metric: weight/rkl, at_least: 0, at_most: 1}\n"
+    path = tmp_path / "ok.yaml"
+    path.write_text(ok)
+    (tmp_path / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
+    load_recipe(path, plugins=builtin_plugins)
+    lines, _ = errors_for(tmp_path, TINY + "  - {method: mix, metric: weight/jsd, at_most: 1}\n", builtin_plugins)
+    assert "checks[1].metric: unknown objective term of method 'mix' 'jsd'; valid: fkl, rkl" in lines[0]

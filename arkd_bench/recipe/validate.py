@@ -127,6 +127,24 @@ def _check_generation(settings: dict[str, Any]) -> list[Problem]:
     return []
 
 
+# Check metrics read from training logs rather than from evaluation.
+LOG_PREFIXES = ("weight/", "strategy/")
+
+
+def _check_logged_name(recipe: Recipe, check, path: Path_) -> list[Problem]:
+    """`weight/<label>` must name a term of the checked method's objective."""
+    if not check.metric.startswith("weight/"):
+        return []
+    method = next((m for m in recipe.methods if m.name == check.method), None)
+    if method is None:
+        return []  # reported as an unknown method
+    labels = [t.key for t in method.objective]
+    label = check.metric.removeprefix("weight/")
+    if label not in labels:
+        return [Problem(path, unknown_name_message(f"objective term of method {check.method!r}", label, labels))]
+    return []
+
+
 def _check_method_names(recipe: Recipe, plugins: Plugins) -> list[Problem]:
     methods = [m.name for m in recipe.methods] + list(RESERVED_METHODS)
     metrics = [m.name for m in recipe.eval.metrics]
@@ -138,6 +156,8 @@ def _check_method_names(recipe: Recipe, plugins: Plugins) -> list[Problem]:
             value = getattr(check, field_name)
             if value is not None and value not in methods:
                 problems.append(Problem(("checks", i, field_name), unknown_name_message("method", value, methods)))
-        if check.metric not in metrics:
+        if check.metric.startswith(LOG_PREFIXES):
+            problems += _check_logged_name(recipe, check, ("checks", i, "metric"))
+        elif check.metric not in metrics:
             problems.append(Problem(("checks", i, "metric"), unknown_name_message("metric", check.metric, metrics)))
     return problems

@@ -52,6 +52,18 @@ def test_values_and_gradients_equal_unfused_autograd(temperature, masked):
 
     torch.testing.assert_close(out.values, ref.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_fused, grad_ref, rtol=1e-4, atol=1e-6)
+    assert torch.isfinite(grad_fused).all()
+
+
+def test_extreme_logits_stay_finite():
+    """Logits of magnitude 1e3: many probabilities underflow to exactly 0 without any -inf."""
+    student, teacher = _inputs(kind="peaked")
+    student = (student.detach() * 1e3).requires_grad_(True)
+    out = divergence_pass(student_logits=student, teacher_logits=teacher * 1e3, terms=_all_terms())
+    (g,) = torch.autograd.grad(out.values.sum(), student)
+    assert torch.isfinite(out.values).all() and torch.isfinite(g).all()
+    for name in StepFeatures.COMPUTED:
+        assert torch.isfinite(getattr(out.features, name)).all()
 
 
 def test_third_party_divergence_uses_local_autograd():
