@@ -7,6 +7,9 @@ REFERENCE_PLUGIN := plugins/arkd-bench-confidence
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU, spinning threads
+# made the divergence pass 10-100x slower (benchmarks/RESULTS.md).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test test-slow install clean
 

@@ -2,9 +2,8 @@
 
 Workload: N tokens x V vocabulary, float32 logits, AKL-weighted FKL + RKL, forward + backward.
 
-* reference: FKL and RKL computed separately with full autograd (each with its own softmax /
-  log-softmax calls) and the AKL weight from a full-vocabulary sort, written the way the ARKD
-  and AKL authors' released code is structured.
+* reference: the straightforward way: FKL and RKL computed separately with full autograd (each
+  with its own softmax / log-softmax calls) and the AKL weight from a full-vocabulary sort.
 * fused: ``divergence_pass`` with terms fkl + rkl and all step features, AKL weight from the
   features.
 * floor: one log-softmax per model and a backward through the student's, the least any exact
@@ -15,8 +14,11 @@ memory is the peak resident set size (``VmHWM``, reset through ``/proc/self/clea
 inputs exist) minus the resident size just before the first run; it therefore includes the
 N x V logit gradient. Time is the median of ``--repeats`` runs (the first one included).
 
-    python benchmarks/divergences.py                 # N=2048, V=50257, 2 threads
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/divergences.py   # N=2048, V=50257, 2 threads
     python benchmarks/divergences.py --tokens 256 --vocab 8192 --repeats 2   # quick look
+
+On a machine shared with other jobs, the default (spinning) OpenMP wait policy slows the pass's
+many parallel regions far more than the floor's few; ``OMP_WAIT_POLICY=PASSIVE`` avoids that.
 """
 
 from __future__ import annotations

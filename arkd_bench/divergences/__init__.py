@@ -1,7 +1,7 @@
 """Divergences between the teacher distribution p and the student q over the vocabulary.
 
 Pure tensor math: no plugin machinery and no I/O here. ``divergence_pass`` computes every term
-of an objective plus the step features from one log-softmax per model per chunk of tokens.
+of an objective plus the step features from one softmax per model per chunk of tokens.
 """
 
 from .ab import AB

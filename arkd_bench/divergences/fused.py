@@ -1,10 +1,11 @@
-"""The fused pass: every term and feature from one log-softmax per model per chunk of tokens.
+"""The fused pass: every term and feature from one softmax per model per chunk of tokens.
 
-Forward runs chunk by chunk under no_grad and keeps only per-token outputs. Backward recomputes
-each chunk's log-softmaxes, combines the terms' analytic gradients with respect to the student's
-log-probs (weighted by the incoming gradient) and projects them through the log-softmax:
+Forward runs chunk by chunk under no_grad and keeps only per-token outputs plus each row's
+log-normaliser. Backward replays each chunk's log-probs from those (one subtraction per model),
+combines the terms' analytic gradients with respect to the student's log-probs (weighted by the
+incoming gradient) and projects them through the log-softmax:
 ``d/dz_j = (G_j - q_j * sum_k G_k) / T``. Apart from the logit gradient itself, memory is bounded
-by a few chunk-sized tensors, never by ``N x V`` copies.
+by a few chunk-sized scratch tensors reused from chunk to chunk, never by ``N x V`` copies.
 """
 
 from __future__ import annotations
@@ -98,8 +99,8 @@ def run_pass(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if with_features and not 0.0 < mu < 1.0:
-        raise ValueError(f"mu must be in (0, 1), got {mu}")
+    if with_features and not 0.0 < mu <= 1.0:
+        raise ValueError(f"mu must be in (0, 1], got {mu}")
     token_shape = student_logits.shape[:-1]
     if mask is None:
         token_mask = torch.ones(token_shape, dtype=torch.bool, device=student_logits.device)

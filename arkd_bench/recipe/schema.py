@@ -114,7 +114,8 @@ class TrainSpec(Strict):
     max_length: int = Field(256, ge=8)
     temperature: float = Field(1.0, gt=0)
     mu: float = Field(0.5, gt=0, le=1, description="AKL head mass for the head/tail gap features")
-    chunk_size: int = Field(64, ge=1)
+    chunk_size: int | None = Field(None, ge=1, description="token rows per divergence chunk; "
+                                   "default: about 512k logits per chunk (16 rows at a 50k vocabulary)")
     log_every: int = Field(10, ge=1)
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")

@@ -23,6 +23,13 @@ class DistillOutcome:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
+def chunk_rows(vocab_size: int, logits_per_chunk: int = 1 << 19) -> int:
+    """Rows per divergence chunk: about a fixed number of logits, so a small vocabulary
+    gets big chunks (per-chunk overhead dominates otherwise) and a large one small chunks
+    (bounded memory). Measured fastest on this CPU: 256 rows at V=2048, 16 at V=50257."""
+    return max(16, logits_per_chunk // vocab_size)
+
+
 def masked_mean(values, mask):
     """Mean over unmasked tokens; 0 (not NaN) when every token is masked."""
     mask = mask.to(values.dtype)
@@ -69,9 +76,9 @@ class Distiller:
 
         # A strategy built on AKL's gaps (greedy, arkd) decides the head mass it needs.
         mu = getattr(self.strategy, "akl_mu", None) or self.train.mu
+        chunk = self.train.chunk_size or chunk_rows(model_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
-                               terms=terms, mu=mu, temperature=self.train.temperature,
-                               chunk_size=self.train.chunk_size)
+                               terms=terms, mu=mu, temperature=self.train.temperature, chunk_size=chunk)
 
     def _logits(self, batch):
         import torch

@@ -8,6 +8,7 @@ import torch
 from _divergences_ref import akl, log_softmax, make_logits, torch_rows
 
 from arkd_bench.divergences import akl_gaps
+from arkd_bench.divergences.akl import _top_k
 
 
 def _logp(x):
@@ -66,9 +67,19 @@ def test_gaps_carry_no_gradient():
     lp = _logp(make_logits("random", 3, 10, 6))
     lq = _logp(make_logits("random", 3, 10, 7)).requires_grad_(True)
     assert not any(x.requires_grad for x in akl_gaps(lp, lq))
-    for bad in (0.0, 1.0):
+    for bad in (0.0, 1.5):
         with pytest.raises(ValueError):
             akl_gaps(lp, lq, mu=bad)
+
+
+def test_mu_one_puts_every_mass_carrying_entry_in_the_head():
+    t = make_logits("random", 5, 30, 8)
+    t[:, :4] = -math.inf
+    lp, lq = _logp(t), _logp(make_logits("random", 5, 30, 9))
+    g_head, g_tail, size = akl_gaps(lp, lq, mu=1.0)
+    assert (size >= 26).all()  # float rounding may or may not stop the prefix before the end
+    total = (lp.exp() - lq.exp()).abs().sum(-1)
+    torch.testing.assert_close(g_head + g_tail, total)
 
 
 def test_full_vocabulary_rows():
@@ -81,3 +92,14 @@ def test_full_vocabulary_rows():
     full = torch.stack(akl_gaps(lp, lq, k=50257))
     assert (full[2] > 64).any() and (full[2] > 2048).any()
     torch.testing.assert_close(fast, full, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("vocab", [16384, 16400, 50257])
+def test_blocked_top_k_equals_torch_topk(vocab):
+    x = torch.randn(7, vocab, generator=torch.Generator().manual_seed(vocab)) * 3
+    x[0, : vocab // 2] = -math.inf  # whole blocks without mass
+    x[1, -3:] = 50.0 + torch.arange(3.0)  # the winners sit in the partial last block
+    values, idx = _top_k(x, 64)
+    want_values, want_idx = x.topk(64, dim=-1)
+    torch.testing.assert_close(values, want_values, rtol=0, atol=0)
+    torch.testing.assert_close(idx, want_idx, rtol=0, atol=0)
