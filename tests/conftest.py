@@ -15,3 +15,15 @@ def builtin_plugins():
     from arkd_bench.plugins import load_plugins
 
     return load_plugins(autoload=False)
+
+
+@pytest.fixture
+def torch_single_thread():
+    """For tests of tiny tensors: handing them to several threads costs more than the math
+    (and on a shared machine the waiting threads cost more still)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

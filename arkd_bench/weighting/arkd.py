@@ -41,8 +41,8 @@ from arkd_bench.weighting._features import (
     masked_mean,
     token_state,
 )
-from arkd_bench.weighting.base import Feedback, WeightingStrategy
-from arkd_bench.weighting.greedy import check_fkl_rkl_terms
+from arkd_bench.weighting.base import Feedback
+from arkd_bench.weighting.greedy import FklRklStrategy
 
 CRITERIA = {"fkl+rkl": ("fkl", "rkl"), "tvd": ("tvd",), "fkl": ("fkl",), "rkl": ("rkl",)}
 REQUESTS = {"probe": "probe", "batch": "batch_after", "rouge": "rouge_probe"}
@@ -109,7 +109,7 @@ class ArkdOptions(BaseModel):
         return self
 
 
-class ArkdWeighting(WeightingStrategy):
+class ArkdWeighting(FklRklStrategy):
     """RL-set FKL/RKL mix: first term FKL with weight alpha, second RKL with 1 - alpha."""
 
     name = "arkd"
@@ -147,14 +147,6 @@ class ArkdWeighting(WeightingStrategy):
         self._adv_n = 0
         self._rouge_ref: float | None = None
         self._last: dict[str, float] = {}
-
-    @property
-    def akl_mu(self) -> float:
-        """Head mass the divergence pass must use for g_head / g_tail."""
-        return self.options.mu
-
-    def check_terms(self, terms: list[str]) -> None:
-        check_fkl_rkl_terms(self.name, terms)
 
     # -- acting ---------------------------------------------------------------------
 

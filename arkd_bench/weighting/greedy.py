@@ -34,19 +34,8 @@ def check_fkl_rkl_terms(strategy: str, terms: list[str]) -> None:
         )
 
 
-class GreedyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    mu: float = Field(0.5, gt=0.0, le=1.0, description="teacher mass of the head (AKL's mu)")
-    granularity: Literal["token", "batch"] = Field(
-        "token", description="token: one weight pair per token; batch: from the batch-mean gaps"
-    )
-
-
-class GreedyWeighting(WeightingStrategy):
-    """AKL weights: first term (FKL) g_head/(g_head+g_tail), second term (RKL) the rest."""
-
-    name = "greedy"
-    Options = GreedyOptions
+class FklRklStrategy(WeightingStrategy):
+    """Base of strategies that weight an (FKL, RKL) pair from AKL's head/tail gaps."""
 
     @property
     def akl_mu(self) -> float:
@@ -55,6 +44,21 @@ class GreedyWeighting(WeightingStrategy):
 
     def check_terms(self, terms: list[str]) -> None:
         check_fkl_rkl_terms(self.name, terms)
+
+
+class GreedyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mu: float = Field(0.5, gt=0.0, le=1.0, description="teacher mass of the head (AKL's mu)")
+    granularity: Literal["token", "batch"] = Field(
+        "token", description="token: one weight pair per token; batch: from the batch-mean gaps"
+    )
+
+
+class GreedyWeighting(FklRklStrategy):
+    """AKL weights: first term (FKL) g_head/(g_head+g_tail), second term (RKL) the rest."""
+
+    name = "greedy"
+    Options = GreedyOptions
 
     def weights(self, features):
         import torch

@@ -4,13 +4,8 @@ from _divergences_ref import CASES, case_id
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    # these tensors are tiny: extra intra-op threads only add spin-wait overhead, which on a
-    # shared machine costs more than the math
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(torch_single_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=CASES, ids=[case_id(c) for c in CASES])

@@ -7,12 +7,8 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: handing them to several threads costs more than the math."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(torch_single_thread):
     yield
-    torch.set_num_threads(before)
 
 
 def akl_reference(p: np.ndarray, q: np.ndarray, mu: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
