@@ -233,8 +233,15 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     evaluation = evaluate_model(model, tokenizer, ctx.test_examples(cell.dataset), ctx.metrics(),
                                 ctx.generation_settings(), teacher=teacher)
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
+    scores = evaluation.scores()
+    for dataset in ctx.recipe.eval_only_datasets:
+        other = evaluate_model(model, tokenizer, ctx.test_examples(dataset.name), ctx.metrics(),
+                               ctx.generation_settings(), teacher=teacher)
+        rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
+        scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
+        extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.data(dataset.name).content_hash
     rundir.write(cell.id, "provenance.json", provenance(ctx.loaded.base_dir, **extra))
-    scores = {**evaluation.scores(), "seconds": round(time.time() - started, 2)}
+    scores["seconds"] = round(time.time() - started, 2)
     rundir.write(cell.id, "scores.json", scores)
     return scores
 

@@ -159,3 +159,40 @@ def test_select_best_without_dev_evaluation_is_rejected(tmp_path, builtin_plugin
     path.write_text(yaml.safe_dump(tiny_recipe(train={"select_best": True})))
     with pytest.raises(RecipeError, match="train: select_best needs eval_every > 0"):
         load_recipe(path, plugins=builtin_plugins)
+
+
+def test_eval_only_datasets_get_tables_of_their_own(tmp_path):
+    recipe = tiny_recipe()
+    recipe["datasets"].append({"name": "held-out", "source": "jsonl", "eval_only": True,
+                               "options": {"path": "tiny_pairs.jsonl", "split_seed": 7, "valid_size": 2,
+                                           "test_size": 5}})
+    out = run_recipe(tmp_path, recipe, "evalsets")
+    results = json.loads((out / "results.json").read_text())
+    main_rows = [r for r in results["leaderboard"] if r["dataset"] == "tiny"]
+    extra_rows = [r for r in results["leaderboard"] if r["dataset"] == "held-out"]
+    assert [r["method"] for r in extra_rows] == [r["method"] for r in main_rows] == ["teacher", "sft", "fkl", "mix"]
+    fkl = next(r for r in extra_rows if r["method"] == "fkl")
+    assert fkl["vs_reference"]["rougeL"]["n_examples"] == 5
+    source = fkl["cells"][0].split("@")[0]
+    generations = (out / "cells" / source / "evals" / "held-out" / "generations.jsonl").read_text().splitlines()
+    assert len(generations) == 5
+    assert "## held-out" in (out / "leaderboard.md").read_text()
+    # only training datasets make cells
+    assert len(json.loads((out / "run.json").read_text())["cells"]) == 4
+
+
+def test_dataset_names_must_be_path_safe_and_one_must_train(tmp_path, builtin_plugins):
+    from arkd_bench.recipe.loader import RecipeError
+    from arkd_bench.recipe.validate import load_recipe
+
+    bad = tiny_recipe()
+    bad["datasets"][0]["name"] = "../escape"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(RecipeError, match=r"datasets\[0\]\.name: String should match pattern"):
+        load_recipe(path, plugins=builtin_plugins)
+    only_eval = tiny_recipe()
+    only_eval["datasets"][0]["eval_only"] = True
+    path.write_text(yaml.safe_dump(only_eval))
+    with pytest.raises(RecipeError, match="at least one must be trained on"):
+        load_recipe(path, plugins=builtin_plugins)

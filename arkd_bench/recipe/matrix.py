@@ -57,7 +57,9 @@ def expand(recipe: Recipe) -> list[Cell]:
     evaluation = _dump(recipe.eval)
     evaluation.pop("reference", None)  # reporting choice, not part of any result
     shared = {"tokenizer": _dump(recipe.tokenizer), "eval": evaluation}
-    for dataset in recipe.datasets:
+    if recipe.eval_only_datasets:
+        shared["eval_sets"] = [_dump(d) for d in recipe.eval_only_datasets]
+    for dataset in recipe.training_datasets:
         for teacher in recipe.teachers:
             base = {**shared, "dataset": _dump(dataset), "teacher": _dump(teacher)}
             if "teacher" in recipe.eval.baselines:

@@ -56,9 +56,12 @@ class TokenizerSpec(Strict):
 
 
 class DatasetSpec(Strict):
-    name: str
+    # Names become folder names of evaluation outputs: keep them path-safe.
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
     source: str = Field(description="a registered dataset plugin, e.g. jsonl, stdlib, longtail")
     options: dict[str, Any] = Field(default_factory=dict)
+    eval_only: bool = Field(False, description="no cell trains on it; every student is also evaluated "
+                                               "on its test split (e.g. MiniLLM's SelfInst, Vicuna, S-NI, UnNI)")
 
 
 class TermSpec(Strict):
@@ -185,6 +188,14 @@ class Recipe(Strict):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     checks: list[CheckSpec] = Field(default_factory=list)
 
+    @property
+    def training_datasets(self) -> list[DatasetSpec]:
+        return [d for d in self.datasets if not d.eval_only]
+
+    @property
+    def eval_only_datasets(self) -> list[DatasetSpec]:
+        return [d for d in self.datasets if d.eval_only]
+
     @model_validator(mode="after")
     def _unique_names(self):
         for field_name in ("teachers", "students", "datasets", "methods"):
@@ -192,4 +203,6 @@ class Recipe(Strict):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{field_name}: names must be unique, repeated: {repeated}")
+        if not self.training_datasets:
+            raise ValueError("datasets: every dataset is eval_only; at least one must be trained on")
         return self

@@ -4,7 +4,9 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
   recipe: str                    recipe name(s), comma-joined when runs are merged
   runs: [str]                    run folders merged
   cells: [{id, kind, dataset, teacher, student, method, seed, status, error?,
-           metrics: {name: number}, +recipe, +run}]
+           metrics: {name: number}, +recipe, +run, +source_cell, +trained_on}]
+                                 a cell evaluated on an eval_only dataset appears again as
+                                 `<id>@<dataset>` with that dataset's metrics (+source_cell, +trained_on)
   leaderboard: [{dataset, teacher, student, method, kind, failed,
                  metrics: {name: {mean, std, n, +low, +high}},
                  vs_reference: {name: {reference, diff, low, high, p_value, n_examples}},
@@ -97,7 +99,8 @@ def _cell_record(rundir: RunDir, cell_id: str) -> tuple[dict[str, Any], dict | N
 def per_example_scores(rundir: RunDir, cell_id: str) -> ExampleScores:
     """metric -> example index -> score averaged over generation seeds."""
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rundir.read(cell_id, "generations.jsonl"):
+    cell_id, _, eval_set = cell_id.partition("@")
+    for row in rundir.read(cell_id, f"evals/{eval_set}/generations.jsonl" if eval_set else "generations.jsonl"):
         for metric, value in row["scores"].items():
             sums[metric][row["example"]].append(value)
     return {m: {i: sum(v) / len(v) for i, v in by_ex.items()} for m, by_ex in sums.items()}
@@ -162,7 +165,18 @@ def _read_runs(run_dirs, order: _Order):
             if previous is None or (previous["status"] != DONE and record["status"] == DONE):
                 cells[record["id"]] = record
                 extras[record["id"]] = (_variant(config), scores)
+                for virtual, evaluated in _eval_set_cells(record, scores):
+                    cells[virtual["id"]] = virtual
+                    extras[virtual["id"]] = (_variant(config), evaluated)
     return cells, extras, runs
+
+
+def _eval_set_cells(record: dict[str, Any], scores: dict | None):
+    """A cell evaluated on eval-only datasets stands in each of their tables as a cell of
+    its own, id `<cell id>@<dataset>`, so rows, intervals and checks treat them alike."""
+    for name, evaluated in ((scores or {}).get("eval_sets") or {}).items():
+        yield ({**record, "id": f"{record['id']}@{name}", "dataset": name, "metrics": evaluated["metrics"],
+                "source_cell": record["id"], "trained_on": record["dataset"]}, evaluated)
 
 
 def _group(cells: dict[str, dict], extras: dict) -> dict[tuple, list[dict]]:
@@ -334,7 +348,7 @@ def train_logs(results: dict[str, Any], cell_ids: list[str] | None = None) -> di
         if wanted is not None and cell["id"] not in wanted:
             continue
         try:
-            logs[cell["id"]] = RunDir(cell["run"]).read(cell["id"], "train_log.jsonl")
+            logs[cell["id"]] = RunDir(cell["run"]).read(cell.get("source_cell", cell["id"]), "train_log.jsonl")
         except (OSError, ValueError):
             logs[cell["id"]] = []
     return logs
