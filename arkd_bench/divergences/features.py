@@ -47,8 +47,9 @@ class StepFeatures:
 
     @property
     def progress(self) -> float:
-        """Fraction of training done, ``step / total_steps`` (0 when ``total_steps`` is 0)."""
-        return self.step / self.total_steps if self.total_steps else 0.0
+        """Position in training: 0 at the first step, 1 at the last (``step / (total_steps - 1)``),
+        so schedules reach their end value; 0 when there is a single step or none."""
+        return self.step / (self.total_steps - 1) if self.total_steps > 1 else 0.0
 
     @property
     def num_tokens(self) -> int:

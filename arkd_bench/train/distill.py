@@ -23,6 +23,16 @@ class DistillOutcome:
     log: list[dict[str, Any]] = field(default_factory=list)
 
 
+def seeded_options(plugins, weighting, seed: int) -> dict[str, Any]:
+    """A strategy with a `seed` option (arkd's policy) gets the recipe's value (default 0) plus
+    the cell's training seed, so training seeds vary the policy's draws too."""
+    options = dict(weighting.options)
+    model = plugins.registry("weighting").get(weighting.name).options_model
+    if model is not None and "seed" in model.model_fields:
+        options["seed"] = options.get("seed", 0) + seed
+    return options
+
+
 def chunk_rows(vocab_size: int, logits_per_chunk: int = 1 << 19) -> int:
     """Rows per divergence chunk: about a fixed number of logits, so a small vocabulary
     gets big chunks (per-chunk overhead dominates otherwise) and a large one small chunks
@@ -63,8 +73,8 @@ class Distiller:
         self.method, self.train, self.seed = method, train, seed
         self.accelerator = accelerator
         self.terms = {t.key: plugins.create("divergence", t.name, **t.options) for t in method.objective}
-        self.strategy = plugins.create("weighting", method.weighting.name,
-                                       terms=list(self.terms), **method.weighting.options)
+        self.strategy = plugins.create("weighting", method.weighting.name, terms=list(self.terms),
+                                       **seeded_options(plugins, method.weighting, seed))
         self.probe_items = list(probe_items)
         self.rouge_probe = rouge_probe
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}

@@ -78,5 +78,7 @@ def test_step_features_batch_means():
 def test_step_features_progress_and_empty_batch():
     f = _features(torch.zeros(2, 3, dtype=torch.bool))
     assert f.progress == 0.0 and f.batch_mean("g_head") == 0.0
-    f.step, f.total_steps = 3, 12
+    f.step, f.total_steps = 3, 13
     assert f.progress == 0.25
+    f.step = 12
+    assert f.progress == 1.0  # the last step
