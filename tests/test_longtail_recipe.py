@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -17,16 +16,6 @@ from arkd_bench.cli import app
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "longtail.yaml"
 runner = CliRunner()
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two spinning threads per process
-    cost several times more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def reduced(recipe: dict) -> dict:
@@ -62,7 +51,7 @@ def test_recipe_is_valid_and_checks_fkl_against_rkl():
     assert len(reduced(yaml.safe_load(RECIPE.read_text()))["checks"]) == 5
 
 
-def test_reduced_longtail_recipe_passes_its_checks(tmp_path, one_thread):
+def test_reduced_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread):
     output, results = run_and_check(tmp_path, reduced(yaml.safe_load(RECIPE.read_text())))
     assert "5 checks: 5 passed, 0 failed" in output
     # model metrics reach the leaderboard like text metrics: direction, interval, paired comparison
@@ -75,6 +64,6 @@ def test_reduced_longtail_recipe_passes_its_checks(tmp_path, one_thread):
 
 
 @pytest.mark.slow
-def test_longtail_recipe_passes_its_checks(tmp_path, one_thread):
+def test_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread):
     output, _ = run_and_check(tmp_path, yaml.safe_load(RECIPE.read_text()))
     assert "9 checks: 9 passed, 0 failed" in output

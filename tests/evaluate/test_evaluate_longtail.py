@@ -81,8 +81,9 @@ def test_scores_per_example_and_the_teacher_is_not_needed(model, tokenizer, data
 
 def test_examples_without_an_answer_distribution_are_a_clear_error(model, tokenizer):
     plain = [Example("Name the word for case 0.", ("tiso",), {"case": 0})]
-    with pytest.raises(ValueError, match=r"lt_entropy needs a dataset whose test examples carry their answer "
-                                         r"distribution .* `longtail` source .* test example 0 .*meta has keys \['case'\]"):
+    needs = (r"lt_entropy needs a dataset whose test examples carry their answer distribution "
+             r".* `longtail` source .* test example 0 .*meta has keys \['case'\]")
+    with pytest.raises(ValueError, match=needs):
         BUILTIN_METRICS["lt_entropy"]().score_models(model, None, tokenizer, plain)
     bad = [Example("p", ("a", "b"), {"answers": ["a", "b"], "probs": [1.0]})]
     with pytest.raises(ValueError, match="2 answers and 1 probs"):
