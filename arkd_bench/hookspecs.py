@@ -27,7 +27,7 @@ def arkd_register_datasets(register):
 
 @hookspec
 def arkd_register_metrics(register):
-    """Register Metric classes (scores of generated text against references)."""
+    """Register Metric classes (scores of generated text, or of the models themselves)."""
 
 
 @hookspec

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from arkd_bench.recipe.matrix import Cell, content_hash, expand, shard
+from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell, content_hash, expand, shard
 from arkd_bench.recipe.validate import LoadedRecipe
 from arkd_bench.results.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
@@ -202,10 +203,13 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     started = time.time()
     tokenizer, tok_key = ctx.tokenizer(cell.dataset, cell.teacher)
     data = ctx.data(cell.dataset)
-    teacher, teacher_key, teacher_hash = ctx.teacher(cell.dataset, cell.teacher)
+    trivial = cell.kind in TRIVIAL_BASELINES
+    teacher, teacher_key, teacher_hash = (None, None, None) if trivial else ctx.teacher(cell.dataset, cell.teacher)
     extra: dict[str, Any] = {"data_hash": data.content_hash, "tokenizer_key": tok_key,
                              "teacher_key": teacher_key, "teacher_weights_sha256": teacher_hash, "seed": cell.seed}
-    if cell.kind == "teacher":
+    if trivial:
+        model = None
+    elif cell.kind == "teacher":
         model = teacher
     elif cell.kind == "sft":
         model = ctx.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=True, on_step=on_step)
@@ -230,13 +234,17 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         model = outcome.student
     if not rundir.writable:
         return {}  # the main process evaluates
-    evaluation = evaluate_model(model, tokenizer, ctx.test_examples(cell.dataset), ctx.metrics(),
-                                ctx.generation_settings(), teacher=teacher)
+
+    def evaluate(examples):
+        fixed = trivial_predictions(cell.kind, examples, data.train) if trivial else None
+        return evaluate_model(model, tokenizer, examples, ctx.metrics(), ctx.generation_settings(),
+                              teacher=teacher, fixed_predictions=fixed)
+
+    evaluation = evaluate(ctx.test_examples(cell.dataset))
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
     scores = evaluation.scores()
     for dataset in ctx.recipe.eval_only_datasets:
-        other = evaluate_model(model, tokenizer, ctx.test_examples(dataset.name), ctx.metrics(),
-                               ctx.generation_settings(), teacher=teacher)
+        other = evaluate(ctx.test_examples(dataset.name))
         rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
         extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.data(dataset.name).content_hash
@@ -244,6 +252,16 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     scores["seconds"] = round(time.time() - started, 2)
     rundir.write(cell.id, "scores.json", scores)
     return scores
+
+
+def trivial_predictions(kind: str, examples, train) -> list[str]:
+    """What a model-free baseline answers: the prompt itself (echo), or the commonest
+    training response (constant; ties go to the alphabetically first)."""
+    if kind == "echo":
+        return [e.prompt for e in examples]
+    counts = Counter(e.references[0] for e in train)
+    answer = min(counts, key=lambda text: (-counts[text], text))
+    return [answer] * len(examples)
 
 
 def _multi_process_cpu() -> bool:

@@ -196,3 +196,31 @@ def test_dataset_names_must_be_path_safe_and_one_must_train(tmp_path, builtin_pl
     path.write_text(yaml.safe_dump(only_eval))
     with pytest.raises(RecipeError, match="at least one must be trained on"):
         load_recipe(path, plugins=builtin_plugins)
+
+
+def test_trivial_baselines_score_the_prompt_and_the_commonest_answer(tmp_path):
+    from collections import Counter
+
+    from rouge_score import rouge_scorer
+
+    recipe = tiny_recipe(eval={"baselines": ["echo", "constant"], "metrics": ["rougeL", "tf_fkl"]})
+    recipe["methods"] = recipe["methods"][:1]
+    out = run_recipe(tmp_path, recipe, "trivial")
+    by_method = cells(out)
+    assert set(by_method) == {"echo", "constant", "fkl"}
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    for method in ("echo", "constant"):
+        rows = [json.loads(line) for line in
+                (out / "cells" / by_method[method]["id"] / "generations.jsonl").read_text().splitlines()]
+        assert len(rows) == 6
+        for row in rows:
+            expected = 100 * max(scorer.score(ref, row["prediction"])["rougeL"].fmeasure for ref in row["references"])
+            assert row["scores"]["rougeL"] == pytest.approx(expected)
+            assert "tf_fkl" not in row["scores"]  # no model, no teacher-forced metric
+        if method == "echo":
+            assert all(row["prediction"] == row["prompt"] for row in rows)
+        else:
+            responses = [json.loads(line)["response"] for line in (FIXTURES / "tiny_pairs.jsonl").read_text().splitlines()]
+            assert rows[0]["prediction"] in {r for r, n in Counter(responses).items() if n == max(Counter(responses).values())}
+            assert len({row["prediction"] for row in rows}) == 1
+    assert "tf_fkl" in by_method["fkl"]["metrics"]

@@ -37,17 +37,21 @@ def evaluate_model(
     settings,
     *,
     teacher=None,
+    fixed_predictions: Sequence[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """`teacher` is what model metrics compare `model` with (None: those that need it raise)."""
+    """`teacher` is what model metrics compare `model` with (None: those that need it raise).
+
+    `fixed_predictions` scores given texts instead of generating (trivial baselines such as
+    echoing the prompt): there is no model, so only text metrics apply."""
     from arkd_bench.evaluate.generate import generate
 
     prompts = [e.prompt for e in examples]
     references = [list(e.references) for e in examples]
-    seeds = settings.effective_seeds()
+    seeds = settings.effective_seeds() if fixed_predictions is None else [None]
     text_metrics = [m for m in metrics if not getattr(m, "needs_models", False)]
-    model_scores = score_models(model, teacher, tokenizer, examples,
-                                [m for m in metrics if getattr(m, "needs_models", False)])
+    model_metrics = [m for m in metrics if getattr(m, "needs_models", False)] if model is not None else []
+    model_scores = score_models(model, teacher, tokenizer, examples, model_metrics)
     result = Evaluation(settings={
         "generation": settings.model_dump(),
         "seeds_used": seeds,
@@ -57,7 +61,8 @@ def evaluate_model(
     for name, values in model_scores.items():
         result.per_seed[name] = {MODEL_KEY: _mean(values)}
     for done, seed in enumerate(seeds):
-        predictions = generate(model, tokenizer, prompts, settings, seed=seed)
+        predictions = (list(fixed_predictions) if fixed_predictions is not None
+                       else generate(model, tokenizer, prompts, settings, seed=seed))
         scores = {m.name: m.score(predictions, references) for m in text_metrics}
         key = "greedy" if seed is None else str(seed)
         for metric_name, values in scores.items():

@@ -15,6 +15,8 @@ from typing import Any
 from arkd_bench.recipe.schema import Recipe
 
 ID_LENGTH = 12
+# Rows that need no model: their predictions are fixed texts.
+TRIVIAL_BASELINES = ("echo", "constant")
 # Resource settings that do not change what a cell computes.
 NOT_IN_ID = ("teacher_cache_mb", "save_student")
 
@@ -27,7 +29,7 @@ def content_hash(obj: Any, length: int = ID_LENGTH) -> str:
 @dataclass(frozen=True)
 class Cell:
     id: str
-    kind: str  # "teacher", "sft" or "distill"
+    kind: str  # "teacher", "sft", "distill", or a trivial baseline ("echo", "constant")
     dataset: str
     teacher: str
     student: str | None
@@ -64,6 +66,9 @@ def expand(recipe: Recipe) -> list[Cell]:
             base = {**shared, "dataset": _dump(dataset), "teacher": _dump(teacher)}
             if "teacher" in recipe.eval.baselines:
                 cells.append(_cell("teacher", dataset.name, teacher.name, None, "teacher", 0, base))
+            for trivial in TRIVIAL_BASELINES:
+                if trivial in recipe.eval.baselines:
+                    cells.append(_cell(trivial, dataset.name, teacher.name, None, trivial, 0, base))
             for student in recipe.students:
                 with_student = {**base, "student": _dump(student)}
                 for seed in recipe.seeds:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-RESERVED_METHODS = ("teacher", "sft")
+RESERVED_METHODS = ("teacher", "sft", "echo", "constant")
 
 
 class Strict(BaseModel):
@@ -144,7 +144,10 @@ class EvalSpec(Strict):
     metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="rougeL")])
     generation: dict[str, Any] = Field(default_factory=dict, description="generation settings")
     max_examples: int | None = Field(None, ge=1, description="evaluate on the first N test examples")
-    baselines: list[Literal["teacher", "sft"]] = Field(default_factory=lambda: ["teacher", "sft"])
+    baselines: list[Literal["teacher", "sft", "echo", "constant"]] = Field(
+        default_factory=lambda: ["teacher", "sft"],
+        description="rows besides the methods: the teacher, the SFT-only student, and trivial text "
+                    "baselines: echo (the prompt as the answer), constant (the commonest training answer)")
     reference: str | None = Field(None, description="method the others are compared with; default sft")
 
     @model_validator(mode="before")

@@ -38,7 +38,7 @@ from arkd_bench.results.store import DONE, FAILED, RunDir, atomic_write_json, at
 
 SCHEMA_VERSION = 1
 GROUP_KEYS = ("dataset", "teacher", "student", "method")
-KIND_ORDER = {"teacher": 0, "sft": 1, "distill": 2}
+KIND_ORDER = {"teacher": 0, "echo": 1, "constant": 2, "sft": 3, "distill": 4}
 
 
 @dataclass
