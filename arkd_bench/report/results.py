@@ -39,6 +39,8 @@ from arkd_bench.results.store import DONE, FAILED, RunDir, atomic_write_json, at
 SCHEMA_VERSION = 1
 GROUP_KEYS = ("dataset", "teacher", "student", "method")
 KIND_ORDER = {"teacher": 0, "echo": 1, "constant": 2, "sft": 3, "distill": 4}
+# Rows that are reference points, not contestants: never ranked, never "best".
+REFERENCE_KINDS = ("teacher", "echo", "constant")
 
 
 @dataclass
@@ -326,11 +328,12 @@ def higher_is_better(results: dict[str, Any], metric: str) -> bool:
 
 
 def add_ranks(results: dict[str, Any]) -> None:
-    """Rank rows per dataset and metric, 1 = best; the teacher is a bound, not a contestant."""
+    """Rank rows per dataset and metric, 1 = best; the teacher (a bound) and the trivial
+    baselines (floors) are reference points, not contestants."""
     for row in results["leaderboard"]:
         row["rank"] = {}
     for dataset in {r["dataset"] for r in results["leaderboard"]}:
-        rows = [r for r in results["leaderboard"] if r["dataset"] == dataset and r["kind"] != "teacher"]
+        rows = [r for r in results["leaderboard"] if r["dataset"] == dataset and r["kind"] not in REFERENCE_KINDS]
         for m in {m for r in rows for m in r["metrics"]}:
             values = [r["metrics"].get(m, {}).get("mean") for r in rows]
             for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):

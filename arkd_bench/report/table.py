@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arkd_bench.report.results import higher_is_better
+from arkd_bench.report.results import REFERENCE_KINDS, higher_is_better
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _arrow(results, metric: str) -> str:
 
 
 def _best(results, rows: list[dict], metric: str) -> float | None:
-    values = [r["metrics"][metric]["mean"] for r in rows if metric in r["metrics"] and r["kind"] != "teacher"]
+    values = [r["metrics"][metric]["mean"] for r in rows if metric in r["metrics"] and r["kind"] not in REFERENCE_KINDS]
     values = [v for v in values if v == v]  # drop NaN
     if not values:
         return None
@@ -117,7 +117,7 @@ def make_table(results: dict[str, Any], dataset: str) -> Table:
                 line.append(Cell("-"))
                 continue
             text = fmt(stat["mean"]) + (f" ± {fmt(stat['std'])}" if stat["n"] >= 2 else "")
-            line.append(Cell(text, bold=r["kind"] != "teacher" and stat["mean"] == best[m]))
+            line.append(Cell(text, bold=r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[m]))
         for m in metrics:
             c = r.get("vs_reference", {}).get(m)
             line.append(Cell("-" if c is None else f"{c['diff']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
@@ -130,7 +130,8 @@ def legend(results: dict[str, Any]) -> str:
     primary = results.get("primary_metric")
     return ("Mean ± std over training seeds (each seed: mean over test examples and generation seeds; "
             "no ± with one seed). "
-            f"Rank by {primary or 'the first metric'} among students (the teacher is a bound, not ranked); "
+            f"Rank by {primary or 'the first metric'} among students (not ranked: the teacher, a bound, "
+            "and the echo/constant baselines, floors); "
             "the best student value of each metric is in bold; ↑ higher is better, ↓ lower is better. "
             f"Δ is the paired difference with `{results.get('reference')}` over test examples (seeds averaged) "
             "with a 95% bootstrap interval; * p<0.05, ** p<0.01 (paired sign-flip permutation test, shown only "
