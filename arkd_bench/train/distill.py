@@ -186,6 +186,8 @@ class Distiller:
                     micro.append(self._micro_step(batch, step, 1.0 / train.grad_accum))
             loss = sum(m[0] for m in micro) / len(micro)
             term_losses = {key: sum(m[1][key] for m in micro) / len(micro) for key in self.terms}
+            if acc.num_processes > 1:  # each process saw its share of the batch: log the whole
+                loss, term_losses = _mean_across_processes(acc, loss, term_losses)
             _, _, weights, features = micro[-1]
             probe_before = self._criteria(probe) if probe is not None else None
             if train.grad_clip is not None:
@@ -230,6 +232,13 @@ class Distiller:
         record.update({f"feature/{k}": v for k, v in features.to_batch_dict().items()})
         record.update({f"strategy/{k}": float(v) for k, v in self.strategy.log_scalars().items()})
         return record
+
+
+def _mean_across_processes(acc, loss: float, terms: dict[str, float]):
+    import torch
+
+    values = acc.reduce(torch.tensor([loss, *terms.values()], device=acc.device), reduction="mean").tolist()
+    return values[0], dict(zip(terms, values[1:]))
 
 
 class _BestStudent:
