@@ -64,6 +64,16 @@ class Metric:
         return f"{type(self).__name__}({self.options!r})"
 
 
+class ModelMetric(Metric):
+    """Base of metrics computed from the models themselves (teacher-forced), not from text."""
+
+    needs_models: ClassVar[bool] = True
+
+    def score(self, predictions: list[str], references: list[list[str]]) -> list[float]:
+        raise TypeError(f"{self.name} is a model metric (needs_models): call score_models(student, teacher, "
+                        "tokenizer, examples)")
+
+
 def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
     """Raise a clear error for the usual mistakes before scoring anything.
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
-from arkd_bench.evaluate.base import Metric
+from arkd_bench.evaluate.base import ModelMetric
 
 
 class TeacherForcedOptions(BaseModel):
@@ -48,14 +48,9 @@ class HeadTailOptions(TeacherForcedOptions):
     mu: float = Field(0.5, gt=0, lt=1, description="teacher mass of the AKL head set")
 
 
-class _TeacherForced(Metric):
-    needs_models: ClassVar[bool] = True
+class _TeacherForced(ModelMetric):
     Options: ClassVar[type[BaseModel]] = TeacherForcedOptions
     unit: ClassVar[str] = "x100"
-
-    def score(self, predictions, references) -> list[float]:
-        raise TypeError(f"{self.name} is a model metric (needs_models): call score_models(student, teacher, "
-                        "tokenizer, examples)")
 
     def score_models(self, student, teacher, tokenizer, examples) -> list[float]:
         if teacher is None:
@@ -109,7 +104,7 @@ class TFTailCoverage(_TeacherForced):
     Options: ClassVar[type[BaseModel]] = HeadTailOptions
 
 
-DISTRIBUTION_METRICS: tuple[type[Metric], ...] = (TFForwardKL, TFReverseKL, TFTotalVariation, TFHeadMass,
+DISTRIBUTION_METRICS: tuple[type[ModelMetric], ...] = (TFForwardKL, TFReverseKL, TFTotalVariation, TFHeadMass,
                                                    TFTailCoverage)
 
 

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
-from arkd_bench.evaluate.base import Metric
+from arkd_bench.evaluate.base import ModelMetric
 
 
 class CandidateOptions(BaseModel):
@@ -44,14 +44,9 @@ class TailCoverageOptions(CandidateOptions):
     threshold: float = Field(0.02, gt=0, lt=1, description="normalized probability a tail answer needs to count")
 
 
-class _Longtail(Metric):
-    needs_models: ClassVar[bool] = True
+class _Longtail(ModelMetric):
     Options: ClassVar[type[BaseModel]] = CandidateOptions
     unit: ClassVar[str] = "x100"
-
-    def score(self, predictions, references) -> list[float]:
-        raise TypeError(f"{self.name} is a model metric (needs_models): call score_models(student, teacher, "
-                        "tokenizer, examples)")
 
     def score_models(self, student, teacher, tokenizer, examples) -> list[float]:
         answer_sets = check_answer_sets(self.name, examples)
@@ -124,7 +119,7 @@ class LongtailTV(_Longtail):
         return 100.0 * 0.5 * sum(abs(x - t / total) for x, t in zip(P, truth))
 
 
-LONGTAIL_METRICS: tuple[type[Metric], ...] = (LongtailHeadMass, LongtailModeMass, LongtailTailCoverage,
+LONGTAIL_METRICS: tuple[type[ModelMetric], ...] = (LongtailHeadMass, LongtailModeMass, LongtailTailCoverage,
                                                LongtailEntropy, LongtailTV)
 
 
