@@ -109,11 +109,14 @@ class RunContext:
         from arkd_bench.train.models import build_model
 
         spec = self.teacher_spec(teacher)
-        if spec.sft is None:
-            tokenizer, _ = self.tokenizer(dataset, teacher)
-            return self._once(("teacher", teacher), lambda: (build_model(spec, tokenizer).eval(), None, None))
-        return self._once(("teacher", dataset, teacher),
-                          lambda: self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step))
+
+        def build():
+            if spec.sft is not None:
+                return self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step)
+            # Without SFT the teacher still depends on the dataset: its vocabulary may be trained on it.
+            return build_model(spec, self.tokenizer(dataset, teacher)[0]).eval(), None, None
+
+        return self._once(("teacher", dataset, teacher), build)
 
     def student(self, dataset: str, teacher: str, student: str, seed: int, *, sft: bool, on_step=None):
         """The student a cell starts from: its SFT checkpoint, or a fresh init seeded by the cell."""
@@ -135,11 +138,13 @@ class RunContext:
                           lambda: TrainingDataset(self.data(dataset).train, tokenizer, max_length).items)
 
     def probe_items(self, dataset: str, teacher: str):
+        """The held-out probe batch (validation examples) that feedback rewards are measured on."""
         from arkd_bench.data.collate import TrainingDataset
 
-        tokenizer, _ = self.tokenizer(dataset, teacher)
+        tokenizer, key = self.tokenizer(dataset, teacher)
         valid = self.data(dataset).valid[: self.recipe.train.batch_size]
-        return TrainingDataset(valid, tokenizer, self.recipe.train.max_length).items
+        return self._once(("probe", dataset, key),
+                          lambda: TrainingDataset(valid, tokenizer, self.recipe.train.max_length).items)
 
     def teacher_outputs(self, dataset: str, teacher: str):
         """The teacher's logits on every training item, computed once per (teacher, dataset)
