@@ -197,13 +197,8 @@ def _fill_registries(pm: pluggy.PluginManager) -> dict[str, Registry]:
         # Call each implementation ourselves so every name knows its origin plugin;
         # sorting by plugin name keeps the order independent of registration order.
         for impl in sorted(hook.get_hookimpls(), key=lambda i: i.plugin_name):
-            register = partial(_register, registries[kind], impl.plugin_name)
-            impl.function(register=register)
+            impl.function(register=partial(registries[kind].register, origin=impl.plugin_name))
     return registries
-
-
-def _register(registry: Registry, origin: str, factory: Any, name: str | None = None) -> None:
-    registry.register(factory, origin=origin, name=name)
 
 
 _override: list[Plugins] = []
