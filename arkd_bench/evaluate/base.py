@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,9 @@ class Metric:
 
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
+    # What a unit of the metric is: "percent" (x100 scores, a point is a unit), "nats" or
+    # "count". CI tolerances follow it: a point for percentages, a share for nats.
+    scale: ClassVar[Literal["percent", "nats", "count"]] = "percent"
     needs_models: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 

@@ -73,6 +73,7 @@ class TFForwardKL(_TeacherForced):
     name: ClassVar[str] = "tf_fkl"
     higher_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = "nats"
+    scale = "nats"
 
 
 class TFReverseKL(_TeacherForced):
@@ -81,6 +82,7 @@ class TFReverseKL(_TeacherForced):
     name: ClassVar[str] = "tf_rkl"
     higher_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = "nats"
+    scale = "nats"
 
 
 class TFTotalVariation(_TeacherForced):

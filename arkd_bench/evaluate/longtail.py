@@ -103,6 +103,7 @@ class LongtailEntropy(_Longtail):
 
     name: ClassVar[str] = "lt_entropy"
     unit: ClassVar[str] = "nats"
+    scale = "nats"
 
     def of(self, P, truth):
         return -sum(x * math.log(x) for x in P if x > 0)

@@ -315,12 +315,22 @@ def annotate_metrics(results: dict[str, Any], plugins) -> dict[str, Any]:
     """Add each metric's direction (from its plugin) and the ranks that depend on it."""
     registry = plugins.registry("metric")
     names = {m for row in results["leaderboard"] for m in row["metrics"]}
-    results["metric_info"] = {
-        m: {"higher_is_better": getattr(registry.get(m).factory, "higher_is_better", True) if m in registry else True}
-        for m in sorted(names)
-    }
+    results["metric_info"] = {m: _metric_info(registry.get(m).factory if m in registry else None)
+                              for m in sorted(names)}
     add_ranks(results)
     return results
+
+
+def rank_group(row: dict[str, Any]) -> tuple:
+    """The rows a row is ranked against: same dataset, teacher and student."""
+    return (row["dataset"], row["teacher"], row["student"])
+
+
+def _metric_info(factory) -> dict[str, Any]:
+    """Direction and scale of a metric (percent, nats or count); unknown metrics count as
+    higher-is-better percentages, the common case."""
+    return {"higher_is_better": getattr(factory, "higher_is_better", True),
+            "scale": getattr(factory, "scale", "percent")}
 
 
 def higher_is_better(results: dict[str, Any], metric: str) -> bool:
@@ -328,12 +338,13 @@ def higher_is_better(results: dict[str, Any], metric: str) -> bool:
 
 
 def add_ranks(results: dict[str, Any]) -> None:
-    """Rank rows per dataset and metric, 1 = best; the teacher (a bound) and the trivial
+    """Rank rows per (dataset, teacher, student) and metric, 1 = best: students of other
+    architectures or teachers are not rivals. The teacher (a bound) and the trivial
     baselines (floors) are reference points, not contestants."""
     for row in results["leaderboard"]:
         row["rank"] = {}
-    for dataset in {r["dataset"] for r in results["leaderboard"]}:
-        rows = [r for r in results["leaderboard"] if r["dataset"] == dataset and r["kind"] not in REFERENCE_KINDS]
+    for group in {rank_group(r) for r in results["leaderboard"]}:
+        rows = [r for r in results["leaderboard"] if rank_group(r) == group and r["kind"] not in REFERENCE_KINDS]
         for m in {m for r in rows for m in r["metrics"]}:
             values = [r["metrics"].get(m, {}).get("mean") for r in rows]
             for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arkd_bench.report.results import REFERENCE_KINDS, higher_is_better
+from arkd_bench.report.results import REFERENCE_KINDS, higher_is_better, rank_group
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,18 @@ def _arrow(results, metric: str) -> str:
     return "↑" if higher_is_better(results, metric) else "↓"
 
 
+def row_label(row: dict, rows: list[dict]) -> str:
+    """The row's name plus whatever tells it apart among `rows`: its dataset, teacher and
+    student whenever those vary (a merge of several grids has two rows named "teacher")."""
+    varying = [k for k in ("dataset", "teacher", "student") if len({r[k] for r in rows if r[k]}) > 1]
+    if not varying:
+        return row.get("label", row["method"])
+    where = row["dataset"] + ": " if "dataset" in varying else ""
+    if "teacher" in varying or "student" in varying:
+        where += row["teacher"] + (f" -> {row['student']}" if row["student"] else "")
+    return f"{row.get('label', row['method'])} [{where.rstrip(': ')}]"
+
+
 def _best(results, rows: list[dict], metric: str) -> float | None:
     values = [r["metrics"][metric]["mean"] for r in rows if metric in r["metrics"] and r["kind"] not in REFERENCE_KINDS]
     values = [v for v in values if v == v]  # drop NaN
@@ -89,6 +101,7 @@ def _best(results, rows: list[dict], metric: str) -> float | None:
 
 
 def _method_text(row: dict) -> str:
+    # The teacher and student columns tell merged rows apart (see make_table).
     notes = [f"{row[k]} {k}" for k in ("failed", "pending") if row.get(k)]
     return row.get("label", row["method"]) + (f" ({', '.join(notes)})" if notes else "")
 
@@ -104,7 +117,9 @@ def make_table(results: dict[str, Any], dataset: str) -> Table:
     header += ["teacher"] * many_teachers + ["student"] * many_students + ["seeds"]
     header += [f"{m} {_arrow(results, m)}" for m in metrics]
     header += [f"Δ{m} vs {reference} [95% CI]" for m in metrics]
-    best = {m: _best(results, rows, m) for m in metrics}
+    # Best per rank group: a student is only compared with rows of its own teacher and student.
+    best = {(g, m): _best(results, [r for r in rows if rank_group(r) == g], m)
+            for g in {rank_group(r) for r in rows} for m in metrics}
     body = []
     for r in rows:
         rank = (r.get("rank") or {}).get(primary)
@@ -117,7 +132,7 @@ def make_table(results: dict[str, Any], dataset: str) -> Table:
                 line.append(Cell("-"))
                 continue
             text = fmt(stat["mean"]) + (f" ± {fmt(stat['std'])}" if stat["n"] >= 2 else "")
-            line.append(Cell(text, bold=r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[m]))
+            line.append(Cell(text, bold=r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[rank_group(r), m]))
         for m in metrics:
             c = r.get("vs_reference", {}).get(m)
             line.append(Cell("-" if c is None else f"{c['diff']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
@@ -130,7 +145,8 @@ def legend(results: dict[str, Any]) -> str:
     primary = results.get("primary_metric")
     return ("Mean ± std over training seeds (each seed: mean over test examples and generation seeds; "
             "no ± with one seed). "
-            f"Rank by {primary or 'the first metric'} among students (not ranked: the teacher, a bound, "
+            f"Rank by {primary or 'the first metric'} among the students of one teacher and student model "
+            "(not ranked: the teacher, a bound, "
             "and the echo/constant baselines, floors); "
             "the best student value of each metric is in bold; ↑ higher is better, ↓ lower is better. "
             f"Δ is the paired difference with `{results.get('reference')}` over test examples (seeds averaged) "

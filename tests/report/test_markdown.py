@@ -75,3 +75,28 @@ def test_settings_above_the_table_and_failed_cells_listed():
     assert line_of(md, "a").startswith("| 1 | a (1 failed) |")
     assert "## Failed or unfinished cells" in md
     assert "- `abcdef012345` a seed=1 [d/t->s] failed: RuntimeError: out of memory" in md
+
+
+def test_students_of_two_architectures_are_ranked_and_bolded_separately():
+    small = [row("teacher", "teacher", rougeL=(50.0, 0.0, 1)), row("a", rougeL=(30.0, 0.0, 1)),
+             row("b", rougeL=(20.0, 0.0, 1))]
+    large = [{**r, "student": "big", "label": r["label"]} for r in
+             (row("a", rougeL=(40.0, 0.0, 1)), row("b", rougeL=(45.0, 0.0, 1)))]
+    res = results(small + large)
+    ranks = {(r["student"], r["method"]): r["rank"].get("rougeL") for r in res["leaderboard"]}
+    assert ranks == {(None, "teacher"): None, ("s", "a"): 1, ("s", "b"): 2, ("big", "a"): 2, ("big", "b"): 1}
+    md = render_markdown(res)
+    assert "| rank (rougeL) | method | student |" in md
+    bold = [l for l in md.splitlines() if l.startswith("|") and "**" in l]
+    assert len(bold) == 2 and any("| s |" in l and "**30.00**" in l for l in bold) and \
+        any("| big |" in l and "**45.00**" in l for l in bold)
+
+
+def test_row_labels_name_what_varies_in_a_merge():
+    from arkd_bench.report.table import row_label
+
+    rows = [row("teacher", "teacher"), {**row("teacher", "teacher"), "teacher": "t2"}, row("sft", "sft")]
+    assert [row_label(r, rows) for r in rows] == ["teacher [t]", "teacher [t2]", "sft [t -> s]"]
+    assert row_label(rows[2], rows[2:]) == "sft"
+    other = {**row("sft", "sft"), "dataset": "e"}
+    assert row_label(other, [rows[2], other]) == "sft [e]"
