@@ -14,18 +14,20 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from arkd_bench import hookspecs
-from arkd_bench.registry import KINDS, Registry, RegistryError
+from arkd_bench.kinds import KINDS, PLUGIN_KINDS
+from arkd_bench.registry import Registry, RegistryError
 
 PROJECT = "arkd_bench"
 ENTRY_POINT_GROUP = "arkd_bench"
@@ -38,14 +40,6 @@ DEFAULT_PLUGINS = (
     "arkd_bench.default_plugins.reporters",
 )
 
-# hook name -> registry kind
-HOOKS = {
-    "arkd_register_divergences": "divergence",
-    "arkd_register_weightings": "weighting",
-    "arkd_register_datasets": "dataset",
-    "arkd_register_metrics": "metric",
-    "arkd_register_reporters": "reporter",
-}
 
 
 class PluginLoadError(Exception):
@@ -192,13 +186,51 @@ def load_plugins(
 
 def _fill_registries(pm: pluggy.PluginManager) -> dict[str, Registry]:
     registries = {kind: Registry(kind) for kind in KINDS}
-    for hook_name, kind in HOOKS.items():
-        hook = getattr(pm.hook, hook_name)
-        # Call each implementation ourselves so every name knows its origin plugin;
-        # sorting by plugin name keeps the order independent of registration order.
-        for impl in sorted(hook.get_hookimpls(), key=lambda i: i.plugin_name):
-            impl.function(register=partial(registries[kind].register, origin=impl.plugin_name))
+    for kind in PLUGIN_KINDS.values():
+        hook = getattr(pm.hook, kind.hook)
+        register = _Register(registries[kind.name], hook.get_hookimpls())
+        # Through pluggy's hook caller, so tryfirst/trylast, wrappers and opt-in arguments
+        # work: a plugin's implementation may take any subset of the spec's arguments.
+        try:
+            hook(register=register)
+        finally:
+            register.closed = True
     return registries
+
+
+class _Register:
+    """The `register` callback of one hook call. Every name it receives remembers the plugin
+    that registered it: pluggy calls the implementations, so the callback finds the caller by
+    walking up the stack to the frame of a known implementation (wrappers included)."""
+
+    def __init__(self, registry: Registry, hookimpls) -> None:
+        self.registry = registry
+        self.closed = False
+        self._origins = {}
+        for impl in hookimpls:
+            code = _code_of(impl.function)
+            if code is not None:
+                self._origins.setdefault(code, impl.plugin_name)
+
+    def __call__(self, factory: Any, name: str | None = None) -> None:
+        if self.closed:
+            raise RegistryError(f"register({getattr(factory, '__qualname__', factory)!r}) was called after its "
+                                "hook returned; call it inside the hook implementation")
+        self.registry.register(factory, origin=self._caller(), name=name)
+
+    def _caller(self) -> str:
+        frame = sys._getframe(2)
+        while frame is not None:
+            origin = self._origins.get(frame.f_code)
+            if origin is not None:
+                return origin
+            frame = frame.f_back
+        return "<unknown plugin>"
+
+
+def _code_of(function: Any):
+    function = inspect.unwrap(getattr(function, "__func__", function))
+    return getattr(function, "__code__", None)
 
 
 _override: list[Plugins] = []

@@ -1,15 +1,16 @@
-"""Name -> factory registries, one per kind, that remember which plugin registered what."""
+"""Name -> class registries, one per plugin kind, that remember which plugin registered
+what and accept only subclasses of the kind's base class."""
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("divergence", "weighting", "dataset", "metric", "reporter")
+from arkd_bench.kinds import KINDS, PLUGIN_KINDS
 
 
 class RegistryError(Exception):
-    """A name registered twice, or a name nobody registered."""
+    """A name registered twice, a name nobody registered, or a class of the wrong kind."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,28 @@ class Registry:
             raise ValueError(f"unknown registry kind {kind!r}; valid: {', '.join(KINDS)}")
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._base: type | None = None
+
+    def check_kind(self, factory: Any, origin: str, name: str | None) -> None:
+        """Raise naming the plugin when `factory` is not a subclass of this kind's base class
+        (e.g. a Metric handed to the weighting hook): it would fail much later, in a recipe."""
+        kind = PLUGIN_KINDS[self.kind]
+        if self._base is None:
+            self._base = kind.base_class()
+        if isinstance(factory, type) and issubclass(factory, self._base):
+            return
+        what = getattr(factory, "__qualname__", None) or repr(factory)
+        actual = None
+        if isinstance(factory, type):
+            actual = next((k for k in PLUGIN_KINDS.values() if issubclass(factory, k.base_class())), None)
+        hint = f" (it is a {actual.base_name}: register it from `{actual.hook}`)" if actual else ""
+        raise RegistryError(
+            f"plugin {origin!r} registered {what}{f' as {name!r}' if name else ''} from `{kind.hook}`, "
+            f"but a {self.kind} must be a subclass of {kind.base_name}{hint}; see {kind.guide}"
+        )
 
     def register(self, factory: Any, origin: str, name: str | None = None) -> None:
+        self.check_kind(factory, origin, name)
         name = name or getattr(factory, "name", None)
         if not name or not isinstance(name, str):
             raise RegistryError(

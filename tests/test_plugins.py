@@ -2,6 +2,7 @@ import textwrap
 
 import pytest
 
+from arkd_bench import WeightingStrategy, hookimpl
 from arkd_bench.plugins import PluginLoadError, load_plugins
 from arkd_bench.registry import RegistryError
 
@@ -87,3 +88,105 @@ def test_env_switch_disables_entry_points(monkeypatch):
     monkeypatch.setenv("ARKD_BENCH_NO_AUTOLOAD", "1")
     plugins = load_plugins()
     assert "confidence" not in plugins.registry("weighting")
+
+
+class Early(WeightingStrategy):
+    name = "early"
+
+
+class Late(WeightingStrategy):
+    name = "late"
+
+
+class Wrapped(WeightingStrategy):
+    name = "wrapped"
+
+
+class OrderedPlugin:
+    """Hooks with tryfirst, trylast and no arguments at all: pluggy's rules, not ours."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    @hookimpl(tryfirst=True)
+    def arkd_register_weightings(self, register):
+        self.calls.append("tryfirst")
+        register(Early)
+
+    @hookimpl(trylast=True)
+    def arkd_register_metrics(self):  # opts out of `register`: still called
+        self.calls.append("metrics without arguments")
+
+
+class LatePlugin:
+    def __init__(self, calls):
+        self.calls = calls
+
+    @hookimpl(trylast=True)
+    def arkd_register_weightings(self, register):
+        self.calls.append("trylast")
+        register(Late)
+
+
+class WrapperPlugin:
+    def __init__(self, calls):
+        self.calls = calls
+
+    @hookimpl(wrapper=True)
+    def arkd_register_weightings(self, register):
+        self.calls.append("wrapper before")
+        result = yield
+        self.calls.append("wrapper after")
+        register(Wrapped)  # after every other implementation has registered
+        return result
+
+
+def test_hooks_follow_pluggy_ordering_wrappers_and_opt_in_arguments():
+    calls = []
+    # Registered wrapper first and tryfirst last: pluggy's order must win over registration order.
+    plugins = load_plugins(autoload=False, extra=[("wrapper-plugin", WrapperPlugin(calls)),
+                                                  ("late-plugin", LatePlugin(calls)),
+                                                  ("first-plugin", OrderedPlugin(calls))])
+    assert calls == ["wrapper before", "tryfirst", "trylast", "wrapper after", "metrics without arguments"]
+    origins = {e.name: e.origin for e in plugins.registry("weighting").entries()}
+    assert origins["early"] == "first-plugin" and origins["late"] == "late-plugin"
+    assert origins["wrapped"] == "wrapper-plugin" and origins["greedy"] == "weightings"
+
+
+def test_a_wrong_kind_registration_names_the_plugin_file(tmp_path):
+    path = tmp_path / "mixed_up.py"
+    path.write_text(textwrap.dedent("""
+        from arkd_bench import Metric, hookimpl
+
+        class Exact(Metric):
+            name = "exact"
+
+        @hookimpl
+        def arkd_register_weightings(register):
+            register(Exact)
+    """))
+    with pytest.raises(RegistryError) as exc:
+        load_plugins([path], autoload=False)
+    assert "plugin 'mixed_up.py' registered Exact" in str(exc.value)
+    assert "register it from `arkd_register_metrics`" in str(exc.value)
+
+
+def test_register_kept_after_the_hook_returned_is_refused():
+    kept = []
+
+    class Keeper:
+        @hookimpl
+        def arkd_register_weightings(self, register):
+            kept.append(register)
+
+    load_plugins(autoload=False, extra=[("keeper", Keeper())])
+    with pytest.raises(RegistryError, match="after its hook returned"):
+        kept[0](Early)
+
+
+def test_every_kind_in_the_table_has_exactly_one_hookspec():
+    from arkd_bench import hookspecs
+    from arkd_bench.kinds import PLUGIN_KINDS
+
+    specs = {name for name in vars(hookspecs) if name.startswith("arkd_")}
+    assert specs == {kind.hook for kind in PLUGIN_KINDS.values()}
