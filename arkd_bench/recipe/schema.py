@@ -164,6 +164,10 @@ class CheckSpec(Strict):
 
     method: str
     metric: str
+    dataset: str | None = Field(None, description="only rows of this dataset (default: every dataset)")
+    teacher: str | None = Field(None, description="only rows of this teacher (default: every teacher)")
+    student: str | None = Field(None, description="only rows of this student (default: every student)")
+    recipe: str | None = Field(None, description="only rows of the run of this recipe name, in merged runs")
     beats: str | None = Field(None, description="another method this one must beat")
     significant: bool = Field(False, description="with `beats`: the difference must be significant")
     at_least: float | None = None

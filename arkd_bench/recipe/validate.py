@@ -156,6 +156,12 @@ def _check_method_names(recipe: Recipe, plugins: Plugins) -> list[Problem]:
             value = getattr(check, field_name)
             if value is not None and value not in methods:
                 problems.append(Problem(("checks", i, field_name), unknown_name_message("method", value, methods)))
+        for field_name, kind, names in (("dataset", "dataset", [d.name for d in recipe.datasets]),
+                                        ("teacher", "teacher", [t.name for t in recipe.teachers]),
+                                        ("student", "student", [s.name for s in recipe.students])):
+            value = getattr(check, field_name)
+            if value is not None and value not in names:
+                problems.append(Problem(("checks", i, field_name), unknown_name_message(kind, value, names)))
         if check.metric.startswith(LOG_PREFIXES):
             problems += _check_logged_name(recipe, check, ("checks", i, "metric"))
         elif check.metric not in metrics:

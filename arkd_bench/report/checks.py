@@ -8,10 +8,14 @@ Recipe checks (CheckSpec):
   {method: A, metric: M, at_least: x, at_most: y} A's mean (over seeds) within the bounds
   metric `weight/<term>` or `strategy/<name>`     bounds on a value of A's training logs:
                                                   min and max over every logged step and seed
+  dataset/teacher/student/recipe: NAME           scope: only rows of that dataset, teacher,
+                                                  student or recipe name (default: all rows)
 A row with failed or unfinished cells fails every check that reads it.
 
-Golden baseline: per-row metric means written by `write_baseline`; a row fails when it
-moved in its metric's worse direction by more than the tolerance (absolute, per metric).
+Golden baseline: per-row metric means and 95% intervals written by `write_baseline`; a row
+fails when it moved in its metric's worse direction by more than the tolerance (see
+`Tolerance`: absolute, relative or both per metric; by default the baseline's own interval,
+capped by what the metric's scale calls a real change).
 """
 from __future__ import annotations
 
@@ -26,8 +30,7 @@ from arkd_bench.report.results import Collected, higher_is_better, train_logs
 
 LOG_PREFIXES = ("weight/", "strategy/")
 ALPHA = 0.05
-DEFAULT_TOLERANCE = 1.0  # metrics are on a x100 scale: one point
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2  # 2 adds each metric's interval (low, high) and scale
 
 
 @dataclass
@@ -37,22 +40,92 @@ class CheckResult:
     numbers: str
     passed: bool
     reason: str = ""
+    file: str | None = None  # where the check is written, for CI annotations
+    line: int | None = None
 
 
-def recipe_checks(run_dirs: list[str | Path]) -> list[Any]:
-    """The `checks:` of every run's recipe, each once (shards repeat them)."""
+@dataclass
+class LocatedCheck:
+    """A CheckSpec and the file and line it was written at."""
+
+    spec: Any
+    file: str
+    line: int
+
+
+SCOPE_FIELDS = ("dataset", "teacher", "student", "recipe")
+
+
+def read_checks(path: str | Path) -> list[LocatedCheck]:
+    """The `checks:` of a recipe (or any YAML file with a `checks:` list), validated;
+    raises RecipeError with every problem, each at its file:line."""
+    from pydantic import ValidationError
+
+    from arkd_bench.recipe.loader import Problem, RecipeError, load_yaml, pydantic_problems, read_text
     from arkd_bench.recipe.schema import CheckSpec
 
-    specs, seen = [], set()
-    for path in run_dirs:
-        recipe = yaml.safe_load((Path(path) / "recipe.yaml").read_text(encoding="utf-8")) or {}
-        for raw in recipe.get("checks") or []:
+    file = str(path)
+    loaded = load_yaml(read_text(Path(path)), file)
+    raw_checks = loaded.data.get("checks") or []
+    if not isinstance(raw_checks, list):
+        raise RecipeError(file, [Problem(("checks",), "a list of checks")], loaded.lines)
+    found, problems = [], []
+    for i, raw in enumerate(raw_checks):
+        try:
             spec = CheckSpec.model_validate(raw)
-            key = tuple(sorted(spec.model_dump().items()))
+        except ValidationError as exc:
+            problems += pydantic_problems(exc, ("checks", i), model=CheckSpec)
+            continue
+        found.append(LocatedCheck(spec, file, loaded.lines.get(("checks", i), 1)))
+    if problems:
+        raise RecipeError(file, problems, loaded.lines)
+    return found
+
+
+def recipe_checks(run_dirs: list[str | Path]) -> list[LocatedCheck]:
+    """The `checks:` of every run's recipe, each once (shards repeat them)."""
+    located, seen = [], set()
+    for path in run_dirs:
+        for check in read_checks(Path(path) / "recipe.yaml"):
+            key = tuple(sorted(check.spec.model_dump().items()))
             if key not in seen:
                 seen.add(key)
-                specs.append(spec)
-    return specs
+                located.append(check)
+    return located
+
+
+def scope_problems(collected: Collected, specs: list[Any]) -> list[tuple[int, str, str]]:
+    """(check index, field, message) for each name a check uses that the runs do not have:
+    methods, scope names, evaluation metrics."""
+    from arkd_bench.registry import unknown_name_message
+
+    rows = collected.rows
+    known = {"method": [r["method"] for r in rows], "dataset": [r["dataset"] for r in rows],
+             "teacher": [r["teacher"] for r in rows], "student": [r["student"] for r in rows if r["student"]],
+             "recipe": [name for r in rows for name in r["recipes"]]}
+    known = {k: list(dict.fromkeys(v)) for k, v in known.items()}
+    metrics = list(dict.fromkeys(m for r in rows for m in r["metrics"]))
+    problems = []
+    for i, spec in enumerate(specs):
+        for field_name in ("method", "beats", *SCOPE_FIELDS):
+            value = getattr(spec, field_name)
+            names = known["method" if field_name == "beats" else field_name]
+            if value is not None and value not in names:
+                problems.append((i, field_name, unknown_name_message(field_name, value, names)))
+        if not _is_log_metric(spec.metric) and spec.metric not in metrics:
+            problems.append((i, "metric", unknown_name_message("metric", spec.metric, metrics)))
+    return problems
+
+
+def validate_against_runs(path: str | Path, checks: list[LocatedCheck], collected: Collected) -> None:
+    """Raise RecipeError (file:line: checks[i].field: ...) for every name in `checks` that
+    the run folders do not contain."""
+    from arkd_bench.recipe.loader import Problem, RecipeError, load_yaml, read_text
+
+    problems = [Problem(("checks", i, field_name), message)
+                for i, field_name, message in scope_problems(collected, [c.spec for c in checks])]
+    if problems:
+        raise RecipeError(str(path), problems, load_yaml(read_text(Path(path)), str(path)).lines)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -97,21 +170,45 @@ def _missing_metric(row: dict, metric: str) -> str:
 
 # -- recipe checks ---------------------------------------------------------------------------
 
-def run_checks(collected: Collected, specs: list[Any]) -> list[CheckResult]:
+def in_scope(spec, row: dict) -> bool:
+    """Whether a check's scope covers a row; a teacher row has no student, so a student
+    scope keeps it."""
+    return ((spec.dataset is None or row["dataset"] == spec.dataset)
+            and (spec.teacher is None or row["teacher"] == spec.teacher)
+            and (spec.student is None or row["student"] in (spec.student, None))
+            and (spec.recipe is None or spec.recipe in row["recipes"]))
+
+
+def _scope_text(spec) -> str:
+    parts = [f"{k}={getattr(spec, k)}" for k in SCOPE_FIELDS if getattr(spec, k) is not None]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def run_checks(collected: Collected, checks: list[LocatedCheck | Any]) -> list[CheckResult]:
+    """Each check on each row of its method within its scope; a check that matches no
+    row fails and says which name did not match."""
     out = []
     rows = collected.rows
-    for spec in specs:
-        mine = [r for r in rows if r["method"] == spec.method]
+    unknown = {}
+    specs = [c.spec if isinstance(c, LocatedCheck) else c for c in checks]
+    for i, field_name, message in scope_problems(collected, specs):
+        if field_name != "metric":  # a missing metric is reported per row, with what was measured
+            unknown.setdefault(i, []).append(message)
+    for i, (check, spec) in enumerate(zip(checks, specs)):
+        where = (check.file, check.line) if isinstance(check, LocatedCheck) else (None, None)
+        mine = [r for r in rows if r["method"] == spec.method and in_scope(spec, r)]
         if not mine:
-            names = ", ".join(dict.fromkeys(r["method"] for r in rows))
-            out.append(CheckResult(_describe(spec), "-", "-", False,
-                                   f"no leaderboard row for method {spec.method!r} (rows: {names})"))
+            reason = "; ".join(unknown.get(i, [])) or f"no leaderboard row for method {spec.method!r} in scope"
+            out.append(CheckResult(_describe(spec) + _scope_text(spec), "-", "-", False, reason, *where))
             continue
         for row in mine:
             if spec.beats is not None:
                 out.append(_beats(collected, spec, row))
             if spec.at_least is not None or spec.at_most is not None:
                 out.append(_bounds(collected, spec, row))
+            out[-1].file, out[-1].line = where
+            if spec.beats is not None and (spec.at_least is not None or spec.at_most is not None):
+                out[-2].file, out[-2].line = where
     return out
 
 
@@ -138,7 +235,7 @@ def _beats(collected: Collected, spec, a: dict) -> CheckResult:
     if _is_log_metric(spec.metric):
         result.reason = f"`beats` compares evaluation metrics; {spec.metric} is a training-log value (use at_least/at_most)"
         return result
-    others = _neighbours(collected.rows, a, spec.beats)
+    others = [r for r in _neighbours(collected.rows, a, spec.beats) if in_scope(spec, r)]
     if not others:
         result.reason = f"no row for method {spec.beats!r} next to {a['label']} ({_where(a)})"
         return result
@@ -213,37 +310,109 @@ def _bounds(collected: Collected, spec, row: dict) -> CheckResult:
 
 # -- golden baseline ---------------------------------------------------------------------------
 
-@dataclass
-class Tolerance:
-    """Absolute tolerance: a default and per-metric overrides."""
+@dataclass(frozen=True)
+class Allowance:
+    """How far a metric may move in its worse direction: `absolute` units plus `relative`
+    times the baseline's magnitude (numpy's atol + rtol * |b|); `spread` instead takes the
+    distance from the baseline's mean to the worse end of its 95% interval."""
 
-    default: float = DEFAULT_TOLERANCE
-    per_metric: dict[str, float] = field(default_factory=dict)
+    absolute: float = 0.0
+    relative: float = 0.0
+    spread: bool = False
 
-    def of(self, metric: str) -> float:
-        return self.per_metric.get(metric, self.default)
+    def amount(self, expected: float) -> float:
+        return self.absolute + self.relative * abs(expected)
 
-    def to_json(self) -> dict[str, float]:
-        return {"default": self.default, **self.per_metric}
+    def text(self) -> str:
+        if self.spread:
+            return "spread"
+        parts = ([f"{self.absolute:g}"] if self.absolute or not self.relative else [])
+        parts += [f"{100 * self.relative:g}%"] if self.relative else []
+        return "+".join(parts)
 
     @classmethod
-    def parse(cls, values: list[str], stored: dict[str, float] | None = None) -> Tolerance:
-        """`values` are `FLOAT` (the default) or `METRIC=FLOAT`; they override the tolerance
-        stored in the baseline file, which overrides the built-in default."""
-        stored = dict(stored or {})
-        tolerance = cls(float(stored.pop("default", DEFAULT_TOLERANCE)), {k: float(v) for k, v in stored.items()})
-        for value in values:
-            metric, _, number = value.rpartition("=")
-            try:
-                amount = float(number)
-            except ValueError:
-                raise ValueError(f"--tolerance {value!r}: expected FLOAT or METRIC=FLOAT, e.g. 0.5 or rougeL=1.5") from None
+    def parse(cls, text: str) -> Allowance:
+        """`0.5` (absolute), `10%` (relative), `0.01+5%` (both) or `spread`."""
+        text = text.strip()
+        if text == "spread":
+            return cls(spread=True)
+        absolute = relative = 0.0
+        for part in text.split("+"):
+            part = part.strip()
+            share = part.endswith("%")
+            amount = float(part[:-1] if share else part)  # ValueError is turned into a message by the caller
             if amount < 0 or math.isnan(amount):
-                raise ValueError(f"--tolerance {value!r}: must be >= 0")
-            if metric:
-                tolerance.per_metric[metric] = amount
+                raise ValueError("negative")
+            if share:
+                relative += amount / 100
             else:
-                tolerance.default = amount
+                absolute += amount
+        return cls(absolute, relative)
+
+
+# What each scale calls a real change when nothing else is known: a point on a x100 score;
+# a tenth of the value for unbounded quantities (nats, counts), which have no natural unit.
+SCALE_DEFAULTS = {"percent": Allowance(absolute=1.0), "nats": Allowance(relative=0.10),
+                  "count": Allowance(relative=0.10)}
+# The interval of a deterministic row can be empty: never allow less than this share of the scale default.
+SPREAD_FLOOR = 0.1
+
+
+@dataclass
+class Tolerance:
+    """Per-metric allowances. A metric without one gets the default: with a recorded 95%
+    interval, the interval's worse side capped by the metric scale's allowance (a change
+    beyond either fails); without one, the scale's allowance."""
+
+    default: Allowance | None = None
+    per_metric: dict[str, Allowance] = field(default_factory=dict)
+
+    def allowed(self, metric: str, scale: str, expected: float, low: float | None, high: float | None,
+                higher_is_better: bool) -> tuple[float, str]:
+        """(how far `metric` may move in its worse direction from `expected`, how that was decided)."""
+        chosen = self.per_metric.get(metric, self.default)
+        by_scale = SCALE_DEFAULTS.get(scale, SCALE_DEFAULTS["percent"])
+        scale_amount = by_scale.amount(expected)
+        spread = None
+        if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+            spread = max(expected - low if higher_is_better else high - expected, 0.0)
+        if chosen is not None and not chosen.spread:
+            return chosen.amount(expected), f"--tolerance {chosen.text()}"
+        if spread is None:
+            if chosen is not None:  # asked for spread, none recorded
+                return scale_amount, f"{scale} default {by_scale.text()}; no interval in the baseline"
+            return scale_amount, f"{scale} default {by_scale.text()}"
+        floor = SPREAD_FLOOR * scale_amount
+        if chosen is not None:
+            return max(spread, floor), "95% interval"
+        if spread <= scale_amount:
+            return max(spread, floor), "95% interval"
+        return scale_amount, f"{scale} default {by_scale.text()}, narrower than the 95% interval"
+
+    def to_json(self) -> dict[str, str]:
+        out = {"default": self.default.text()} if self.default is not None else {}
+        return {**out, **{m: a.text() for m, a in self.per_metric.items()}}
+
+    @classmethod
+    def parse(cls, values: list[str], stored: dict[str, Any] | None = None) -> Tolerance:
+        """`values` are `TOL` (the default) or `METRIC=TOL`, TOL as in `Allowance.parse`;
+        they override the tolerance stored in the baseline file, which overrides the
+        metric's own default."""
+        tolerance = cls()
+        for source, items in (("the baseline's tolerance", [f"{k}={v}" for k, v in (stored or {}).items()]),
+                              ("--tolerance", values)):
+            for value in items:
+                metric, _, number = value.rpartition("=")
+                try:
+                    allowance = Allowance.parse(number)
+                except ValueError:
+                    raise ValueError(f"{source} {value!r}: expected TOL or METRIC=TOL with TOL a number >= 0 "
+                                     "(absolute), a percentage (relative), both (0.01+5%) or `spread`, "
+                                     "e.g. 0.5, rougeL=1.5, tf_rkl=10%") from None
+                if metric and metric != "default":
+                    tolerance.per_metric[metric] = allowance
+                else:
+                    tolerance.default = allowance
         return tolerance
 
 
@@ -252,28 +421,35 @@ def _row_id(row: dict) -> tuple:
 
 
 def write_baseline(collected: Collected, path: Path, tolerance: Tolerance | None = None) -> dict[str, Any]:
-    """Per-row metric means of complete rows; refuses when a row has failed or unfinished cells,
-    so a broken run never becomes the reference."""
+    """Per-row metric means and intervals of complete rows; refuses when a row has failed or
+    unfinished cells, so a broken run never becomes the reference."""
     problems = [r for r in (_incomplete(collected, row) for row in collected.rows) if r]
     if problems:
         raise ValueError("not writing a baseline from an incomplete run: " + "; ".join(problems))
     from arkd_bench.results.store import atomic_write_json
 
     results = collected.results
+
+    def stat(r, key):
+        return {m: s[key] for m, s in r["metrics"].items() if key in s}
+
     baseline = {
         "baseline_version": BASELINE_VERSION, "recipe": results["recipe"],
         "metric_info": results.get("metric_info", {}),
         "rows": [{"dataset": r["dataset"], "teacher": r["teacher"], "student": r["student"],
-                  "method": r.get("label", r["method"]),
-                  "metrics": {m: s["mean"] for m, s in r["metrics"].items()},
-                  "std": {m: s["std"] for m, s in r["metrics"].items()},
-                  "n": {m: s["n"] for m, s in r["metrics"].items()}}
+                  "method": r.get("label", r["method"]), "metrics": stat(r, "mean"), "std": stat(r, "std"),
+                  "n": stat(r, "n"), "low": stat(r, "low"), "high": stat(r, "high")}
                  for r in collected.rows],
     }
     if tolerance is not None:
         baseline["tolerance"] = tolerance.to_json()
     atomic_write_json(Path(path), baseline)
     return baseline
+
+
+def _num(value: float) -> str:
+    """Enough digits for both x100 scores (12.34) and nats (0.0612)."""
+    return f"{value:.2f}" if abs(value) >= 10 else f"{value:.4g}"
 
 
 def compare_baseline(collected: Collected, baseline: dict[str, Any], tolerance: Tolerance) -> list[CheckResult]:
@@ -285,7 +461,7 @@ def compare_baseline(collected: Collected, baseline: dict[str, Any], tolerance: 
         where = f"{golden['dataset']}: {golden['teacher']} -> {golden['student'] or '-'}"
         row = current.get(key)
         for metric, expected in sorted(golden["metrics"].items()):
-            result = CheckResult(f"{golden['method']} {metric} vs baseline", where, f"baseline {expected:.2f}", False)
+            result = CheckResult(f"{golden['method']} {metric} vs baseline", where, f"baseline {_num(expected)}", False)
             out.append(result)
             if row is None:
                 result.reason = f"row {golden['method']!r} is not in the run"
@@ -299,11 +475,14 @@ def compare_baseline(collected: Collected, baseline: dict[str, Any], tolerance: 
                 result.reason = _missing_metric(row, metric)
                 continue
             hib = info.get(metric, {}).get("higher_is_better", True)
+            scale = info.get(metric, {}).get("scale", "percent")
+            tol, source = tolerance.allowed(metric, scale, expected, golden.get("low", {}).get(metric),
+                                            golden.get("high", {}).get(metric), hib)
             worse_by = (expected - value) if hib else (value - expected)
-            tol = tolerance.of(metric)
-            result.numbers = f"baseline {expected:.2f} -> {value:.2f} ({value - expected:+.2f}; tolerance {tol:g})"
+            result.numbers = (f"baseline {_num(expected)} -> {_num(value)} ({value - expected:+.4g}; "
+                              f"tolerance {tol:.3g} from {source})")
             if worse_by > tol:
-                result.reason = (f"{'dropped' if hib else 'rose'} by {worse_by:.2f} > tolerance {tol:g} "
+                result.reason = (f"{'dropped' if hib else 'rose'} by {worse_by:.4g} > tolerance {tol:.3g} "
                                  f"({'higher' if hib else 'lower'} is better)")
             else:
                 result.passed = True

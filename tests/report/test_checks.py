@@ -14,7 +14,7 @@ runner = CliRunner()
 
 # -- check logic on hand-built results --------------------------------------------------------
 
-def hand_collected(a_scores, b_scores, lower=False):
+def hand_collected(a_scores, b_scores, lower=False, scale="percent"):
     """Rows a and b (one cell each) with per-example scores of metric m."""
     rows, cells, scores = [], [], {}
     for i, (name, values) in enumerate((("a", a_scores), ("b", b_scores))):
@@ -25,7 +25,7 @@ def hand_collected(a_scores, b_scores, lower=False):
                      "metrics": {"m": {"mean": mean, "std": 0.0, "n": 1}}})
         cells.append({"id": cid, "kind": "distill", "method": name, "seed": 0, "status": "done", "metrics": {"m": mean}})
         scores[cid] = {"m": dict(enumerate(values))}
-    results = {"leaderboard": rows, "cells": cells, "metric_info": {"m": {"higher_is_better": not lower}}}
+    results = {"leaderboard": rows, "cells": cells, "metric_info": {"m": {"higher_is_better": not lower, "scale": scale}}}
     return Collected(results, scores)
 
 
@@ -51,19 +51,57 @@ def test_bounds_and_unknown_method():
         CheckSpec(method="a", metric="m", at_most=12),
         CheckSpec(method="c", metric="m", at_least=0)])
     assert ok.passed and not too_high.passed and "mean 15 > 12" in too_high.reason
-    assert not missing.passed and "no leaderboard row for method 'c'" in missing.reason
+    assert not missing.passed and "unknown method 'c'; valid: a, b" in missing.reason
 
 
-def test_tolerance_parsing_and_lower_is_better_baseline():
-    tol = Tolerance.parse(["0.5", "m=2"], {"default": 3.0, "other": 1.0})
-    assert (tol.of("m"), tol.of("other"), tol.of("x")) == (2.0, 1.0, 0.5)
-    with pytest.raises(ValueError, match="METRIC=FLOAT"):
-        Tolerance.parse(["m=much"])
+def allowed(tol, metric="m", scale="percent", expected=10.0, low=None, high=None, hib=True):
+    return tol.allowed(metric, scale, expected, low, high, hib)[0]
+
+
+def test_tolerance_parsing_absolute_relative_both_and_spread():
+    tol = Tolerance.parse(["0.5", "m=2", "k=10%", "j=0.01+5%", "s=spread"], {"default": 3.0, "other": "1.0"})
+    assert allowed(tol, "m") == 2.0 and allowed(tol, "other") == 1.0 and allowed(tol, "x") == 0.5
+    assert allowed(tol, "k", expected=-0.4) == pytest.approx(0.04)  # relative to the magnitude
+    assert allowed(tol, "j", expected=2.0) == pytest.approx(0.11)
+    assert allowed(tol, "s", expected=10.0, low=9.0, high=11.5) == pytest.approx(1.0)
+    assert allowed(tol, "s", expected=10.0, low=9.0, high=11.5, hib=False) == pytest.approx(1.5)
+    assert tol.to_json() == {"default": "0.5", "m": "2", "other": "1", "k": "10%", "j": "0.01+5%", "s": "spread"}
+    for bad in ("m=much", "-1", "5%%", "m="):
+        with pytest.raises(ValueError, match="METRIC=TOL"):
+            Tolerance.parse([bad])
+
+
+def test_default_tolerance_follows_the_metric_scale_and_the_measured_spread():
+    tol = Tolerance()
+    # No interval recorded: a point on a x100 score, a tenth of the value in nats.
+    assert allowed(tol, scale="percent", expected=30.0) == 1.0
+    assert allowed(tol, scale="nats", expected=0.06) == pytest.approx(0.006)
+    # An interval narrower than the scale's allowance tightens it; a wider one never loosens it.
+    assert allowed(tol, scale="percent", expected=30.0, low=29.6, high=30.3) == pytest.approx(0.4)
+    assert allowed(tol, scale="percent", expected=30.0, low=20.0, high=40.0) == 1.0
+    assert allowed(tol, scale="nats", expected=0.06, low=0.058, high=0.07, hib=False) == pytest.approx(0.006)
+    assert allowed(tol, scale="nats", expected=0.06, low=0.059, high=0.062, hib=False) == pytest.approx(0.002)
+    # An empty interval (a deterministic row) still allows a tenth of the scale's amount.
+    assert allowed(tol, scale="percent", expected=30.0, low=30.0, high=30.0) == pytest.approx(0.1)
+
+
+def test_a_doubled_nats_metric_fails_at_the_defaults_where_the_old_absolute_point_passed():
+    collected = hand_collected([0.13, 0.12, 0.14], [1.0, 1.0, 1.0], lower=True, scale="nats")
+    golden = {"rows": [{"dataset": "d", "teacher": "t", "student": "s", "method": "a", "metrics": {"m": 0.065}}]}
+    (result,) = compare_baseline(collected, golden, Tolerance())
+    assert not result.passed, result.numbers
+    assert result.reason.startswith("rose by 0.065 > tolerance 0.0065 (lower is better)")
+    assert "from nats default 10%" in result.numbers
+    (old_gate,) = compare_baseline(collected, golden, Tolerance.parse(["0.5"]))
+    assert old_gate.passed  # what an absolute tolerance made of this change
+
+
+def test_lower_is_better_baseline_with_explicit_tolerance():
     collected = hand_collected([5.0, 5.0], [1.0, 1.0], lower=True)
     golden = {"rows": [{"dataset": "d", "teacher": "t", "student": "s", "method": "a", "metrics": {"m": 4.0}}]}
-    (result,) = compare_baseline(collected, golden, Tolerance(0.5))
-    assert not result.passed and result.reason.startswith("rose by 1.00 > tolerance 0.5 (lower is better)")
-    assert compare_baseline(collected, golden, Tolerance(1.5))[0].passed
+    (result,) = compare_baseline(collected, golden, Tolerance.parse(["0.5"]))
+    assert not result.passed and result.reason.startswith("rose by 1 > tolerance 0.5 (lower is better)")
+    assert compare_baseline(collected, golden, Tolerance.parse(["1.5"]))[0].passed
 
 
 # -- the command on real runs -----------------------------------------------------------------
@@ -124,7 +162,7 @@ def test_golden_baseline_write_and_compare_with_tolerance(grid, failed_run, tmp_
     golden.write_text(json.dumps(baseline))
     result = runner.invoke(app, ["check", str(run), "--baseline", str(golden)])
     assert result.exit_code == 1
-    assert "FAIL mix rougeL vs baseline [tiny: t -> s]: dropped by 5.00 > tolerance 1" in result.output
+    assert "FAIL mix rougeL vs baseline [tiny: t -> s]: dropped by 5 > tolerance 1 (higher is better)" in result.output
     assert runner.invoke(app, ["check", str(run), "--baseline", str(golden), "--tolerance", "6"]).exit_code == 0
     per_metric = runner.invoke(app, ["check", str(run), "--baseline", str(golden), "--tolerance", "0",
                                      "--tolerance", "rougeL=5.5"])
@@ -134,4 +172,4 @@ def test_golden_baseline_write_and_compare_with_tolerance(grid, failed_run, tmp_
     assert refused.exit_code == 1 and "not writing a baseline from an incomplete run" in refused.output
     assert not (tmp_path / "bad.json").exists()
     bad = runner.invoke(app, ["check", str(run), "--tolerance", "lots"])
-    assert bad.exit_code == 1 and "expected FLOAT or METRIC=FLOAT" in bad.output
+    assert bad.exit_code == 1 and "expected TOL or METRIC=TOL" in bad.output
