@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from arkd_bench.data.prompt_format import raw_prompt
 from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell, content_hash, expand, shard
 from arkd_bench.recipe.validate import LoadedRecipe
 from arkd_bench.results.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
@@ -50,8 +51,18 @@ class RunContext:
         return self._once(("data", name), lambda: self.loaded.plugins.create(
             "dataset", spec.source, **spec.options).load(self.loaded.base_dir))
 
-    def test_examples(self, name: str):
-        test = self.data(name).test
+    def splits(self, dataset: str, teacher: str):
+        """The dataset as the teacher's cells see it: prompts in the teacher's prompt format."""
+        from arkd_bench.data.prompt_format import apply_prompt_format
+
+        spec = self.teacher_spec(teacher)
+        if spec.prompt_format == "raw":
+            return self.data(dataset)
+        return self._once(("splits", dataset, teacher), lambda: apply_prompt_format(
+            self.data(dataset), self.tokenizer(dataset, teacher)[0], spec.prompt_format, spec.system_prompt))
+
+    def test_examples(self, name: str, teacher: str):
+        test = self.splits(name, teacher).test
         limit = self.recipe.eval.max_examples
         return test[:limit] if limit else test
 
@@ -67,6 +78,9 @@ class RunContext:
         from arkd_bench.train.tokenizer import load_tokenizer, train_bpe_tokenizer
 
         spec, teacher_spec = self.recipe.tokenizer, self.teacher_spec(teacher)
+        if not spec.path and teacher_spec.gguf_file is not None:
+            folder, key = self.gguf_folder(teacher_spec)
+            return self._once(("tok", key), lambda: (load_tokenizer(folder), content_hash({"gguf": key})))
         if spec.path or teacher_spec.path:
             path = spec.path or teacher_spec.path
             return self._once(("tok", path), lambda: (load_tokenizer(path), content_hash({"path": path})))
@@ -79,6 +93,33 @@ class RunContext:
 
         return self._once(("tok", key), lambda: (load_tokenizer(self.cache.get_or_build("tokenizers", key, build)), key))
 
+    def gguf_folder(self, spec):
+        """(folder, key) of a GGUF model dequantized once into the cache."""
+        from arkd_bench.train.pretrained import gguf_folder
+
+        return self._once(("gguf", spec.name), lambda: gguf_folder(spec, self.cache, self.loaded.base_dir, self.say))
+
+    def build_model(self, spec, dataset: str, teacher: str, tokenizer):
+        """A model before any SFT: pretrained, GGUF, derived from the cell's teacher, or from a config."""
+        from arkd_bench.train.models import build_model
+
+        folder = self.gguf_folder(spec)[0] if spec.gguf_file is not None else None
+        source = self.teacher(dataset, teacher)[0] if spec.derive is not None else None
+        return build_model(spec, tokenizer, folder=folder, teacher=source)
+
+    def model_identity(self, spec, dataset: str, teacher: str) -> dict:
+        """What a model's weights depend on beyond its spec: the GGUF file, or the teacher it derives from."""
+        if spec.gguf_file is not None:
+            return {"gguf": self.gguf_folder(spec)[1]}
+        if spec.derive is not None:
+            return {"teacher": self.teacher_identity(dataset, teacher)}
+        return {}
+
+    def teacher_identity(self, dataset: str, teacher: str) -> str:
+        spec, key = self.teacher_spec(teacher), self.teacher(dataset, teacher)[1]
+        return key or content_hash({"model": spec.model_dump(mode="json"), "tokenizer": self.tokenizer(dataset, teacher)[1],
+                                    **self.model_identity(spec, dataset, teacher)})
+
     def _sft_model(self, kind: str, spec, dataset: str, teacher: str, seed: int, on_step=None):
         """A model after its SFT stage, from the cache or trained now. Returns (model, key, hash)."""
         from transformers import AutoModelForCausalLM
@@ -88,13 +129,14 @@ class RunContext:
         from arkd_bench.train.sft import supervised_finetune
 
         tokenizer, tok_key = self.tokenizer(dataset, teacher)
-        data = self.data(dataset)
+        data = self.splits(dataset, teacher)
         key = content_hash({"model": spec.model_dump(mode="json"), "data": data.content_hash, "tokenizer": tok_key,
-                            "seed": seed, "max_length": self.recipe.train.max_length})
+                            "seed": seed, "max_length": self.recipe.train.max_length,
+                            **self.model_identity(spec, dataset, teacher)})
 
         def build(folder: Path) -> None:
             self.say(f"{kind} {spec.name}: SFT for {spec.sft.steps} steps (cached as {key})")
-            model = build_model(spec, tokenizer)
+            model = self.build_model(spec, dataset, teacher, tokenizer)
             model = supervised_finetune(model, tokenizer, data.train, spec.sft, seed=seed,
                                         max_length=self.recipe.train.max_length,
                                         accelerator=self.accelerator, on_step=on_step)
@@ -114,7 +156,7 @@ class RunContext:
             if spec.sft is not None:
                 return self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step)
             # Without SFT the teacher still depends on the dataset: its vocabulary may be trained on it.
-            return build_model(spec, self.tokenizer(dataset, teacher)[0]).eval(), None, None
+            return self.build_model(spec, dataset, teacher, self.tokenizer(dataset, teacher)[0]).eval(), None, None
 
         return self._once(("teacher", dataset, teacher), build)
 
@@ -126,7 +168,7 @@ class RunContext:
         if sft and spec.sft is not None:
             return self._sft_model("students", spec, dataset, teacher, seed, on_step)[0]
         tokenizer, _ = self.tokenizer(dataset, teacher)
-        return build_model(spec.model_copy(update={"init_seed": spec.init_seed + seed}), tokenizer)
+        return self.build_model(spec.model_copy(update={"init_seed": spec.init_seed + seed}), dataset, teacher, tokenizer)
 
     def train_items(self, dataset: str, teacher: str):
         """Encoded training examples, shared by every cell on this (dataset, tokenizer)."""
@@ -134,16 +176,16 @@ class RunContext:
 
         tokenizer, key = self.tokenizer(dataset, teacher)
         max_length = self.recipe.train.max_length
-        return self._once(("items", dataset, key),
-                          lambda: TrainingDataset(self.data(dataset).train, tokenizer, max_length).items)
+        return self._once(("items", dataset, teacher, key),
+                          lambda: TrainingDataset(self.splits(dataset, teacher).train, tokenizer, max_length).items)
 
     def probe_items(self, dataset: str, teacher: str):
         """The held-out probe batch (validation examples) that feedback rewards are measured on."""
         from arkd_bench.data.collate import TrainingDataset
 
         tokenizer, key = self.tokenizer(dataset, teacher)
-        valid = self.data(dataset).valid[: self.recipe.train.batch_size]
-        return self._once(("probe", dataset, key),
+        valid = self.splits(dataset, teacher).valid[: self.recipe.train.batch_size]
+        return self._once(("probe", dataset, teacher, key),
                           lambda: TrainingDataset(valid, tokenizer, self.recipe.train.max_length).items)
 
     def teacher_outputs(self, dataset: str, teacher: str):
@@ -155,8 +197,16 @@ class RunContext:
         model = self.teacher(dataset, teacher)[0]
         items = self.train_items(dataset, teacher)
         size = cache_bytes(items, vocab_size(model))
-        if size > self.recipe.train.teacher_cache_mb * 2**20:
+        train = self.recipe.train
+        kind = train.teacher_outputs
+        if kind == "auto":
+            kind = ("memory" if size <= train.teacher_cache_mb * 2**20
+                    else "online" if train.teacher_cache_mb == 0 else "disk")
+        if kind == "online":
             return None
+        if kind != "memory":
+            return self._once(("teacher_outputs", dataset, teacher, kind),
+                              lambda: self._stored_teacher_outputs(dataset, teacher, model, items, kind))
 
         def build():
             self.teacher_passes += 1
@@ -169,13 +219,36 @@ class RunContext:
 
         return self._once(("teacher_outputs", dataset, teacher), build)
 
+    def _stored_teacher_outputs(self, dataset: str, teacher: str, model, items, kind: str):
+        """Teacher log-probs in memory-mapped files (`disk`: float16, exact but for rounding;
+        `topk`: an approximation), written once per (teacher, items) into the cache."""
+        from arkd_bench.train.models import vocab_size
+        from arkd_bench.train.teacher_cache import StoredTeacherOutputs, items_hash
+
+        layout = "dense" if kind == "disk" else "topk"
+        k = self.recipe.train.teacher_topk
+        key = content_hash({"teacher": self.teacher_identity(dataset, teacher), "items": items_hash(items),
+                            "layout": layout, **({"k": k} if layout == "topk" else {})})
+        vocab = vocab_size(model)
+
+        def build(folder: Path) -> None:
+            self.teacher_passes += 1
+            what = "float16 log-probs" if layout == "dense" else f"top-{k} log-probs (approximate)"
+            self.say(f"teacher {teacher}: writing {what} of {len(items)} training examples to disk (cached as {key})")
+            started = time.time()
+            StoredTeacherOutputs.write(folder, layout, model, items, self.tokenizer(dataset, teacher)[0].pad_token_id,
+                                       vocab, k=k, device=self.accelerator.device)
+            self.teacher_seconds += time.time() - started
+
+        return StoredTeacherOutputs(self.cache.get_or_build("teacher_outputs", key, build), layout, vocab)
+
     def rouge_probe(self, dataset: str, teacher: str):
         """callable(model) -> mean Rouge-L of greedy generations on validation prompts."""
         from arkd_bench.evaluate.generate import GenerationSettings, generate
         from arkd_bench.evaluate.metrics import RougeL
 
         tokenizer, _ = self.tokenizer(dataset, teacher)
-        examples = self.data(dataset).valid[: self.recipe.train.rouge_probe_size]
+        examples = self.splits(dataset, teacher).valid[: self.recipe.train.rouge_probe_size]
         base = self.generation_settings()
         settings = GenerationSettings(max_new_tokens=base.max_new_tokens, max_prompt_length=base.max_prompt_length,
                                       batch_size=base.batch_size)
@@ -207,7 +280,7 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
 
     started = time.time()
     tokenizer, tok_key = ctx.tokenizer(cell.dataset, cell.teacher)
-    data = ctx.data(cell.dataset)
+    data = ctx.splits(cell.dataset, cell.teacher)
     trivial = cell.kind in TRIVIAL_BASELINES
     teacher, teacher_key, teacher_hash = (None, None, None) if trivial else ctx.teacher(cell.dataset, cell.teacher)
     extra: dict[str, Any] = {"data_hash": data.content_hash, "tokenizer_key": tok_key,
@@ -245,14 +318,14 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         return evaluate_model(model, tokenizer, examples, ctx.metrics(), ctx.generation_settings(),
                               teacher=teacher, fixed_predictions=fixed)
 
-    evaluation = evaluate(ctx.test_examples(cell.dataset))
+    evaluation = evaluate(ctx.test_examples(cell.dataset, cell.teacher))
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
     scores = evaluation.scores()
     for dataset in ctx.recipe.eval_only_datasets:
-        other = evaluate(ctx.test_examples(dataset.name))
+        other = evaluate(ctx.test_examples(dataset.name, cell.teacher))
         rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
-        extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.data(dataset.name).content_hash
+        extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.splits(dataset.name, cell.teacher).content_hash
     rundir.write(cell.id, "provenance.json", provenance(ctx.loaded.base_dir, **extra))
     scores["seconds"] = round(time.time() - started, 2)
     rundir.write(cell.id, "scores.json", scores)
@@ -262,8 +335,8 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
 def trivial_predictions(kind: str, examples, train) -> list[str]:
     """What a model-free baseline answers: the prompt itself (echo), or the commonest
     training response (constant; ties go to the alphabetically first)."""
-    if kind == "echo":
-        return [e.prompt for e in examples]
+    if kind == "echo":  # the dataset's prompt, not a chat template around it
+        return [raw_prompt(e) for e in examples]
     counts = Counter(e.references[0] for e in train)
     answer = min(counts, key=lambda text: (-counts[text], text))
     return [answer] * len(examples)

