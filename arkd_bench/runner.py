@@ -2,6 +2,7 @@
 written before the next starts, failures recorded without stopping the grid."""
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from collections import Counter
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.data.prompt_format import raw_prompt
+from arkd_bench.faults import INTERRUPTED, RunAborted, RunInterrupted, describe_failure, stop_on_signals
 from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell, content_hash, expand, shard
 from arkd_bench.recipe.validate import LoadedRecipe
+from arkd_bench.results.lock import describe_holder
 from arkd_bench.results.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 
@@ -398,7 +401,9 @@ def run_recipe(
     if not main:
         progress, say = None, (lambda message: None)
     rundir = RunDir(out, writable=main)
-    rundir.lock()
+    stale = rundir.lock()
+    if stale:
+        say(f"took over the lock of a run that is no longer running: {describe_holder(stale)}")
     try:
         if main:
             atomic_write_text(rundir.path / "recipe.yaml", loaded.text)
@@ -407,31 +412,10 @@ def run_recipe(
                 "shard": list(shard_spec) if shard_spec else None, "processes": accelerator.num_processes,
                 "cells": [c.summary() for c in cells]})
         root = cache_dir or (loaded.base_dir / recipe.cache_dir if recipe.cache_dir else default_cache_dir())
-        ctx = RunContext(loaded, ArtifactCache(root, accelerator), accelerator, say)
+        ctx = RunContext(loaded, ArtifactCache(root, accelerator, say=say), accelerator, say)
         summary = RunSummary(out=rundir.path, main=main)
-        for cell in cells:
-            accelerator.wait_for_everyone()
-            label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
-            if rundir.is_done(cell.id):
-                summary.skipped.append(cell.id)
-                if progress:
-                    progress.cell_done(label, skipped=True)
-                continue
-            rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
-            rundir.set_status(cell.id, RUNNING)
-            on_step = progress.start_cell(label, cell) if progress else None
-            try:
-                run_cell(cell, ctx, rundir, on_step=on_step)
-            except Exception as exc:  # one cell's failure must not lose the grid
-                message = f"{type(exc).__name__}: {exc}"
-                rundir.set_status(cell.id, FAILED, error=message, traceback=traceback.format_exc())
-                summary.failed[cell.id] = message
-                say(f"cell {label} failed: {message}")
-            else:
-                rundir.set_status(cell.id, DONE)
-                summary.ran.append(cell.id)
-            if progress:
-                progress.cell_done(label)
+        with stop_on_signals():
+            _run_cells(cells, ctx, rundir, summary, progress, say)
         accelerator.wait_for_everyone()
         if not main:
             return summary
@@ -442,3 +426,41 @@ def run_recipe(
         return summary
     finally:
         rundir.unlock()
+
+
+def _run_cells(cells, ctx: RunContext, rundir: RunDir, summary: RunSummary, progress, say) -> None:
+    """Each cell not finished yet, its outcome written before the next starts. A cell's own
+    error (a plugin's included, named) or a full disk fails that cell; a signal marks it
+    unfinished and stops the run (RunInterrupted); a failure that cannot even be recorded
+    stops it too (RunAborted)."""
+    for cell in cells:
+        ctx.accelerator.wait_for_everyone()
+        label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
+        if rundir.is_done(cell.id):
+            summary.skipped.append(cell.id)
+            if progress:
+                progress.cell_done(label, skipped=True)
+            continue
+        rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
+        rundir.set_status(cell.id, RUNNING)
+        on_step = progress.start_cell(label, cell) if progress else None
+        try:
+            run_cell(cell, ctx, rundir, on_step=on_step)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM through stop_on_signals
+            name = exc.args[0] if isinstance(exc, RunInterrupted) else "SIGINT"
+            rundir.set_status(cell.id, INTERRUPTED, error=f"stopped by {name}; a rerun redoes this cell")
+            raise RunInterrupted(getattr(exc, "signum", signal.SIGINT)) from None
+        except Exception as exc:  # one cell's failure must not lose the grid
+            message = describe_failure(exc, ctx.loaded.plugins)
+            try:
+                rundir.set_status(cell.id, FAILED, error=message, traceback=traceback.format_exc())
+            except OSError as status_exc:
+                raise RunAborted(f"cell {cell.id} failed ({message}) and its failure could not be recorded "
+                                 f"either ({status_exc}); finished cells are intact") from None
+            summary.failed[cell.id] = message
+            say(f"cell {label} failed: {message}")
+        else:
+            rundir.set_status(cell.id, DONE)
+            summary.ran.append(cell.id)
+        if progress:
+            progress.cell_done(label)

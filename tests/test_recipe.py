@@ -13,6 +13,7 @@ TINY = (FIXTURES / "tiny.yaml").read_text()
 def errors_for(tmp_path, text, plugins=None):
     path = tmp_path / "recipe.yaml"
     path.write_text(text)
+    (tmp_path / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
     with pytest.raises(RecipeError) as exc:
         load_recipe(path, plugins=plugins)
     return exc.value.format().splitlines(), path

@@ -12,9 +12,21 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+# Exit codes: 1 = the recipe (or a file it names, or a check) is wrong; 2 = the command line is.
+BAD_INPUT, BAD_USAGE = 1, 2
+
+
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", markup=True)
-    raise typer.Exit(1)
+    err.print("[red]error:[/red] ", end="", markup=True)
+    err.print(message, markup=False)
+    raise typer.Exit(BAD_INPUT)
+
+
+def usage_error(message: str) -> None:
+    """A wrong option value: exit 2, as click does for unknown options and missing arguments."""
+    err.print("[red]usage error:[/red] ", end="", markup=True)
+    err.print(message, markup=False)
+    raise typer.Exit(BAD_USAGE)
 
 
 def load_or_exit(recipe: Path, plugins_dir: list[Path] | None = None):
@@ -26,7 +38,11 @@ def load_or_exit(recipe: Path, plugins_dir: list[Path] | None = None):
     except RecipeError as exc:
         for line in exc.format().splitlines():
             err.print(line, markup=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(BAD_INPUT) from None
+    except RecursionError:
+        fail(f"{recipe}: the recipe is nested too deeply to check")
+    except Exception as exc:  # noqa: BLE001 - whatever a bad recipe trips, the user gets one line
+        fail(f"{recipe}: the recipe could not be checked: {type(exc).__name__}: {exc}")
     for failure in loaded.plugins.failures:
         err.print(f"warning: {failure}", markup=False)
     return loaded

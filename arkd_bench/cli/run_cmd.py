@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from arkd_bench.cli.common import err, fail, load_or_exit, out
+from arkd_bench.cli.common import err, fail, load_or_exit, out, usage_error
 
 
 class RichProgress:
@@ -48,7 +48,7 @@ def _parse_shard(value: str | None) -> tuple[int, int] | None:
         return None
     match = re.fullmatch(r"(\d+)/(\d+)", value)
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        fail(f"--shard {value!r}: expected i/n with 1 <= i <= n, e.g. 2/4")
+        usage_error(f"--shard {value!r}: expected i/n with 1 <= i <= n, e.g. 2/4")
     return int(match[1]), int(match[2])
 
 
@@ -64,8 +64,8 @@ def run(
     from arkd_bench.recipe.matrix import expand
     from arkd_bench.recipe.matrix import shard as take_shard
 
+    shard_spec = _parse_shard(shard)  # usage first: a bad option is reported before the recipe is read
     loaded = load_or_exit(recipe, plugins_dir)
-    shard_spec = _parse_shard(shard)
     cells = expand(loaded.recipe)
     if shard_spec:
         cells = take_shard(cells, *shard_spec)
@@ -76,6 +76,7 @@ def run(
                       markup=False)
         out.print(f"{len(cells)} cells would run into {out_dir}")
         return
+    from arkd_bench.faults import RunAborted, RunInterrupted
     from arkd_bench.results.store import RunDirError
     from arkd_bench.runner import run_recipe
 
@@ -83,8 +84,14 @@ def run(
         with RichProgress(len(cells)) as progress:
             summary = run_recipe(loaded, out_dir, shard_spec=shard_spec, cache_dir=cache_dir,
                                  progress=progress, say=lambda m: err.print(m, markup=False))
-    except RunDirError as exc:
+    except RunInterrupted as exc:
+        err.print(f"stopped by {exc.args[0]}: finished cells are kept in {out_dir}; the cell that was running "
+                  "is marked unfinished; run the same command again to resume", markup=False)
+        raise typer.Exit(128 + exc.signum) from None
+    except (RunDirError, RunAborted) as exc:
         fail(str(exc))
+    except OSError as exc:  # the run folder itself cannot be written (full disk, permissions, a file in the way)
+        fail(f"{out_dir}: {exc}")
     if not summary.main:
         return
     out.print(f"ran {len(summary.ran)} cells, skipped {len(summary.skipped)} finished, "

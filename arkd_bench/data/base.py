@@ -105,6 +105,14 @@ class DatasetSource:
         """Read the data; relative paths resolve against `base_dir` (the recipe's folder)."""
         raise NotImplementedError
 
+    def local_files(self) -> dict[str, str]:
+        """The local files `load` will read, by option name, as given (relative or not).
+
+        `validate` and `run` check that each exists and can be read before anything trains;
+        a source that reads local files overrides this so a missing one is caught there.
+        """
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r})"
 

@@ -108,6 +108,10 @@ class JsonlSource(DatasetSource):
     name = "jsonl"
     Options = JsonlOptions
 
+    def local_files(self) -> dict[str, str]:
+        return {split: getattr(self.options, split) for split in ("path", "train", "valid", "test")
+                if getattr(self.options, split)}
+
     def load(self, base_dir: Path | None = None) -> DatasetSplits:
         opts: JsonlOptions = self.options
         source_path = resolve_path(opts.path or opts.train, base_dir)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
 from arkd_bench.recipe.loader import Path_, Problem, RecipeError, load_yaml, pydantic_problems, read_text
+from arkd_bench.recipe.preflight import preflight_problems, unreadable_file
 from arkd_bench.recipe.schema import RESERVED_METHODS, Recipe
 from arkd_bench.registry import RegistryError, unknown_name_message
 
@@ -53,14 +54,18 @@ def load_recipe(
     recipe, lines = parse_recipe(text, file)
     if plugins is None:
         files = [path.parent / p for p in recipe.plugins]
-        for index, plugin_file in enumerate(files):
-            if not plugin_file.is_file():
-                raise RecipeError(file, [Problem(("plugins", index), f"no such plugin file: {plugin_file}")], lines)
+        unreadable = [Problem(("plugins", index), f"plugin file: {why}")
+                      for index, plugin_file in enumerate(files) if (why := unreadable_file(plugin_file))]
+        if unreadable:
+            raise RecipeError(file, unreadable, lines)
         try:
             plugins = load_plugins(files, plugins_dirs=plugins_dirs)
         except (PluginLoadError, RegistryError) as exc:
             raise RecipeError(file, [Problem(("plugins",), str(exc))], lines) from None
     problems = check_plugin_references(recipe, plugins)
+    # What needs the file system and transformers' configs: run refuses the same before any cell.
+    bad_datasets = {p.path[1] for p in problems if p.path[:1] == ("datasets",)}
+    problems += preflight_problems(recipe, plugins, path.parent, skip_datasets=bad_datasets)
     if problems:
         raise RecipeError(file, problems, lines)
     return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)

@@ -10,12 +10,12 @@ RUNDIR/
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from arkd_bench.results.atomic import atomic_write_json, atomic_write_text  # noqa: F401 - re-exported
 
 CELL_ID = re.compile(r"^[0-9a-f]{12}$")
 DONE, FAILED, RUNNING = "done", "failed", "running"
@@ -23,29 +23,6 @@ DONE, FAILED, RUNNING = "done", "failed", "running"
 
 class RunDirError(Exception):
     pass
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes 0600 files; results are meant to be shared like any other output.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
@@ -72,24 +49,23 @@ class RunDir:
         self._lock_handle = None
 
     # -- locking ------------------------------------------------------------
-    def lock(self) -> None:
-        """Refuse a second run writing into the same folder at the same time."""
-        import fcntl
+    def lock(self) -> dict[str, Any] | None:
+        """Refuse a second run writing into the same folder at the same time, naming the
+        live holder; returns the record of a dead holder whose lock was taken over."""
+        from arkd_bench.results.lock import FolderLock, LockHeld
 
         if not self.writable:
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path / ".lock", "w")
+            return None
+        self._lock_handle = FolderLock(self.path)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            raise RunDirError(f"{self.path} is in use by another run (lock held on {self.path / '.lock'})") from None
-        self._lock_handle = handle
+            return self._lock_handle.acquire()
+        except LockHeld as exc:
+            self._lock_handle = None
+            raise RunDirError(str(exc)) from None
 
     def unlock(self) -> None:
         if self._lock_handle is not None:
-            self._lock_handle.close()
+            self._lock_handle.release()
             self._lock_handle = None
 
     # -- cells --------------------------------------------------------------

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from arkd_bench.results.atomic import NO_SPACE, DiskFullError
+from arkd_bench.results.integrity import verify_manifest, write_manifest
+
 
 def default_cache_dir() -> Path:
     root = os.environ.get("ARKD_BENCH_CACHE") or os.path.join(
@@ -17,42 +20,71 @@ def default_cache_dir() -> Path:
 
 
 class ArtifactCache:
-    def __init__(self, root: str | Path, accelerator=None) -> None:
+    """Folders built once and found again by key: `get_or_build(kind, key, build)`.
+
+    Every entry records the size and sha256 of its files when it is built (see
+    `arkd_bench.results.integrity`) and is checked against them the first time a run uses
+    it: a truncated or corrupted entry is reported, removed and rebuilt, never loaded.
+    Any cache of folders (tokenizers, SFT models, teacher outputs, generated sequences,
+    dequantized weights) gets this by building through `get_or_build`.
+    """
+
+    def __init__(self, root: str | Path, accelerator=None, say: Callable[[str], None] | None = None) -> None:
         self.root = Path(root)
         self.accelerator = accelerator
+        self.say = say
         self.hits = 0
         self.misses = 0
+        self.rebuilt: list[dict[str, str]] = []  # entries found corrupted and built again
+        self._verified: set[Path] = set()  # hashes are checked once per run, not per use
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
     def get_or_build(self, kind: str, key: str, build: Callable[[Path], None]) -> Path:
-        """Return the folder for (kind, key), calling `build(tmp_folder)` first if absent.
+        """Return the folder for (kind, key), calling `build(tmp_folder)` first if it is absent
+        or fails its recorded hashes.
 
-        The folder appears atomically (build in a temp folder, then rename), so an
-        interrupted build never leaves a half-written artifact that looks finished.
-        With several processes every one of them builds (training is collective) and
-        the main process's result is kept.
+        The folder appears atomically (build in a temp folder, record its hashes, then
+        rename), so an interrupted build never leaves a half-written artifact that looks
+        finished. With several processes every one of them builds (training is collective)
+        and the main process's result is kept.
         """
         final = self.path(kind, key)
         self._barrier()
-        if (final / ".complete").exists():
+        if final in self._verified:
             self.hits += 1
             return final
+        problem = verify_manifest(final) if final.exists() else "absent"
+        self._barrier()  # every process has read the entry before the main one may replace it
+        if problem is None:
+            self.hits += 1
+            self._verified.add(final)
+            return final
+        if final.exists():
+            self.rebuilt.append({"entry": f"{kind}/{key}", "reason": problem})
+            if self.say is not None:
+                self.say(f"cache entry {final} is not usable ({problem}); rebuilding it")
         self.misses += 1
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}."))
         try:
             build(tmp)
             if self._is_main():
-                (tmp / ".complete").write_text("")
+                write_manifest(tmp)
                 if final.exists():
                     shutil.rmtree(final)
                 os.replace(tmp, final)
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise DiskFullError(exc.errno, f"no space left on the device while building cache entry "
+                                               f"{final} ({exc.strerror}); the partial entry was removed") from exc
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
             self._barrier()
+        self._verified.add(final)
         return final
 
     def _is_main(self) -> bool:
@@ -63,4 +95,4 @@ class ArtifactCache:
             self.accelerator.wait_for_everyone()
 
     def stats(self) -> dict[str, Any]:
-        return {"root": str(self.root), "hits": self.hits, "misses": self.misses}
+        return {"root": str(self.root), "hits": self.hits, "misses": self.misses, "rebuilt": self.rebuilt}
