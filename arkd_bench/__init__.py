@@ -1,14 +1,25 @@
 """arkd-bench: a plugin-based harness for knowledge distillation of causal language models.
 
-Public API: `hookimpl` (for plugins), `get_divergence`, `get_weighting`, the
-`Divergence`, `WeightingStrategy` and `Metric` base classes and `StepFeatures`
-(imported lazily so `import arkd_bench` stays fast).
+Public API: `hookimpl` (for plugins), `get_divergence`, `get_weighting`, the base class
+of every plugin kind (`Divergence`, `WeightingStrategy`, `DatasetSource`, `Metric`,
+`Reporter`, `DataPolicy`; see `arkd_bench.kinds`), `StepFeatures`, `Feedback` and
+`Example`. They are imported on first use, so `import arkd_bench` stays fast; type
+checkers and IDEs see them through the TYPE_CHECKING imports below. Test helpers for
+plugin authors are in `arkd_bench.testing`; guides in docs/plugins/.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arkd_bench.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from arkd_bench.data.base import DatasetSource, Example
+    from arkd_bench.data_policy.base import DataPolicy
+    from arkd_bench.divergences import Divergence, StepFeatures
+    from arkd_bench.evaluate.base import Metric
+    from arkd_bench.report.reporters import Reporter
+    from arkd_bench.weighting import Feedback, WeightingStrategy
 
 __version__ = "0.1.0"
 
@@ -20,6 +31,8 @@ _LAZY = {
     "Metric": "arkd_bench.evaluate.base",
     "DatasetSource": "arkd_bench.data.base",
     "Example": "arkd_bench.data.base",
+    "Reporter": "arkd_bench.report.reporters",
+    "DataPolicy": "arkd_bench.data_policy.base",
 }
 
 

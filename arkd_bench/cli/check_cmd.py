@@ -42,9 +42,11 @@ def check(
                          "default: table on a terminal, else github under GitHub Actions, else text")] = None,
     summary: Annotated[Path | None, typer.Option(
         "--summary", help="append a markdown summary here; default $GITHUB_STEP_SUMMARY when set")] = None,
+    plugins_dir: Annotated[list[Path] | None, typer.Option(
+        "--plugins-dir", help="folder of plugin .py files (the runs' recipe `plugins:` are loaded anyway)")] = None,
 ) -> None:
     """Evaluate recipe checks and a golden baseline; exit 1 when any check fails."""
-    from arkd_bench.plugins import default_plugins
+    from arkd_bench.cli.run_plugins import run_plugins_or_exit
     from arkd_bench.recipe.loader import RecipeError
     from arkd_bench.report import check_output, checks
     from arkd_bench.report.results import load
@@ -64,7 +66,7 @@ def check(
         tol = checks.Tolerance.parse(tolerance or [], stored)
     except ValueError as exc:
         fail(str(exc))
-    collected = load(run_dirs, default_plugins())
+    collected = load(run_dirs, run_plugins_or_exit(run_dirs, plugins_dir))
     try:
         if recipe is not None:
             located = checks.read_checks(recipe)

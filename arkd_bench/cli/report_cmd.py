@@ -16,17 +16,19 @@ def report(
         "--format", "-f", help="a registered reporter: md, json, csv, html, ...; default from -o's suffix, else md")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
     reference: Annotated[str | None, typer.Option(help="method to compare with; default the recipe's")] = None,
+    plugins_dir: Annotated[list[Path] | None, typer.Option(
+        "--plugins-dir", help="folder of plugin .py files (the runs' recipe `plugins:` are loaded anyway)")] = None,
 ) -> None:
     """Render the leaderboard of run folders, merged (shards of one grid, several recipes)."""
     from arkd_bench.cli.check_cmd import check_run_dirs
-    from arkd_bench.plugins import default_plugins
+    from arkd_bench.cli.run_plugins import run_plugins_or_exit
     from arkd_bench.registry import RegistryError
     from arkd_bench.report.results import load
 
     check_run_dirs(run_dirs)
     if format is None:
         format = SUFFIX_FORMATS.get(output.suffix.lower(), "md") if output is not None else "md"
-    plugins = default_plugins()
+    plugins = run_plugins_or_exit(run_dirs, plugins_dir)
     try:
         reporter = plugins.create("reporter", format)
     except RegistryError as exc:
