@@ -2,8 +2,9 @@
 
 Recipe checks (CheckSpec):
   {method: A, metric: M, beats: B}                A's mean beats B's in M's direction
-  {..., beats: B, significant: true}              ... and the paired comparison of A - B over
-                                                  test examples (seeds averaged) has p < 0.05
+  {..., beats: B, significant: true}              ... and the paired comparison of A - B (the
+                                                  leaderboard's: over training seeds and test
+                                                  examples when either row has 2+ seeds) has p < 0.05
                                                   and a 95% interval that excludes 0
   {method: A, metric: M, at_least: x, at_most: y} A's mean (over seeds) within the bounds
   metric `weight/<term>` or `strategy/<name>`     bounds on a value of A's training logs:
@@ -258,9 +259,11 @@ def _beats(collected: Collected, spec, a: dict) -> CheckResult:
         if c is None:
             reasons.append("fewer than 2 test examples scored by both: no significance test possible")
         else:
+            over = f"{c.n} paired test examples" + (f" and {c.seeds[0]} vs {c.seeds[1]} training seeds"
+                                                     if c.interval != "examples" else " (one training seed)")
             result.numbers += f"; diff {c.diff:+.2f} [{c.low:+.2f}, {c.high:+.2f}], p={c.p_value:.3g}, n={c.n}"
             if c.p_value >= ALPHA:
-                reasons.append(f"not significant: p={c.p_value:.3g} >= {ALPHA} over {c.n} paired test examples")
+                reasons.append(f"not significant: p={c.p_value:.3g} >= {ALPHA} over {over}")
             if c.low <= 0 <= c.high:
                 reasons.append(f"the 95% interval [{c.low:+.2f}, {c.high:+.2f}] includes 0")
     result.passed, result.reason = not reasons, "; ".join(reasons)

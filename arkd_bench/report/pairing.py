@@ -1,7 +1,10 @@
 """Per-example scores of leaderboard rows, and the small statistics built on them.
 
 Any two rows evaluated on the same test set can be paired example by example; pairing
-(rather than comparing two means) removes the between-example variance.
+(rather than comparing two means) removes the between-example variance. A row trained
+with several seeds keeps its scores per seed, so its intervals can resample training
+seeds as well as test examples (`evaluate.stats.seeded_bootstrap`); a row of one seed
+has intervals over test examples only.
 """
 from __future__ import annotations
 
@@ -9,6 +12,10 @@ import math
 from collections import defaultdict
 
 ExampleScores = dict[str, dict[int, float]]  # metric -> example index -> score
+SeedScores = dict[int, dict[int, float]]  # training seed -> example index -> score
+
+EXAMPLES = "examples"  # what an interval resamples
+SEEDS_AND_EXAMPLES = "seeds+examples"
 
 
 def average_seeds(runs: list[ExampleScores], metric: str) -> dict[int, float]:
@@ -18,6 +25,63 @@ def average_seeds(runs: list[ExampleScores], metric: str) -> dict[int, float]:
         for i, v in run.get(metric, {}).items():
             sums[i].append(v)
     return {i: sum(v) / len(v) for i, v in sums.items()}
+
+
+def by_seed(runs: list[tuple[int, ExampleScores]], metric: str) -> SeedScores:
+    """Training seed -> example -> score, from (seed, scores) of a row's cells; two cells
+    of one seed (merged runs) are averaged."""
+    grouped: dict[int, list[ExampleScores]] = defaultdict(list)
+    for seed, scores in runs:
+        if scores.get(metric):
+            grouped[seed].append(scores)
+    return {seed: average_seeds(cells, metric) for seed, cells in sorted(grouped.items())}
+
+
+def _matrix(scores: SeedScores, examples: list[int]):
+    import numpy as np
+
+    return np.asarray([[scores[s][i] for i in examples] for s in sorted(scores)], dtype=float)
+
+
+def _common_examples(*rows: SeedScores) -> list[int]:
+    """Examples scored by every seed of every row."""
+    sets = [set(by_example) for row in rows for by_example in row.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def compare_rows(a: SeedScores, b: SeedScores, seed: int = 0):
+    """Comparison of a - b over the test examples both score (None under 2 examples).
+
+    Both rows of one seed: the seed-averaged paired bootstrap over examples. Otherwise the
+    two-level bootstrap over seeds and examples, paired by seed when both rows have the same
+    seeds, each row's seeds resampled on their own when not."""
+    from arkd_bench.evaluate.stats import paired_bootstrap, seeded_bootstrap
+
+    if not a or not b:
+        return None
+    if len(a) == 1 and len(b) == 1:
+        x, y = paired(next(iter(a.values())), next(iter(b.values())))
+        return paired_bootstrap(x, y, seed=seed) if len(x) >= 2 else None
+    examples = _common_examples(a, b)
+    if len(examples) < 2:
+        return None
+    return seeded_bootstrap(_matrix(a, examples), _matrix(b, examples), paired_seeds=sorted(a) == sorted(b),
+                            seed=seed)
+
+
+def row_interval(scores: SeedScores, confidence: float = 0.95, seed: int = 0) -> dict:
+    """{low, high, interval} of a row's mean: over seeds and examples with 2+ seeds, over
+    examples alone with one ({} when there is nothing to resample)."""
+    from arkd_bench.evaluate.stats import seeded_bootstrap
+
+    if len(scores) == 1:
+        found = example_interval(next(iter(scores.values())), confidence, seed)
+        return {**found, "interval": EXAMPLES} if found else {}
+    examples = _common_examples(scores)
+    if len(examples) < 2:
+        return {}
+    c = seeded_bootstrap(_matrix(scores, examples), confidence=confidence, seed=seed)
+    return {"low": c.low, "high": c.high, "interval": SEEDS_AND_EXAMPLES}
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], list[float]]:

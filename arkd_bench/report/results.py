@@ -8,8 +8,9 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
                                  a cell evaluated on an eval_only dataset appears again as
                                  `<id>@<dataset>` with that dataset's metrics (+source_cell, +trained_on)
   leaderboard: [{dataset, teacher, student, method, kind, failed,
-                 metrics: {name: {mean, std, n, +low, +high}},
-                 vs_reference: {name: {reference, diff, low, high, p_value, n_examples}},
+                 metrics: {name: {mean, std, n, +low, +high, +interval}},
+                 vs_reference: {name: {reference, diff, low, high, p_value, n_examples,
+                                       +interval, +seeds, +paired_seeds}},
                  +label, +pending, +cells, +recipes, +rank: {name: int | null}}]
   reference: str                 the method each row is compared with
   comparisons: int               how many row-vs-reference tests the leaderboard reports
@@ -20,7 +21,12 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
 
 A row is one method on one (dataset, teacher, student) over its training seeds. Cells
 are merged by id, so shards of a grid give the rows of the whole grid. `metrics.low/high`
-is a 95% bootstrap interval of the row's mean over test examples (seeds averaged).
+is a 95% interval of the row's mean and `vs_reference` the paired difference with the
+reference row. `interval` says what they resample: "examples" (one training seed: test
+examples only, percentile bootstrap, sign-flip p-value) or "seeds+examples" (2+ seeds on
+either side: the two-level bootstrap of `evaluate.stats.seeded_bootstrap`); `seeds` is
+[row seeds, reference seeds]; `paired_seeds` is true when both rows have the same seeds
+and were compared seed by seed.
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ from typing import Any
 
 import yaml
 
-from arkd_bench.report.pairing import ExampleScores, average_seeds, example_interval, paired, rank_values
+from arkd_bench.report.pairing import (ExampleScores, SeedScores, average_seeds, by_seed, compare_rows, paired,
+                                      rank_values, row_interval)
 from arkd_bench.results.store import DONE, FAILED, RunDir, atomic_write_json, atomic_write_text, read_json
 
 SCHEMA_VERSION = 1
@@ -49,6 +56,7 @@ class Collected:
 
     results: dict[str, Any]
     scores: dict[str, ExampleScores] = field(default_factory=dict)  # cell id -> metric -> example -> score
+    seeds: dict[str, int] = field(default_factory=dict)  # cell id -> training seed
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -62,12 +70,14 @@ class Collected:
         """Scores of two rows on the test examples both have, in the same order."""
         return paired(self.example_scores(row_a, metric), self.example_scores(row_b, metric))
 
-    def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
-        """Paired bootstrap/permutation comparison of a - b, or None with under 2 examples."""
-        from arkd_bench.evaluate.stats import paired_bootstrap
+    def seed_scores(self, row: dict[str, Any], metric: str) -> SeedScores:
+        """Training seed -> example -> score of a row (generation seeds averaged)."""
+        return by_seed([(self.seeds.get(c, 0), self.scores[c]) for c in row["cells"] if c in self.scores], metric)
 
-        a, b = self.paired(row_a, row_b, metric)
-        return paired_bootstrap(a, b) if len(a) >= 2 else None
+    def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
+        """Comparison of a - b (`pairing.compare_rows`: over seeds and examples when either
+        row has 2+ seeds), or None with under 2 common examples."""
+        return compare_rows(self.seed_scores(row_a, metric), self.seed_scores(row_b, metric))
 
     @cached_property
     def _cell_index(self) -> dict[str, dict[str, Any]]:
@@ -248,6 +258,7 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
         for cell in cells.values():
             if cell["run"] == str(path) and cell["status"] == DONE:
                 collected.scores[cell["id"]] = per_example_scores(rundir, cell["id"])
+                collected.seeds[cell["id"]] = cell["seed"]
     groups = _group(cells, extras)
     labels = _labels(groups)
     leaderboard = []
@@ -262,7 +273,7 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
         for m in sorted({m for c in done for m in c["metrics"]}):
             mean, std, n = mean_std([c["metrics"][m] for c in done if m in c["metrics"]])
             row["metrics"][m] = {"mean": mean, "std": std, "n": n}
-            row["metrics"][m].update(example_interval(collected.example_scores(row, m)))
+            row["metrics"][m].update(row_interval(collected.seed_scores(row, m)))
         leaderboard.append(row)
     leaderboard.sort(key=order.row_key)
     ordered_cells = sorted(cells.values(), key=lambda c: (*order.row_key(c), c["seed"]))
@@ -301,7 +312,8 @@ def _compare_with_reference(collected: Collected) -> None:
             c = collected.compare(row, ref, m)
             if c is not None:
                 row["vs_reference"][m] = {"reference": ref["label"], "diff": c.diff, "low": c.low, "high": c.high,
-                                          "p_value": c.p_value, "n_examples": c.n}
+                                          "p_value": c.p_value, "n_examples": c.n, "interval": c.interval,
+                                          "seeds": list(c.seeds), "paired_seeds": c.paired_seeds}
                 comparisons += 1
     results["comparisons"] = comparisons
 

@@ -73,7 +73,23 @@ def context_lines(results: dict[str, Any], dataset: str, rows: list[dict]) -> li
     teachers = sorted({r["teacher"] for r in rows})
     students = sorted({r["student"] for r in rows if r["student"]})
     lines.append(f"teacher {', '.join(teachers)}; student {', '.join(students) or '-'}")
-    return lines
+    return lines + [interval_note(rows)]
+
+
+def interval_note(rows: list[dict]) -> str:
+    """What the table's intervals cover, said above it: a one-seed table must not read as if
+    its intervals held training-seed variance."""
+    def seeds(r):
+        return max((s["n"] for s in r["metrics"].values()), default=0)
+
+    trained = [r for r in rows if r["kind"] not in REFERENCE_KINDS and r["metrics"]]
+    single = [r.get("label", r["method"]) for r in trained if seeds(r) < 2]
+    if not trained or len(single) == len(trained):
+        return ("one training seed: intervals and p-values cover test-example variance only, "
+                "not training-seed variance")
+    line = "intervals and p-values resample training seeds and test examples (two-level bootstrap)"
+    return line + (f"; rows with one training seed ({', '.join(single)}) and their comparisons with one-seed "
+                   "rows cover test examples only" if single else "")
 
 
 def _arrow(results, metric: str) -> str:
@@ -149,9 +165,12 @@ def legend(results: dict[str, Any]) -> str:
             "(not ranked: the teacher, a bound, "
             "and the echo/constant baselines, floors); "
             "the best student value of each metric is in bold; ↑ higher is better, ↓ lower is better. "
-            f"Δ is the paired difference with `{results.get('reference')}` over test examples (seeds averaged) "
-            "with a 95% bootstrap interval; * p<0.05, ** p<0.01 (paired sign-flip permutation test, shown only "
-            f"when the interval excludes 0; {results.get('comparisons', 0)} comparisons, uncorrected).")
+            f"Δ is the paired difference with `{results.get('reference')}` with a 95% interval; "
+            "* p<0.05, ** p<0.01 (shown only when the interval excludes 0; "
+            f"{results.get('comparisons', 0)} comparisons, uncorrected). With 2+ training seeds on either side the "
+            "interval and p-value come from a two-level bootstrap over training seeds and test examples (paired by "
+            "seed when both rows have the same seeds; Student t on its standard error); with one seed each, from a "
+            "percentile bootstrap over test examples (seeds averaged) and the paired sign-flip permutation test.")
 
 
 def datasets(results: dict[str, Any]) -> list[str]:

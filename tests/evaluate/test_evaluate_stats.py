@@ -80,3 +80,95 @@ def test_bad_inputs():
         paired_bootstrap([1, 2], [1, 2], confidence=95)
     with pytest.raises(ValueError, match="finite"):
         paired_bootstrap([1, float("nan")], [1, 2])
+
+
+# -- two levels: training seeds x test examples ------------------------------------------------
+
+def seeded_pair(rng, seeds, n, delta, seed_sd=3.0, example_sd=1.0, noise_sd=2.0):
+    """Scores (seeds x examples) of two methods on shared examples: per-example difficulty,
+    a method-by-example effect, a per-seed effect of each method, seed x example noise."""
+    difficulty = rng.normal(30.0, 10.0, n)
+    a = (difficulty + delta + rng.normal(0.0, example_sd, n) + rng.normal(0.0, seed_sd, (seeds, 1))
+         + rng.normal(0.0, noise_sd, (seeds, n)))
+    b = difficulty + rng.normal(0.0, seed_sd, (seeds, 1)) + rng.normal(0.0, noise_sd, (seeds, n))
+    return a, b
+
+
+def test_two_level_interval_reaches_nominal_coverage_where_seed_variance_dominates():
+    # 3 seeds, 40 examples; the seed effect (sd 3) dwarfs what examples add (sd of their mean ~0.3)
+    rng = np.random.default_rng(2024)
+    delta, reps, two_level, examples_only, false_positives = 1.0, 300, 0, 0, 0
+    for rep in range(reps):
+        a, b = seeded_pair(rng, 3, 40, delta)
+        c = stats.seeded_bootstrap(a, b, paired_seeds=True, n_resamples=400, seed=rep)
+        assert c.low <= c.diff <= c.high and c.interval == "seeds+examples" and c.seeds == (3, 3)
+        two_level += c.low <= delta <= c.high
+        e = paired_bootstrap(a.mean(axis=0), b.mean(axis=0), n_resamples=400, seed=rep)
+        examples_only += e.low <= delta <= e.high
+        a0, b0 = seeded_pair(rng, 3, 40, 0.0)
+        false_positives += stats.seeded_bootstrap(a0, b0, paired_seeds=True, n_resamples=400, seed=rep).p_value < 0.05
+    assert 0.92 <= two_level / reps <= 0.98
+    assert examples_only / reps < 0.5  # seeds averaged away: the interval is far too narrow
+    assert false_positives / reps <= 0.09
+
+
+def test_two_level_interval_with_different_seeds_per_method_resamples_each_side():
+    rng = np.random.default_rng(7)
+    reps, covered = 200, 0
+    for rep in range(reps):
+        a, b = seeded_pair(rng, 4, 30, 2.0)
+        c = stats.seeded_bootstrap(a, b[:3], n_resamples=400, seed=rep)  # 4 seeds against 3, unpaired
+        assert c.seeds == (4, 3) and not c.paired_seeds
+        covered += c.low <= 2.0 <= c.high
+    assert 0.91 <= covered / reps <= 0.99
+
+
+def test_two_level_without_seed_variance_still_covers_and_a_real_gap_is_found():
+    rng = np.random.default_rng(11)
+    reps, covered = 200, 0
+    for rep in range(reps):
+        a, b = seeded_pair(rng, 3, 60, 1.0, seed_sd=0.0, noise_sd=4.0)
+        c = stats.seeded_bootstrap(a, b, paired_seeds=True, n_resamples=400, seed=rep)
+        covered += c.low <= 1.0 <= c.high
+    # with no seed effect the interval is conservative (seed means are known to 2 df only)
+    assert covered / reps >= 0.95
+    a, b = seeded_pair(np.random.default_rng(3), 5, 200, 6.0, seed_sd=1.0)
+    c = stats.seeded_bootstrap(a, b, paired_seeds=True)
+    assert c.p_value < 0.01 and 0 < c.low < c.diff < c.high
+    assert c.diff == pytest.approx(float((a - b).mean()))
+
+
+def test_two_level_variance_matches_the_random_effects_estimate():
+    # the bootstrap's standard error is the unbiased one of the two-way model, not the raw
+    # resampling's (which shrinks the seed part by (k-1)/k and triples the noise)
+    rng = np.random.default_rng(5)
+    k, n = 4, 50
+    d = rng.normal(0, 2.0, (k, 1)) + rng.normal(0, 1.0, (1, n)) + rng.normal(0, 3.0, (k, n))
+    c = stats.seeded_bootstrap(d, np.zeros_like(d), paired_seeds=True, n_resamples=20000)
+    seed_means, ex_means, grand = d.mean(1), d.mean(0), d.mean()
+    ms_seed = n * ((seed_means - grand) ** 2).sum() / (k - 1)
+    ms_ex = k * ((ex_means - grand) ** 2).sum() / (n - 1)
+    resid = d - seed_means[:, None] - ex_means[None, :] + grand
+    ms_resid = (resid**2).sum() / ((k - 1) * (n - 1))
+    seed_part, example_part = ms_seed / (k * n), (ms_ex - ms_resid) / (k * n)
+    expected_se = np.sqrt(seed_part + example_part)
+    df = (seed_part + example_part) ** 2 / (seed_part**2 / (k - 1) + example_part**2 / (n - 1))
+    half = (c.high - c.low) / 2
+    assert half == pytest.approx(scipy_stats.t.ppf(0.975, df) * expected_se, rel=0.03)
+    raw = np.sqrt(((k - 1) / k * ms_seed + (n - 1) / n * ms_ex + ms_resid * (k - 1) * (n - 1) / (k * n)) / (k * n))
+    assert abs(raw / expected_se - 1) > 0.05  # the raw resampling would be visibly off
+
+
+def test_two_level_one_sample_and_bad_inputs():
+    a = np.random.default_rng(1).normal(10.0, 1.0, (3, 20))
+    c = stats.seeded_bootstrap(a)
+    assert c.seeds == (3, 0) and c.low < a.mean() < c.high
+    assert stats.seeded_bootstrap(a, seed=4) == stats.seeded_bootstrap(a, seed=4)
+    with pytest.raises(ValueError, match="seeds x test examples"):
+        stats.seeded_bootstrap([1.0, 2.0])
+    with pytest.raises(ValueError, match="same examples"):
+        stats.seeded_bootstrap(a, a[:, :5])
+    with pytest.raises(ValueError, match="paired_seeds"):
+        stats.seeded_bootstrap(a, a[:2], paired_seeds=True)
+    with pytest.raises(ValueError, match="at least 2 test examples"):
+        stats.seeded_bootstrap(a[:, :1])

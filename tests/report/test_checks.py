@@ -36,6 +36,34 @@ def test_significant_beats_passes_on_a_consistent_gain():
     assert "diff +2.00" in result.numbers and "n=30" in result.numbers
 
 
+def test_significant_beats_counts_the_training_seed_variance():
+    """Three seeds each, a gain that swings from seed to seed: over examples alone (seeds
+    averaged) it looks certain; over seeds and examples it is not significant."""
+    rows, cells, scores, seeds = [], [], {}, {}
+    swing = {0: 6.0, 1: -3.0, 2: 0.5}  # a's per-seed gain over b
+    for name in ("a", "b"):
+        ids = []
+        for seed, gain in swing.items():
+            cid = f"{name}{seed}"
+            values = [10.0 + (i % 5) + (gain if name == "a" else 0.0) for i in range(40)]
+            cells.append({"id": cid, "kind": "distill", "method": name, "seed": seed, "status": "done",
+                          "metrics": {"m": sum(values) / 40}})
+            scores[cid], seeds[cid] = {"m": dict(enumerate(values))}, seed
+            ids.append(cid)
+        mean = sum(c["metrics"]["m"] for c in cells if c["method"] == name) / 3
+        rows.append({"dataset": "d", "teacher": "t", "student": "s", "method": name, "label": name,
+                     "kind": "distill", "failed": 0, "pending": 0, "cells": ids, "recipes": ["r"],
+                     "metrics": {"m": {"mean": mean, "std": 4.5, "n": 3}}})
+    results = {"leaderboard": rows, "cells": cells, "metric_info": {"m": {"higher_is_better": True}}}
+    (result,) = run_checks(Collected(results, scores, seeds), [CheckSpec(method="a", metric="m", beats="b",
+                                                                         significant=True)])
+    assert not result.passed and "diff +1.17" in result.numbers
+    assert "not significant" in result.reason and "40 paired test examples and 3 vs 3 training seeds" in result.reason
+    (one_seed,) = run_checks(Collected(results, scores), [CheckSpec(method="a", metric="m", beats="b",
+                                                                    significant=True)])
+    assert one_seed.passed, one_seed.reason  # seeds unknown: examples only, the gain looks certain
+
+
 def test_beats_follows_the_metric_direction():
     collected = hand_collected([1.0, 2.0], [3.0, 4.0], lower=True)
     (result,) = run_checks(collected, [CheckSpec(method="a", metric="m", beats="b")])
@@ -121,7 +149,7 @@ def test_significant_beats_fails_on_a_tiny_run_with_the_reason(grid, copy_with_c
     result = runner.invoke(app, ["check", str(checked)])
     assert result.exit_code == 1
     line = next(l for l in result.output.splitlines() if l.startswith("FAIL sft beats fkl on rougeL significantly"))
-    assert "not significant: p=" in line and ">= 0.05 over 3 paired test examples" in line
+    assert "not significant: p=" in line and ">= 0.05 over 3 paired test examples and 2 vs 2 training seeds" in line
     assert "2 checks: 1 passed, 1 failed" in result.output
 
 

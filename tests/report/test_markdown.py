@@ -100,3 +100,16 @@ def test_row_labels_name_what_varies_in_a_merge():
     assert row_label(rows[2], rows[2:]) == "sft"
     other = {**row("sft", "sft"), "dataset": "e"}
     assert row_label(other, [rows[2], other]) == "sft [e]"
+
+
+def test_the_table_says_above_it_which_variance_its_intervals_cover():
+    one_seed = render_markdown(results([row("sft", "sft", rougeL=(20.0, 0.0, 1)), row("a", rougeL=(22.0, 0.0, 1))]))
+    note = "- one training seed: intervals and p-values cover test-example variance only, not training-seed variance"
+    head, table = one_seed.split("| rank", 1)
+    assert note in head and note not in table
+    seeds = render_markdown(results([row("teacher", "teacher", rougeL=(50.0, 0.0, 1)),
+                                     row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 1.0, 3))]))
+    assert "- intervals and p-values resample training seeds and test examples (two-level bootstrap)\n" in seeds
+    assert "cover test-example variance only" not in seeds  # the teacher is one model, not a one-seed student
+    mixed = render_markdown(results([row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 0.0, 1))]))
+    assert "rows with one training seed (a) and their comparisons with one-seed rows cover test examples only" in mixed

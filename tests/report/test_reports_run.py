@@ -1,12 +1,18 @@
 """Reports of real run folders: files every run writes, the report command's formats, pairing."""
 import csv
 import io
+import itertools
 import json
+
+import numpy as np
+import pytest
 
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.plugins import load_plugins
+from arkd_bench.evaluate.stats import seeded_bootstrap
+from arkd_bench.report.pairing import compare_rows
 from arkd_bench.report.results import load
 
 runner = CliRunner()
@@ -58,8 +64,32 @@ def test_any_two_rows_can_be_paired(grid):
     rows = {r["method"]: r for r in collected.rows}
     a, b = collected.paired(rows["fkl"], rows["mix"], "rougeL")
     assert len(a) == len(b) == 3
+    # per seed and example, read straight from the cells' generations (generation seeds averaged)
+    def matrix(row):
+        by_seed = {}
+        for cell_id in row["cells"]:
+            seed = json.loads((run / "cells" / cell_id / "cell.json").read_text())["seed"]
+            lines = [json.loads(l) for l in (run / "cells" / cell_id / "generations.jsonl").read_text().splitlines()]
+            by_seed[seed] = [np.mean([l["scores"]["rougeL"] for l in lines if l["example"] == i]) for i in range(3)]
+        return np.array([by_seed[s] for s in sorted(by_seed)])
+
+    mix, fkl = matrix(rows["mix"]), matrix(rows["fkl"])
+    assert mix.shape == (2, 3)  # two training seeds x three test examples
     comparison = collected.compare(rows["mix"], rows["fkl"], "rougeL")
-    assert comparison.n == 3 and comparison.p_value >= 0.25  # 3 examples: never significant
+    assert (comparison.interval, comparison.seeds, comparison.paired_seeds) == ("seeds+examples", (2, 2), True)
+    assert comparison == seeded_bootstrap(mix, fkl, paired_seeds=True)
+    assert comparison.diff == pytest.approx(float((mix - fkl).mean()))
+    vs = rows["mix"]["vs_reference"]["rougeL"]
+    assert (vs["interval"], vs["seeds"], vs["paired_seeds"]) == ("seeds+examples", [2, 2], True)
+    assert rows["mix"]["metrics"]["rougeL"]["interval"] == "seeds+examples"
+    # one seed each: seeds averaged away, exact sign-flip test over the 3 paired examples
+    one = compare_rows({0: dict(enumerate(mix[0]))}, {0: dict(enumerate(fkl[0]))})
+    d = mix[0] - fkl[0]
+    flips = [abs(np.mean(np.array(signs) * d)) for signs in itertools.product((1, -1), repeat=3)]
+    assert one.interval == "examples"
+    assert one.p_value == pytest.approx(np.mean([f >= abs(d.mean()) - 1e-9 for f in flips]))
+    html = (run / "report.html").read_text()
+    assert "intervals and p-values resample training seeds and test examples (two-level bootstrap)" in html
 
 
 def test_merged_report_lists_failed_cells(grid, failed_run):
