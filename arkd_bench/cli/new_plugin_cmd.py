@@ -9,22 +9,20 @@ from typing import Annotated
 import typer
 
 from arkd_bench.cli.common import fail, out
+from arkd_bench.kinds import PLUGIN_KINDS
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 
+# The kinds with templates (`<kind>.py.tmpl`, `<kind>_test.py.tmpl`), from the table of kinds.
+Kind = Enum("Kind", {k.name: k.name for k in PLUGIN_KINDS.values() if k.scaffold}, type=str)
 
-class Kind(str, Enum):
-    weighting = "weighting"
-    divergence = "divergence"
-    metric = "metric"
-    dataset = "dataset"
-
-
+# What each template implements.
 SUMMARIES = {
     "weighting": "per-batch weights inversely proportional to each objective term's value",
     "divergence": "the squared Hellinger distance between teacher and student",
     "metric": "exact match (x100) of predictions against references",
     "dataset": "prompt/response pairs read from a CSV file",
+    "reporter": "the leaderboard as tab-separated values",
 }
 
 USAGE = {
@@ -32,6 +30,7 @@ USAGE = {
     "divergence": "methods:\n  - name: {name}\n    objective: [{name}]",
     "metric": "eval:\n  metrics: [rougeL, {name}]",
     "dataset": "datasets:\n  - name: my-data\n    source: {name}\n    options: {{path: pairs.csv, test_size: 0.1}}",
+    "reporter": "# arkd-bench report RUNDIR --format {name} -o leaderboard.tsv",
 }
 
 
@@ -46,7 +45,8 @@ def plugin_names(name: str, kind: str) -> dict[str, str]:
     summary = SUMMARIES[kind]
     return {"name": registered, "dist": f"arkd-bench-{registered.replace('_', '-')}",
             "module": f"arkd_bench_{registered}", "cls": cls, "kind": kind, "summary": summary,
-            "summary_cap": summary[0].upper() + summary[1:], "usage": USAGE[kind].format(name=registered)}
+            "summary_cap": summary[0].upper() + summary[1:], "usage": USAGE[kind].format(name=registered),
+            "guide": PLUGIN_KINDS[kind].guide}
 
 
 def scaffold(name: str, kind: str, directory: Path) -> Path:

@@ -8,10 +8,11 @@ import torch
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
+from arkd_bench.kinds import PLUGIN_KINDS
 from arkd_bench.plugins import load_plugins
 
 runner = CliRunner()
-KINDS = ("weighting", "divergence", "metric", "dataset")
+KINDS = tuple(k.name for k in PLUGIN_KINDS.values() if k.scaffold)
 
 
 def scaffold(tmp_path, kind):
@@ -39,6 +40,11 @@ def exercise(plugins, kind, name, tmp_path):
         assert (div(student_logits=logits, teacher_logits=torch.randn(2, 4, 30)) > 0).all()
     elif kind == "metric":
         assert plugins.create("metric", name).score(["A  cat", "no"], [["a cat"], ["yes"]]) == [100.0, 0.0]
+    elif kind == "reporter":
+        row = {"dataset": "d", "teacher": "t", "student": None, "method": "fkl",
+               "metrics": {"rougeL": {"mean": 1.5, "std": 0.0, "n": 1}}}
+        assert plugins.create("reporter", name).render({"leaderboard": [row]}).splitlines()[1] == \
+            "d\tt\t\tfkl\trougeL\t1.5\t0.0\t1"
     else:
         with open(tmp_path / "pairs.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([["prompt", "response"]] + [[f"q{i}", f"a{i}"] for i in range(10)])
