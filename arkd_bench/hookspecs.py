@@ -40,3 +40,7 @@ def arkd_register_metrics(register: Register) -> None:
 def arkd_register_reporters(register: Register) -> None:
     """Register Reporter classes (leaderboard formats written from run results)."""
 
+
+@hookspec
+def arkd_register_data_policies(register: Register) -> None:
+    """Register DataPolicy classes (where the training sequences come from)."""

@@ -40,6 +40,8 @@ PLUGIN_KINDS: dict[str, PluginKind] = {k.name: k for k in (
                "docs/plugins/metric.md", True, "a score per test example"),
     PluginKind("reporter", "arkd_register_reporters", "arkd_bench.report.reporters:Reporter",
                "docs/plugins/reporter.md", True, "a leaderboard format written from run results"),
+    PluginKind("data_policy", "arkd_register_data_policies", "arkd_bench.data_policy.base:DataPolicy",
+               "docs/plugins/data_policy.md", False, "where the training sequences come from"),
 )}
 
 KINDS: tuple[str, ...] = tuple(PLUGIN_KINDS)

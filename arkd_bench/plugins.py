@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "arkd_bench.default_plugins.datasets",
     "arkd_bench.default_plugins.metrics",
     "arkd_bench.default_plugins.reporters",
+    "arkd_bench.default_plugins.data_policies",
 )
 
 

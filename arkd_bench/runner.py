@@ -39,6 +39,8 @@ class RunContext:
         self.teacher_passes = 0  # full passes of a teacher over a training set (cache builds)
         self.online_teacher_batches = 0
         self.teacher_seconds = 0.0  # teacher forwards for distillation, cached or online
+        self.sequence_builds = 0  # data policies' built sequences (SeqKD generations), cache misses
+        self.sequence_seconds = 0.0
 
     def _once(self, key: tuple, build: Callable[[], Any]) -> Any:
         if key not in self._memo:
@@ -191,14 +193,14 @@ class RunContext:
         return self._once(("probe", dataset, teacher, key),
                           lambda: TrainingDataset(valid, tokenizer, self.recipe.train.max_length).items)
 
-    def teacher_outputs(self, dataset: str, teacher: str):
+    def teacher_outputs(self, dataset: str, teacher: str, items=None, items_key: str | None = None):
         """The teacher's logits on every training item, computed once per (teacher, dataset)
         when they fit `train.teacher_cache_mb`; None means the teacher runs online."""
         from arkd_bench.train.models import vocab_size
         from arkd_bench.train.teacher_cache import TeacherOutputs, cache_bytes
 
         model = self.teacher(dataset, teacher)[0]
-        items = self.train_items(dataset, teacher)
+        items = self.train_items(dataset, teacher) if items is None else items
         size = cache_bytes(items, vocab_size(model))
         train = self.recipe.train
         kind = train.teacher_outputs
@@ -208,7 +210,7 @@ class RunContext:
         if kind == "online":
             return None
         if kind != "memory":
-            return self._once(("teacher_outputs", dataset, teacher, kind),
+            return self._once(("teacher_outputs", dataset, teacher, kind, *([items_key] if items_key else [])),
                               lambda: self._stored_teacher_outputs(dataset, teacher, model, items, kind))
 
         def build():
@@ -220,7 +222,7 @@ class RunContext:
             self.teacher_seconds += time.time() - started
             return outputs
 
-        return self._once(("teacher_outputs", dataset, teacher), build)
+        return self._once(("teacher_outputs", dataset, teacher, *([items_key] if items_key else [])), build)
 
     def _stored_teacher_outputs(self, dataset: str, teacher: str, model, items, kind: str):
         """Teacher log-probs in memory-mapped files (`disk`: float16, exact but for rounding;
@@ -244,6 +246,53 @@ class RunContext:
             self.teacher_seconds += time.time() - started
 
         return StoredTeacherOutputs(self.cache.get_or_build("teacher_outputs", key, build), layout, vocab)
+
+    # -- data policies -----------------------------------------------------------
+    def training_sequences(self, dataset: str, teacher: str, method):
+        """(policy, items, teacher outputs, provenance) of a method's training data: the dataset's
+        items and the shared teacher cache, or the items its data policy builds (once per grid)."""
+        spec = method.data
+        policy = self.loaded.plugins.create("data_policy", spec.name, **spec.options)
+        if not policy.builds_sequences:
+            return policy, self.train_items(dataset, teacher), self.teacher_outputs(dataset, teacher), {}
+        items, info = self.built_sequences(dataset, teacher, policy)
+        if policy.targets == "tokens":
+            from arkd_bench.data_policy.targets import TokenTargets
+            from arkd_bench.train.models import vocab_size
+
+            return policy, items, TokenTargets(items, vocab_size(self.teacher(dataset, teacher)[0])), info
+        return policy, items, self.teacher_outputs(dataset, teacher, items, info["key"]), info
+
+    def built_sequences(self, dataset: str, teacher: str, policy):
+        """A policy's built items, from the disk cache or built now, keyed by everything they
+        depend on: the policy and its settings, the teacher, and the encoded training items."""
+        from arkd_bench.data_policy.session import SequenceSource
+        from arkd_bench.data_policy.store import load_sequences, save_sequences
+
+        from arkd_bench.train.teacher_cache import items_hash
+
+        model, tokenizer = self.teacher(dataset, teacher)[0], self.tokenizer(dataset, teacher)[0]
+        max_length = self.recipe.train.max_length
+        prompts = self.train_items(dataset, teacher)  # their hash covers data, tokenizer and max length
+        key = content_hash({"policy": policy.name, "settings": policy.sequence_settings(),
+                            "teacher": self.teacher_identity(dataset, teacher), "items": items_hash(prompts)})
+
+        def build(folder: Path) -> None:
+            self.sequence_builds += 1
+            self.say(f"data policy {policy.name}: building training sequences with teacher {teacher} (cached as {key})")
+            started = time.time()
+            items = policy.build_sequences(SequenceSource(teacher=model, tokenizer=tokenizer, items=prompts,
+                                                          max_length=max_length, device=self.accelerator.device))
+            seconds = time.time() - started
+            self.sequence_seconds += seconds
+            save_sequences(folder, items, {"policy": policy.name, "settings": policy.sequence_settings(),
+                                           "sequences": len(items), "build_seconds": round(seconds, 2)})
+
+        def load():
+            items, meta = load_sequences(self.cache.get_or_build("sequences", key, build))
+            return items, {"key": key, **meta}
+
+        return self._once(("sequences", key), load)
 
     def rouge_probe(self, dataset: str, teacher: str):
         """callable(model) -> mean Rouge-L of greedy generations on validation prompts."""
@@ -299,13 +348,16 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         student = ctx.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
         check_vocabularies(teacher, student, cell.teacher, cell.student)
         method = next(m for m in recipe.methods if m.name == cell.method)
+        policy, items, teacher_outputs, built = ctx.training_sequences(cell.dataset, cell.teacher, method)
         distiller = Distiller(student=student, teacher=teacher, tokenizer=tokenizer,
-                              train_items=ctx.train_items(cell.dataset, cell.teacher),
-                              teacher_outputs=ctx.teacher_outputs(cell.dataset, cell.teacher),
+                              train_items=items, teacher_outputs=teacher_outputs, data_policy=policy,
                               method=method, train=recipe.train, plugins=ctx.loaded.plugins, seed=cell.seed,
                               accelerator=ctx.accelerator, probe_items=ctx.probe_items(cell.dataset, cell.teacher),
                               rouge_probe=ctx.rouge_probe(cell.dataset, cell.teacher))
         outcome = distiller.run(on_log=lambda rec: on_step and on_step(rec["step"], rec["loss"]))
+        if not method.data.is_default:  # ground-truth cells keep their provenance and scores as before
+            extra["data_policy"] = {**method.data.model_dump(mode="json"), "label": policy.describe(),
+                                    **({"sequences": built} if built else {}), **(outcome.data or {})}
         ctx.online_teacher_batches += distiller.online_teacher_batches
         ctx.teacher_seconds += distiller.teacher_seconds
         ctx.accelerator.free_memory()
@@ -331,6 +383,8 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.splits(dataset.name, cell.teacher).content_hash
     rundir.write(cell.id, "provenance.json", provenance(ctx.loaded.base_dir, **extra))
     scores["seconds"] = round(time.time() - started, 2)
+    if "data_policy" in extra:
+        scores["data_policy"] = extra["data_policy"]
     rundir.write(cell.id, "scores.json", scores)
     return scores
 
@@ -421,6 +475,7 @@ def run_recipe(
             return summary
         atomic_write_json(rundir.path / "cache.json", {
             **ctx.cache.stats(), "teacher_passes": ctx.teacher_passes,
+            "sequence_builds": ctx.sequence_builds, "sequence_seconds": round(ctx.sequence_seconds, 3),
             "online_teacher_batches": ctx.online_teacher_batches, "teacher_seconds": round(ctx.teacher_seconds, 3)})
         write_run_reports(rundir.path, loaded.plugins)
         return summary

@@ -76,14 +76,36 @@ def generate(
     `progress`, when given, is called with the number of prompts finished after
     each batch (tqdm's `bar.update` fits).
     """
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of strings, not one string")
+    if not prompts:
+        return []
+    eos_ids = _eos_ids(model, tokenizer)
+    tokens = generate_ids(model, tokenizer, _encode(tokenizer, prompts), settings, seed, progress)
+    return [_decode_until_eos(tokenizer, row, eos_ids) for row in tokens]
+
+
+def generate_ids(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    settings: GenerationSettings | None = None,
+    seed: int | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> list[list[int]]:
+    """Continue each encoded prompt; returns the new token ids of each, in prompt order,
+    up to and including the first EOS (a row without EOS ran out of `max_new_tokens`).
+
+    The same batching, truncation and per-row sampling as `generate`, which decodes these;
+    training on the model's own samples (on-policy data) uses the ids directly, so what
+    it trains on is exactly what the model drew, not a re-tokenization of its text.
+    """
     import torch
 
     from arkd_bench.evaluate._sampling import RowSampler, build_generation_config, row_seeds
 
     settings = settings or GenerationSettings()
-    if isinstance(prompts, str):
-        raise TypeError("prompts must be a list of strings, not one string")
-    if not prompts:
+    if not prompt_ids:
         return []
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
@@ -92,15 +114,15 @@ def generate(
         raise ValueError("the tokenizer has neither a pad nor an eos token")
     eos_ids = _eos_ids(model, tokenizer)
     limit = _prompt_limit(model, settings)
-    encoded = [_truncate_left(ids, limit, tokenizer) for ids in _encode(tokenizer, prompts)]
-    seeds = row_seeds(seed, len(prompts)) if settings.do_sample else None
+    encoded = [_truncate_left(list(ids), limit, tokenizer) for ids in prompt_ids]
+    seeds = row_seeds(seed, len(encoded)) if settings.do_sample else None
     config = build_generation_config(settings, pad_id, eos_ids)
     device = _device(model)
 
     # Longest prompts first: less padding per batch, and an out-of-memory error
     # shows up in the first batch rather than the last.
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    outputs: list[str] = [""] * len(prompts)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
+    outputs: list[list[int]] = [[] for _ in encoded]
     was_training = model.training
     model.eval()
     try:
@@ -119,7 +141,7 @@ def generate(
                 )
             new_tokens = out[:, input_ids.shape[1] :].tolist()
             for i, tokens in zip(rows, new_tokens):
-                outputs[i] = _decode_until_eos(tokenizer, tokens, eos_ids)
+                outputs[i] = _through_eos(tokens, eos_ids)
             if progress is not None:
                 progress(len(rows))
     finally:
@@ -183,6 +205,14 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     if not ids:
         raise ValueError("no EOS token: generation could not stop before max_new_tokens")
     return sorted(ids)
+
+
+def _through_eos(tokens: list[int], eos_ids: list[int]) -> list[int]:
+    """Tokens up to and including the first EOS (what follows it is padding)."""
+    for k, token in enumerate(tokens):
+        if token in eos_ids:
+            return tokens[: k + 1]
+    return tokens
 
 
 def _decode_until_eos(tokenizer: Any, tokens: list[int], eos_ids: list[int]) -> str:

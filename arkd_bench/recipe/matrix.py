@@ -53,6 +53,15 @@ def _dump(model) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude=set(NOT_IN_ID) & set(type(model).model_fields))
 
 
+def _method(method) -> dict[str, Any]:
+    """A method's settings; the default data policy (ground truth) is left out, so cells
+    from before data policies existed keep their ids."""
+    dumped = _dump(method)
+    if method.data.is_default:
+        dumped.pop("data")
+    return dumped
+
+
 def expand(recipe: Recipe) -> list[Cell]:
     """Every cell of the grid, baselines first, in a deterministic order."""
     cells: list[Cell] = []
@@ -77,7 +86,7 @@ def expand(recipe: Recipe) -> list[Cell]:
                                            {**with_student, "train": _dump(recipe.train)}))
                 for method in recipe.methods:
                     for seed in recipe.seeds:
-                        config = {**with_student, "train": _dump(recipe.train), "method": _dump(method)}
+                        config = {**with_student, "train": _dump(recipe.train), "method": _method(method)}
                         cells.append(_cell("distill", dataset.name, teacher.name, student.name,
                                            method.name, seed, config))
     return cells

@@ -107,10 +107,21 @@ class WeightingSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class DataSpec(Strict):
+    name: str = Field(description="a registered data policy: ground_truth, teacher, student, replay")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == "ground_truth" and not self.options
+
+
 class MethodSpec(Strict):
     name: str
     objective: list[TermSpec] = Field(min_length=1)
     weighting: WeightingSpec = Field(default_factory=lambda: WeightingSpec(name="fixed"))
+    data: DataSpec = Field(default_factory=lambda: DataSpec(name="ground_truth"),
+                           description="where the training sequences come from (data policy)")
 
     @model_validator(mode="before")
     @classmethod
@@ -120,8 +131,9 @@ class MethodSpec(Strict):
             data = dict(data)
             if isinstance(data.get("objective"), list):
                 data["objective"] = [{"name": t} if isinstance(t, str) else t for t in data["objective"]]
-            if isinstance(data.get("weighting"), str):
-                data["weighting"] = {"name": data["weighting"]}
+            for key in ("weighting", "data"):
+                if isinstance(data.get(key), str):
+                    data[key] = {"name": data[key]}
         return data
 
     @model_validator(mode="after")

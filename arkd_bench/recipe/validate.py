@@ -106,6 +106,7 @@ def check_plugin_references(recipe: Recipe, plugins: Plugins) -> list[Problem]:
         problems += found
         if not found:
             problems += _check_weighting_terms(plugins, method, wpath)
+        problems += _check_data_policy(plugins, method, ("methods", i, "data"))
     for i, metric in enumerate(recipe.eval.metrics):
         problems += _check_options(plugins, "metric", metric.name, metric.options, ("eval", "metrics", i))
     problems += _check_generation(recipe.eval.generation)
@@ -119,6 +120,18 @@ def _check_weighting_terms(plugins: Plugins, method, path: Path_) -> list[Proble
         factory(terms=[t.key for t in method.objective], **method.weighting.options)
     except (ValueError, TypeError) as exc:
         return [Problem(path, str(exc).splitlines()[0])]
+    return []
+
+
+def _check_data_policy(plugins: Plugins, method, path: Path_) -> list[Problem]:
+    found = _check_options(plugins, "data_policy", method.data.name, method.data.options, path)
+    if found:
+        return found
+    policy = plugins.create("data_policy", method.data.name, **method.data.options)
+    if policy.targets == "tokens" and [t.name for t in method.objective] != ["fkl"]:
+        # FKL against a one-hot target is the cross-entropy; other terms have no such meaning.
+        return [Problem(path + ("options", "targets"), "targets: tokens (SFT on the sequences) needs the "
+                        f"objective [fkl], got {[t.name for t in method.objective]}")]
     return []
 
 

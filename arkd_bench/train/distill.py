@@ -21,6 +21,7 @@ class DistillOutcome:
     student: Any
     strategy: Any
     log: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
 
 
 def seeded_options(plugins, weighting, seed: int) -> dict[str, Any]:
@@ -64,7 +65,8 @@ class Distiller:
     """
 
     def __init__(self, *, student, teacher, tokenizer, train_items, method: MethodSpec, train: TrainSpec,
-                 plugins, seed: int, accelerator, probe_items=(), teacher_outputs=None, rouge_probe=None):
+                 plugins, seed: int, accelerator, probe_items=(), teacher_outputs=None, rouge_probe=None,
+                 data_policy=None):
         from arkd_bench.train.teacher_cache import IndexedDataset
 
         self.student, self.teacher, self.tokenizer = student, teacher, tokenizer
@@ -77,6 +79,7 @@ class Distiller:
                                        **seeded_options(plugins, method.weighting, seed))
         self.probe_items = list(probe_items)
         self.rouge_probe = rouge_probe
+        self.data_policy = data_policy  # an online one replaces batches during training
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}
         self.online_teacher_batches = 0
         self.teacher_seconds = 0.0  # time spent in online teacher forwards
@@ -154,7 +157,8 @@ class Distiller:
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
-        if self.teacher_outputs is None:
+        data = self._data_session(acc)
+        if self.teacher_outputs is None or data is not None:
             self.teacher.to(acc.device).eval()
         requests = self.strategy.feedback_requests
         probe = None
@@ -180,6 +184,8 @@ class Distiller:
             micro = []
             for k in range(train.grad_accum):
                 batch = next(batches)
+                if data is not None:  # an online data policy decides what each micro-batch holds
+                    batch = data.next_batch(batch, step)
                 # Skip the gradient all-reduce on all but the last micro-batch.
                 sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
                 with sync:
@@ -195,6 +201,8 @@ class Distiller:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if data is not None:
+                data.after_step(step)
             self.strategy.observe(Feedback(
                 step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
                 probe_before=probe_before,
@@ -211,6 +219,8 @@ class Distiller:
                     best.offer(model, dev, step)
             if step % train.log_every == 0 or step == train.steps - 1 or dev is not None:
                 record = self._log_record(step, loss, term_losses, weights, features, scheduler)
+                if data is not None:
+                    record.update(data.log_scalars())
                 if dev is not None:
                     record["dev/rougeL"] = dev
                 outcome.log.append(record)
@@ -218,10 +228,21 @@ class Distiller:
                     on_log(record)
         self.student.eval()
         outcome.student = acc.unwrap_model(self.student)
+        outcome.data = data.summary() if data is not None else None
         if best is not None:
             best.restore(outcome.student)
             outcome.log.append({"step": best.step, "selected": True, "dev/rougeL": best.score})
         return outcome
+
+    def _data_session(self, acc):
+        """The session an online data policy works in, or None (its batches are the loader's)."""
+        if self.data_policy is None or not self.data_policy.online:
+            return None
+        from arkd_bench.data_policy.session import DataSession
+
+        return DataSession(policy=self.data_policy, student=lambda: acc.unwrap_model(self.student),
+                           tokenizer=self.tokenizer, max_length=self.train.max_length, device=acc.device,
+                           seed=self.seed, total_steps=self.train.steps, probe_items=self.probe_items)
 
     def _log_record(self, step, loss, term_losses, weights, features, scheduler) -> dict[str, Any]:
         record: dict[str, Any] = {"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]}

@@ -1,0 +1,28 @@
+"""One-hot "teacher logits" of each sequence's next token, for training on the tokens of
+built sequences (SFT on teacher outputs) through the same divergence pass."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# exp(-1e4) underflows to exactly 0 in float32 and bfloat16, so the softmax of a row is an
+# exact one-hot and FKL(one-hot || q) = -log q(token): the cross-entropy, bit for bit up to
+# the log-softmax of the student.
+OFF_TARGET_LOGIT = -1.0e4
+
+
+class TokenTargets:
+    """Same interface as `TeacherOutputs.batch`: logits for a right-padded batch of item
+    indices, position t putting all mass on the item's token t + 1 (nothing is stored)."""
+
+    def __init__(self, items: Sequence[dict], vocab_size: int) -> None:
+        self.items = items
+        self.vocab_size = vocab_size
+
+    def batch(self, indices, width: int, device=None):
+        import torch
+
+        out = torch.full((len(indices), width, self.vocab_size), OFF_TARGET_LOGIT)
+        for row, index in enumerate(indices.tolist()):
+            ids = torch.tensor(self.items[index]["input_ids"][1:width], dtype=torch.long)
+            out[row, torch.arange(len(ids)), ids] = 0.0
+        return out.to(device)
