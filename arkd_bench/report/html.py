@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from arkd_bench.report.results import higher_is_better
-from arkd_bench.report.table import Table, datasets, legend, make_table, unfinished_cells
+from arkd_bench.report.table import Table, datasets, legend, make_table, row_label, unfinished_cells
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -33,7 +33,8 @@ def _table_html(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _image(title: str, draw) -> str:
+def _image(title: str, draw, caption: str = "") -> str:
+    """A figure with a text caption naming what it draws (readable without the image)."""
     try:
         png = draw()
     except Exception as exc:  # a broken figure must not lose the tables
@@ -41,32 +42,49 @@ def _image(title: str, draw) -> str:
     if png is None:
         return ""
     data = base64.b64encode(png).decode("ascii")
-    return f'<h3>{escape(title)}</h3><img alt="{escape(title)}" src="data:image/png;base64,{data}">'
+    alt = f"{title}: {caption}" if caption else title
+    note = f'<p class="note">{escape(caption)}</p>' if caption else ""
+    return f'<h3>{escape(title)}</h3><img alt="{escape(alt)}" src="data:image/png;base64,{data}">{note}'
+
+
+# Logged keys drawn with the weights: the sampled alpha and the policy's mean alpha (ARKD).
+ALPHA_KEYS = ("strategy/alpha", "strategy/alpha_mean")
+
+
+def _is_weight_key(key: str) -> bool:
+    return key.startswith("weight/") or key in ALPHA_KEYS
+
+
+def _is_loss_key(key: str) -> bool:
+    return key == "loss" or key.startswith("term/")
+
+
+def _series(curves: dict[str, list[list[dict]]], wanted) -> str:
+    keys = {label: sorted({k for log in logs for r in log for k in r if wanted(k)}) for label, logs in curves.items()}
+    return "; ".join(f"{label}: {', '.join(k)}" for label, k in keys.items() if k)
 
 
 def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]]) -> list[str]:
     from arkd_bench.report import plots
 
     rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
-    many_students = len({r["student"] for r in rows if r["student"]}) > 1
-
-    def label(r):
-        return r["label"] + (f" [{r['student']}]" if many_students and r["student"] else "")
-
     out = []
     for m in sorted({m for r in rows for m in r["metrics"]}):
         with_m = [r for r in rows if m in r["metrics"]]
         stats = [r["metrics"][m] for r in with_m]
         intervals = [(s["low"], s["high"]) if "low" in s else None for s in stats]
+        labels = [row_label(r, rows) for r in with_m]
         out.append(_image(f"{m} by method", lambda: plots.metric_bars(
-            [label(r) for r in with_m], [s["mean"] for s in stats], intervals, m, higher_is_better(results, m))))
-    curves = {label(r): [logs[c] for c in r["cells"] if c in logs] for r in rows if r["kind"] == "distill"}
+            labels, [s["mean"] for s in stats], intervals, m, higher_is_better(results, m),
+            reference=[r["kind"] in ("teacher", "sft", "echo", "constant") for r in with_m]),
+            "bars: " + ", ".join(labels)))
+    curves = {row_label(r, rows): [logs[c] for c in r["cells"] if c in logs] for r in rows if r["kind"] == "distill"}
     curves = {k: v for k, v in curves.items() if v}
     out.append(_image("Weights and alpha over training", lambda: plots.trajectories(
-        curves, lambda k: k.startswith("weight/") or k == "strategy/alpha", "objective weights per method", "weight",
-        unit_range=True)))
+        curves, _is_weight_key, "objective weights per method", "weight", unit_range=True),
+        _series(curves, _is_weight_key)))
     out.append(_image("Training loss", lambda: plots.trajectories(
-        curves, lambda k: k == "loss" or k.startswith("term/"), "loss and its terms per method", "loss")))
+        curves, _is_loss_key, "loss and its terms per method", "loss"), _series(curves, _is_loss_key)))
     return out
 
 

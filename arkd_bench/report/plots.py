@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 # method label -> one training log per seed
 Curves = dict[str, list[list[dict]]]
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "x", "+", "^")
 
 
 def _figure(n_panels: int, width: float = 10.0, panel_height: float = 2.6, columns: int = 3):
@@ -49,12 +51,16 @@ def trajectories(curves: Curves, wanted: Callable[[str], bool], title: str, ylab
     for ax, (label, logs) in zip(axes, panels.items()):
         keys = list(dict.fromkeys(k for log in logs for record in log for k in record if wanted(k)))
         for color, key in enumerate(keys):
+            # Keys can coincide (weight/fkl is alpha itself): each gets its own dash, marker
+            # and a thinner line than the one before, so a line drawn over another stays visible.
+            style = {"color": f"C{color}", "linestyle": LINESTYLES[color % len(LINESTYLES)],
+                     "linewidth": max(3.2 - 0.8 * color, 1.0)}
             for seed, log in enumerate(logs):
                 points = [(r["step"], r[key]) for r in log if key in r and r[key] is not None]
                 if points:
                     xs, ys = zip(*points)
-                    ax.plot(xs, ys, color=f"C{color}", alpha=1.0 if seed == 0 else 0.45,
-                            label=key if seed == 0 else None, marker="." if len(xs) < 30 else None)
+                    ax.plot(xs, ys, **style, alpha=0.9 if seed == 0 else 0.4, label=key if seed == 0 else None,
+                            marker=MARKERS[color % len(MARKERS)] if len(xs) < 30 else None, markersize=4)
         values = [r[k] for log in logs for r in log for k in keys if isinstance(r.get(k), (int, float))]
         if unit_range and values and 0.0 <= min(values) and max(values) <= 1.0:
             ax.set_ylim(-0.05, 1.05)
@@ -67,13 +73,15 @@ def trajectories(curves: Curves, wanted: Callable[[str], bool], title: str, ylab
 
 
 def metric_bars(labels: list[str], means: list[float], intervals: list[tuple[float, float] | None],
-                metric: str, higher_is_better: bool) -> bytes:
-    """Bars of each row's mean with its 95% interval over test examples as error bars."""
+                metric: str, higher_is_better: bool, reference: list[bool] | None = None) -> bytes:
+    """Bars of each row's mean with its 95% interval over test examples as error bars;
+    `reference` rows (teacher, SFT, trivial baselines) in grey."""
+    reference = reference or [False] * len(labels)
     fig, (ax,) = _figure(1, width=max(5.0, 1.0 + 0.9 * len(labels)), panel_height=3.2)
     below = [m - iv[0] if iv else 0.0 for m, iv in zip(means, intervals)]
     above = [iv[1] - m if iv else 0.0 for m, iv in zip(means, intervals)]
     ax.bar(range(len(labels)), means, yerr=[below, above], capsize=4,
-           color=["C7" if lab in ("teacher", "sft") else "C0" for lab in labels])
+           color=["C7" if ref else "C0" for ref in reference])
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
     ax.set_title(f"{metric}: mean and 95% interval over test examples", fontsize=10)
