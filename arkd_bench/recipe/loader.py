@@ -171,6 +171,9 @@ def load_yaml(text: str, file: str) -> LoadedYAML:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)  # e.g. "while parsing a flow sequence"
+        if context:
+            problem = f"{problem} ({context})"
         raise RecipeError(file, [Problem((), f"invalid YAML: {problem}")], {(): line}) from None
     finally:
         if loader is not None:
