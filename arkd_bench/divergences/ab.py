@@ -40,6 +40,12 @@ class AB(_Builtin):
     name = "ab"
     Options = ABOptions
 
+    @property
+    def direction(self) -> str | None:
+        """(1, 0) is FKL and (0, 1) RKL: the larger power says which side it leans to."""
+        a, b = self.options.alpha, self.options.beta
+        return "forward" if a > b else "reverse" if b > a else None
+
     def chunk_value(self, chunk: Chunk) -> Tensor:
         a, b = self.options.alpha, self.options.beta
         lp, lq = chunk.t_logp.double(), chunk.s_logp.double()

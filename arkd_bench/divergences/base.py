@@ -32,9 +32,18 @@ class Divergence:
 
     name: ClassVar[str]
     Options: ClassVar[type[BaseModel]] = DivergenceOptions
+    #: "forward" for a mode-covering, FKL-like divergence, "reverse" for a mode-seeking,
+    #: RKL-like one, None for neither. Strategies that mix an FKL and an RKL term (greedy,
+    #: arkd) find their terms by it. Override :attr:`direction` when it depends on options.
+    declared_direction: ClassVar[str | None] = None
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
+
+    @property
+    def direction(self) -> str | None:
+        """"forward", "reverse" or None for this divergence with its options."""
+        return self.declared_direction
 
     def per_token(self, t_logp: Tensor, s_logp: Tensor) -> Tensor:
         """Divergence of each row: teacher and student log-probs ``[n, V]`` -> ``[n]``.

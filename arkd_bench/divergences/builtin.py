@@ -29,6 +29,7 @@ class FKL(_Builtin):
     """Forward KL(p || q): mode-covering."""
 
     name = "fkl"
+    declared_direction = "forward"
 
     def chunk_value(self, chunk: Chunk) -> Tensor:
         return chunk.fkl
@@ -41,6 +42,7 @@ class RKL(_Builtin):
     """Reverse KL(q || p): mode-seeking."""
 
     name = "rkl"
+    declared_direction = "reverse"
 
     def chunk_value(self, chunk: Chunk) -> Tensor:
         return chunk.rkl
@@ -83,6 +85,12 @@ class JSD(_Builtin):
     name = "jsd"
     Options = JSDOptions
 
+    @property
+    def direction(self) -> str | None:
+        """beta < 0.5 leans to FKL (its limit at 0), beta > 0.5 to RKL; 0.5 is symmetric."""
+        beta = self.options.beta
+        return "forward" if beta < 0.5 else "reverse" if beta > 0.5 else None
+
     def chunk_value(self, chunk: Chunk) -> Tensor:
         beta = self.options.beta
         if beta == 0.0:
@@ -118,6 +126,7 @@ class SkewFKL(_Builtin):
     """
 
     name = "skew_fkl"
+    declared_direction = "forward"
     Options = SkewOptions
 
     def chunk_value(self, chunk: Chunk) -> Tensor:
@@ -140,6 +149,7 @@ class SkewRKL(_Builtin):
     """DistiLLM's skew reverse KL: KL(q || alpha * q + (1 - alpha) * p); alpha = 0 is RKL."""
 
     name = "skew_rkl"
+    declared_direction = "reverse"
     Options = SkewOptions
 
     def chunk_value(self, chunk: Chunk) -> Tensor:

@@ -117,7 +117,13 @@ def check_plugin_references(recipe: Recipe, plugins: Plugins) -> list[Problem]:
 def _check_weighting_terms(plugins: Plugins, method, path: Path_) -> list[Problem]:
     factory = plugins.registry("weighting").get(method.weighting.name).factory
     try:
-        factory(terms=[t.key for t in method.objective], **method.weighting.options)
+        # what each term's divergence declares it is (forward/reverse), as the loop passes it
+        directions = [getattr(plugins.create("divergence", t.name, **t.options), "direction", None)
+                      for t in method.objective]
+    except Exception:  # noqa: BLE001 - the term's own check reports a bad divergence or option
+        return []
+    try:
+        factory(terms=[t.key for t in method.objective], directions=directions, **method.weighting.options)
     except (ValueError, TypeError) as exc:
         return [Problem(path, str(exc).splitlines()[0])]
     return []

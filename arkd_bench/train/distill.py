@@ -11,6 +11,7 @@ from typing import Any
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
 from arkd_bench.train.sft import TrainingDiverged
+from arkd_bench.train.trial import TermGradients, TrialUpdate, eval_mode
 
 # Criteria measured on a held-out probe batch for strategies that request feedback.
 PROBE_CRITERIA = ("fkl", "rkl", "tvd")
@@ -41,18 +42,28 @@ def chunk_rows(vocab_size: int, logits_per_chunk: int = 1 << 19) -> int:
     return max(16, logits_per_chunk // vocab_size)
 
 
-def masked_mean(values, mask):
-    """Mean over unmasked tokens; 0 (not NaN) when every token is masked."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def weighted_loss(values, weights, mask):
-    """sum_t w_t * mean over tokens of term t; weights are [T] or [T, *token_shape]."""
+def weighted_token_loss(values, weights):
+    """sum_t w_t * value_t per token; weights are [T] or [T, *token_shape]."""
     if weights.dim() == 1:
         weights = weights.view(-1, *([1] * (values.dim() - 1)))
     weights = weights.to(device=values.device, dtype=values.dtype)
-    return masked_mean((weights * values).sum(0), mask)
+    return (weights * values).sum(0)
+
+
+def response_tokens(batch) -> int:
+    """Tokens that carry loss in a training batch (next-token targets that are not ignored)."""
+    return int((batch["labels"][:, 1:] != -100).sum())
+
+
+@dataclass
+class MicroStep:
+    """One micro-batch's share of the step: its loss and term values as sums over its tokens
+    divided by the step's token count (so the step's values are plain sums of these)."""
+
+    loss: float
+    term_losses: dict[str, float]
+    weights: Any
+    features: Any
 
 
 class Distiller:
@@ -76,22 +87,27 @@ class Distiller:
         self.accelerator = accelerator
         self.terms = {t.key: plugins.create("divergence", t.name, **t.options) for t in method.objective}
         self.strategy = plugins.create("weighting", method.weighting.name, terms=list(self.terms),
+                                       directions=[d.direction for d in self.terms.values()],
                                        **seeded_options(plugins, method.weighting, seed))
         self.probe_items = list(probe_items)
         self.rouge_probe = rouge_probe
         self.data_policy = data_policy  # an online one replaces batches during training
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}
         self.online_teacher_batches = 0
+        self.trial_updates = 0  # hypothetical updates measured for the strategy (before_update)
         self.teacher_seconds = 0.0  # time spent in online teacher forwards
 
-    def _pass(self, model_logits, teacher_logits, mask, terms):
+    def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None):
         from arkd_bench.divergences import divergence_pass
 
         # A strategy built on AKL's gaps (greedy, arkd) decides the head mass it needs.
-        mu = getattr(self.strategy, "akl_mu", None) or self.train.mu
+        mu = getattr(self.strategy, "akl_mu", None)
+        head = getattr(self.strategy, "akl_head", "paper") if mu is not None else "paper"
+        mu = self.train.mu if mu is None else mu  # official mu may be 0
         chunk = self.train.chunk_size or chunk_rows(model_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
-                               terms=terms, mu=mu, temperature=self.train.temperature, chunk_size=chunk)
+                               terms=terms, mu=mu, head=head, temperature=self.train.temperature, chunk_size=chunk,
+                               target_ids=target_ids)
 
     def _logits(self, batch):
         import torch
@@ -113,43 +129,69 @@ class Distiller:
         teacher_logits, _ = shifted(teacher_logits, batch["labels"])
         return student_logits, teacher_logits, labels
 
-    def _criteria(self, batch) -> dict[str, float]:
-        """Alignment criteria of the current student on `batch` (no gradient)."""
+    def _criteria(self, batches) -> dict[str, float]:
+        """Alignment criteria of the current student on `batches` (means over their response
+        tokens), measured in eval mode: dropout would make two measurements at the same weights
+        differ by more than one update changes them."""
         import torch
 
-        with torch.no_grad():
-            s, t, labels = self._logits(batch)
-            out = self._pass(s, t, labels != -100, self.criteria)
-        return {name: out.features.batch_mean(out.values[i]) for i, name in enumerate(self.criteria)}
+        sums, count = dict.fromkeys(self.criteria, 0.0), 0
+        with torch.no_grad(), eval_mode(self.student):
+            for batch in batches:
+                s, t, labels = self._logits(batch)
+                mask = labels != -100
+                out = self._pass(s, t, mask, self.criteria)
+                for i, name in enumerate(self.criteria):
+                    sums[name] += float(torch.where(mask, out.values[i].double(), 0.0).sum())
+                count += int(mask.sum())
+        return {name: total / max(count, 1) for name, total in sums.items()}
 
-    def _micro_step(self, batch, step: int, scale: float):
-        """Forward, divergence pass, weights and backward of one micro-batch."""
+    def _micro_step(self, batch, step: int, n_tokens: int, term_grads=None) -> MicroStep:
+        """Forward, divergence pass, weights and backward of one micro-batch.
+
+        The loss is the micro-batch's token sum over `n_tokens`, the response tokens of the
+        whole optimizer step (all micro-batches, all processes), so accumulation gives the
+        gradient of one big batch whatever the response lengths. DDP averages gradients over
+        processes, hence the factor num_processes.
+        """
         import torch
         import torch.nn.functional as F
 
         s_logits, t_logits, labels = self._logits(batch)
         mask = labels != -100
-        out = self._pass(s_logits, t_logits, mask, self.terms)
+        # At temperature 1 the pass's own log-softmax gives the cross-entropy feature (no second N x V pass).
+        plain = self.train.temperature == 1.0
+        out = self._pass(s_logits, t_logits, mask, self.terms, target_ids=labels if plain else None)
         features = out.features
         features.step, features.total_steps = step, self.train.steps
         with torch.no_grad():
-            ce = F.cross_entropy(s_logits.detach().float().transpose(1, 2), labels.clamp_min(0), reduction="none")
+            ce = (-out.label_logp if plain else
+                  F.cross_entropy(s_logits.detach().float().transpose(1, 2), labels.clamp_min(0), reduction="none"))
             features.ce = ce * mask
         weights = self.strategy.weights(features)
-        loss = weighted_loss(out.values, weights, mask)
-        term_losses = {key: features.batch_mean(out.values[i].detach()) for i, key in enumerate(self.terms)}
-        if not torch.isfinite(loss):
+        scale = self.accelerator.num_processes / max(n_tokens, 1)
+        loss_sum = (weighted_token_loss(out.values, weights) * mask).sum()
+        term_sums = (out.values * mask).flatten(1).sum(1)
+        term_losses = {key: float(term_sums[i].detach()) / max(n_tokens, 1) for i, key in enumerate(self.terms)}
+        if not torch.isfinite(loss_sum):
             bad = [k for k, v in term_losses.items() if not torch.isfinite(torch.tensor(v))]
-            raise TrainingDiverged(f"step {step}: loss is {loss.item()}; "
+            raise TrainingDiverged(f"step {step}: loss is {loss_sum.item()}; "
                                    f"non-finite terms: {', '.join(bad) if bad else 'none (the weights are)'}")
-        self.accelerator.backward(loss * scale)
-        return loss.item(), term_losses, weights, features
+        if term_grads is None:
+            self.accelerator.backward(loss_sum * scale)
+        else:
+            if weights.dim() != 1:
+                raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates, which need "
+                                 f"one weight per term and batch; it returned weights of shape {tuple(weights.shape)}")
+            term_grads.backward([term_sums[i] * scale for i in range(len(self.terms))], weights.tolist())
+        return MicroStep(loss_sum.item() / max(n_tokens, 1), term_losses, weights, features)
 
     def run(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> DistillOutcome:
         import torch
 
         from arkd_bench.data.collate import collate_for_training
         from arkd_bench.weighting import Feedback
+        from arkd_bench.weighting.base import TrialResult
 
         acc, train = self.accelerator, self.train
         torch.manual_seed(self.seed)
@@ -175,29 +217,53 @@ class Distiller:
                                                   attention_mask=probe["attention_mask"]).logits
         rouge_probe = None
         if "rouge_probe" in requests:
-            rouge_probe = lambda: self.rouge_probe(acc.unwrap_model(self.student))  # noqa: E731
+            def rouge_probe() -> float:
+                with eval_mode(self.student):
+                    return self.rouge_probe(acc.unwrap_model(self.student))
+        trials = "trial" in requests
+        if trials and acc.num_processes > 1:
+            raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates, which run "
+                             "in a single process only")
+        clip = None
+        if train.grad_clip is not None:
+            clip = lambda: acc.clip_grad_norm_(self.student.parameters(), train.grad_clip)  # noqa: E731
         outcome = DistillOutcome(student=None, strategy=self.strategy)
         best = _BestStudent() if train.select_best else None
         batches = forever(loader)
         self.student.train()
         for step in range(train.steps):
+            micro_batches = [next(batches) for _ in range(train.grad_accum)]
+            if data is not None:  # an online data policy decides what each micro-batch holds
+                micro_batches = [data.next_batch(batch, step) for batch in micro_batches]
+            n_tokens = self._step_tokens(micro_batches)
+            term_grads = TermGradients(self.student.parameters(), len(self.terms)) if trials else None
             micro = []
-            for k in range(train.grad_accum):
-                batch = next(batches)
-                if data is not None:  # an online data policy decides what each micro-batch holds
-                    batch = data.next_batch(batch, step)
+            for k, batch in enumerate(micro_batches):
                 # Skip the gradient all-reduce on all but the last micro-batch.
                 sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
                 with sync:
-                    micro.append(self._micro_step(batch, step, 1.0 / train.grad_accum))
-            loss = sum(m[0] for m in micro) / len(micro)
-            term_losses = {key: sum(m[1][key] for m in micro) / len(micro) for key in self.terms}
-            if acc.num_processes > 1:  # each process saw its share of the batch: log the whole
-                loss, term_losses = _mean_across_processes(acc, loss, term_losses)
-            _, _, weights, features = micro[-1]
-            probe_before = self._criteria(probe) if probe is not None else None
-            if train.grad_clip is not None:
-                acc.clip_grad_norm_(self.student.parameters(), train.grad_clip)
+                    micro.append(self._micro_step(batch, step, n_tokens, term_grads))
+            loss = sum(m.loss for m in micro)
+            term_losses = {key: sum(m.term_losses[key] for m in micro) for key in self.terms}
+            if acc.num_processes > 1:  # each process summed its share of the step's tokens
+                loss, term_losses = _sum_across_processes(acc, loss, term_losses)
+            weights, features = micro[-1].weights, micro[-1].features
+            probe_before = self._criteria([probe]) if probe is not None else None
+            batch_before = self._criteria(micro_batches) if "batch_after" in requests else None
+            if term_grads is not None:
+                trial = TrialUpdate(term_grads, optimizer, clip)
+                chosen = self.strategy.before_update(
+                    lambda w: trial.run(w, lambda: TrialResult(
+                        probe=self._criteria([probe]) if probe is not None else None,
+                        batch=self._criteria(micro_batches) if "batch_after" in requests else None)))
+                if chosen is not None:
+                    weights = torch.as_tensor(chosen, dtype=torch.float32)
+                    term_grads.install(term_grads.combined(weights.tolist()))
+                else:
+                    term_grads.install(term_grads.actual)
+                self.trial_updates += trial.calls
+            if clip is not None:
+                clip()
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -206,8 +272,9 @@ class Distiller:
             self.strategy.observe(Feedback(
                 step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
                 probe_before=probe_before,
-                probe_after=self._criteria(probe) if probe is not None else None,
-                batch_after=self._criteria(batch) if "batch_after" in requests else None,
+                probe_after=self._criteria([probe]) if probe is not None else None,
+                batch_before=batch_before,
+                batch_after=self._criteria(micro_batches) if "batch_after" in requests else None,
                 rouge_probe=rouge_probe,
             ))
             dev = None
@@ -244,6 +311,16 @@ class Distiller:
                            tokenizer=self.tokenizer, max_length=self.train.max_length, device=acc.device,
                            seed=self.seed, total_steps=self.train.steps, probe_items=self.probe_items)
 
+    def _step_tokens(self, micro_batches) -> int:
+        """Response tokens of the whole optimizer step, over micro-batches and processes."""
+        import torch
+
+        local = sum(response_tokens(b) for b in micro_batches)
+        if self.accelerator.num_processes == 1:
+            return local
+        total = self.accelerator.reduce(torch.tensor(local, device=self.accelerator.device), reduction="sum")
+        return int(total)
+
     def _log_record(self, step, loss, term_losses, weights, features, scheduler) -> dict[str, Any]:
         record: dict[str, Any] = {"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]}
         record.update({f"term/{k}": v for k, v in term_losses.items()})
@@ -255,10 +332,10 @@ class Distiller:
         return record
 
 
-def _mean_across_processes(acc, loss: float, terms: dict[str, float]):
+def _sum_across_processes(acc, loss: float, terms: dict[str, float]):
     import torch
 
-    values = acc.reduce(torch.tensor([loss, *terms.values()], device=acc.device), reduction="mean").tolist()
+    values = acc.reduce(torch.tensor([loss, *terms.values()], device=acc.device), reduction="sum").tolist()
     return values[0], dict(zip(terms, values[1:]))
 
 

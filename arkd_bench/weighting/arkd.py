@@ -14,12 +14,16 @@ Log-probs are recomputed from the buffered (state, action) at update time: the p
 has not changed since it acted, so they are the sampling log-probs, and the buffer can
 be saved with the run.
 
-Rewards (raw r, larger is better):
+Rewards (raw r, larger is better; every criterion measured in eval mode):
   probe: criterion(probe before update) - criterion(probe after)   [requests "probe"]
-  batch: criterion(training batch, from StepFeatures) - criterion(batch_after)
-                                                                     [requests "batch_after"]
+  batch: criterion(training batch before) - criterion(batch after) [requests "batch_after"]
   rouge: Rouge-L on a validation probe every reward_every steps minus its previous value;
          the one reward goes to every action of those steps.     [requests "rouge_probe"]
+With paired_alpha = a (probe or batch): r = criterion(after the update with alpha = a) -
+criterion(after the update actually made), both from the same state on the same batch (one
+trial update a step, [requests "trial"]). What the step, the batch and the learning rate do
+to the criterion is common to both and cancels; only the effect of the chosen alpha is left.
+reward_scale: relative divides r by the criterion before the update (a per-step scale).
 Advantage: z = (r - b) / s, b a moving average of r (decay baseline_decay), s a running
 rms of r - b (with reward_norm), so entropy_coef acts against a unit advantage scale; the
 first two rewards only initialise b and s. baseline: value additionally subtracts a learned
@@ -38,7 +42,6 @@ from arkd_bench.weighting._features import (
     DEFAULT_STATE_FEATURES,
     STATE_FEATURES,
     batch_state,
-    masked_mean,
     token_state,
 )
 from arkd_bench.weighting.base import Feedback
@@ -46,12 +49,16 @@ from arkd_bench.weighting.greedy import FklRklStrategy
 
 CRITERIA = {"fkl+rkl": ("fkl", "rkl"), "tvd": ("tvd",), "fkl": ("fkl",), "rkl": ("rkl",)}
 REQUESTS = {"probe": "probe", "batch": "batch_after", "rouge": "rouge_probe"}
+# log_scalars keys that belong to the step that measured them, not carried to later steps
+_PER_STEP_SCALARS = ("reward", "baseline", "rouge", "loss", "value_loss")
 _ADV_CLIP = 5.0  # normalised advantages beyond this are outliers, not information
 _SCALE_DECAY = 0.99  # slow: the advantage scale should not chase single rewards
 # Options that only mean something with another option's value: setting them otherwise is an error.
 _ONLY_WITH = {
     "reward_every": ("reward", {"rouge"}),
     "criterion": ("reward", {"probe", "batch"}),
+    "paired_alpha": ("reward", {"probe", "batch"}),
+    "reward_scale": ("reward", {"probe", "batch"}),
     "value_coef": ("baseline", {"value"}),
 }
 
@@ -70,6 +77,14 @@ class ArkdOptions(BaseModel):
         "fkl+rkl", description="alignment criterion whose decrease is the reward (probe, batch)"
     )
     reward_every: PositiveInt = Field(10, description="reward rouge: steps between Rouge-L probes")
+    paired_alpha: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="reward probe/batch: subtract the decrease a step with this fixed alpha would give "
+                    "from the same state and batch (one extra trial update a step)",
+    )
+    reward_scale: Literal["absolute", "relative"] = Field(
+        "absolute", description="relative: divide the reward by the criterion before the update"
+    )
     baseline: Literal["ema", "value"] = "ema"
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="decay of the reward moving average")
     value_coef: float = Field(0.5, ge=0.0, description="weight of the value head's squared error")
@@ -100,6 +115,8 @@ class ArkdOptions(BaseModel):
                 raise ValueError(f"unknown state feature {name!r}{hint} (known: {', '.join(STATE_FEATURES)})")
         if len(set(self.features)) != len(self.features):
             raise ValueError(f"features lists a name twice: {self.features}")
+        if self.paired_alpha is not None and self.granularity != "batch":
+            raise ValueError("paired_alpha needs granularity: batch (a trial update has one alpha per batch)")
         for option, (field, allowed) in _ONLY_WITH.items():
             if option in self.model_fields_set and getattr(self, field) not in allowed:
                 raise ValueError(
@@ -123,7 +140,7 @@ class ArkdWeighting(FklRklStrategy):
         from arkd_bench.weighting import _policy
 
         o = self.options
-        self.feedback_requests = frozenset({REQUESTS[o.reward]})
+        self.feedback_requests = frozenset({REQUESTS[o.reward]} | ({"trial"} if o.paired_alpha is not None else set()))
         # batch means the loop puts in probe_before / probe_after / batch_after
         self.feedback_criteria = () if o.reward == "rouge" else CRITERIA[o.criterion]
         self._head = _policy.ACTION_HEADS[o.action]()
@@ -146,6 +163,7 @@ class ArkdWeighting(FklRklStrategy):
         self._adv_sq = 0.0  # biased ema of (r - b)^2
         self._adv_n = 0
         self._rouge_ref: float | None = None
+        self._paired_after: float | None = None  # criterion after the paired_alpha trial, this step
         self._last: dict[str, float] = {}
 
     # -- acting ---------------------------------------------------------------------
@@ -178,16 +196,28 @@ class ArkdWeighting(FklRklStrategy):
             self._last["alpha"] = float(alpha.mean())
         self._prev_alpha = self._last["alpha"]
         if not per_token:
-            return torch.stack([alpha[0], 1.0 - alpha[0]]).to(mask.device)
-        w = torch.zeros((2, *mask.shape))
+            return self.in_term_order(alpha[0], 1.0 - alpha[0]).to(mask.device)
+        w_fkl, w_rkl = torch.zeros(mask.shape), torch.zeros(mask.shape)
         cpu_mask = mask.cpu()
-        w[0][cpu_mask] = alpha
-        w[1][cpu_mask] = 1.0 - alpha
-        return w.to(mask.device)
+        w_fkl[cpu_mask] = alpha
+        w_rkl[cpu_mask] = 1.0 - alpha
+        return self.in_term_order(w_fkl, w_rkl).to(mask.device)
 
     # -- feedback -------------------------------------------------------------------
 
+    def before_update(self, trial):
+        """paired_alpha: measure where the reference alpha's update would have taken the criterion."""
+        o = self.options
+        self._paired_after = None
+        if o.paired_alpha is None or self._step < o.warmup_steps:
+            return None
+        result = trial(self.in_term_order(o.paired_alpha, 1.0 - o.paired_alpha).tolist())
+        self._paired_after = self._criterion(result.probe if o.reward == "probe" else result.batch, "after")
+        return None
+
     def observe(self, feedback: Feedback) -> None:
+        for key in _PER_STEP_SCALARS:  # logged only at the steps that measured them
+            self._last.pop(key, None)
         in_warmup = self._step < self.options.warmup_steps
         reward = self._reward(feedback, in_warmup)
         if reward is not None:
@@ -212,8 +242,8 @@ class ArkdWeighting(FklRklStrategy):
             before, after = fb.probe_before, fb.probe_after
             where = "probe_before/probe_after"
         else:
-            before, after = self._batch_criteria(fb.features), fb.batch_after
-            where = "batch_after"
+            before, after = fb.batch_before, fb.batch_after
+            where = "batch_before/batch_after"
         if before is None or after is None:
             if in_warmup:  # the loop may skip costly probes while alpha is fixed
                 return None
@@ -221,25 +251,26 @@ class ArkdWeighting(FklRklStrategy):
                 f"arkd weighting with reward: {o.reward} needs Feedback.{where}; the loop must honour "
                 f"feedback_requests={set(self.feedback_requests)}"
             )
-        return self._criterion(before, "before") - self._criterion(after, "after")
+        before, after = self._criterion(before, "before"), self._criterion(after, "after")
+        if o.paired_alpha is not None:
+            if self._paired_after is None:
+                if in_warmup:
+                    return None
+                raise ValueError("arkd weighting with paired_alpha needs the loop to call before_update "
+                                 "(it requests 'trial')")
+            reward = self._paired_after - after
+            self._paired_after = None
+        else:
+            reward = before - after
+        if o.reward_scale == "relative":
+            reward /= max(abs(before), 1e-12)
+        return reward
 
     def _criterion(self, values: dict[str, float], which: str) -> float:
         missing = [n for n in self.feedback_criteria if n not in values]
         if missing:
             raise ValueError(f"arkd reward needs criteria {missing} {which} the update; got {sorted(values)}")
         return sum(float(values[n]) for n in self.feedback_criteria)
-
-    @staticmethod
-    def _batch_criteria(features) -> dict[str, float] | None:
-        if features is None:
-            return None
-        m = features.mask
-        gaps = masked_mean(features.g_head.float(), m) + masked_mean(features.g_tail.float(), m)
-        return {
-            "fkl": float(masked_mean(features.fkl.float(), m)),
-            "rkl": float(masked_mean(features.rkl.float(), m)),
-            "tvd": 0.5 * float(gaps),  # g_head + g_tail = sum |p - q| = 2 TVD
-        }
 
     def _rouge_reward(self, fb: Feedback) -> float | None:
         o = self.options
@@ -344,6 +375,7 @@ class ArkdWeighting(FklRklStrategy):
             "adv_sq": self._adv_sq,
             "adv_n": self._adv_n,
             "rouge_ref": self._rouge_ref,
+            "paired_after": self._paired_after,
             "last": dict(self._last),
         }
 
@@ -367,4 +399,5 @@ class ArkdWeighting(FklRklStrategy):
         self._adv_sq = float(state["adv_sq"])
         self._adv_n = int(state["adv_n"])
         self._rouge_ref = state["rouge_ref"]
+        self._paired_after = state.get("paired_after")
         self._last = dict(state["last"])

@@ -23,8 +23,12 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# What a strategy may ask the loop to measure for its feedback (see Feedback).
-FEEDBACK_REQUESTS = frozenset({"probe", "batch_after", "rouge_probe"})
+# What a strategy may ask the loop to measure for its feedback (see Feedback), and
+# "trial": hypothetical updates from the pre-update state (see WeightingStrategy.before_update).
+FEEDBACK_REQUESTS = frozenset({"probe", "batch_after", "rouge_probe", "trial"})
+# What a divergence term may declare itself to be (Divergence.direction): forward-like terms
+# cover the teacher's modes (FKL, skew FKL), reverse-like ones seek them (RKL, skew RKL).
+DIRECTIONS = ("forward", "reverse")
 
 
 @dataclass
@@ -33,8 +37,10 @@ class Feedback:
 
     `probe_before`/`probe_after` are alignment criteria (batch means of fkl, rkl, tvd,
     ...) on a held-out probe batch measured just before and just after the student's
-    update; they are filled only when the strategy requests "probe". `batch_after`
-    holds the same criteria on the training batch after the update ("batch_after").
+    update; they are filled only when the strategy requests "probe". `batch_before` and
+    `batch_after` hold the same criteria on the step's training micro-batches just before
+    and just after the update ("batch_after"). Every criterion is measured with the student
+    in eval mode (no dropout), so two measurements at unchanged weights are identical.
     `rouge_probe` is a callable that generates on a validation probe and returns its
     mean Rouge-L ("rouge_probe"); it is costly, so the strategy decides when to call it.
     """
@@ -46,9 +52,20 @@ class Feedback:
     features: StepFeatures
     probe_before: dict[str, float] | None = None
     probe_after: dict[str, float] | None = None
+    batch_before: dict[str, float] | None = None
     batch_after: dict[str, float] | None = None
     rouge_probe: Callable[[], float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrialResult:
+    """Criteria after a hypothetical update (batch means of fkl, rkl, tvd): on the probe
+    batch when the strategy requests "probe", on the step's training batch when it requests
+    "batch_after"; None otherwise."""
+
+    probe: dict[str, float] | None = None
+    batch: dict[str, float] | None = None
 
 
 class WeightingStrategy:
@@ -56,6 +73,11 @@ class WeightingStrategy:
 
     Subclasses set `name`, optionally an `Options` pydantic model (extra fields
     forbidden, validated at recipe load), and implement `weights`.
+
+    `terms` are the objective's labels in recipe order; `directions`, when the loop knows
+    them, say for each term whether its divergence declares itself "forward"-like,
+    "reverse"-like or neither (None), so a strategy finds its FKL and RKL terms by what
+    they are, not by their labels or order.
     """
 
     name: ClassVar[str]
@@ -63,8 +85,12 @@ class WeightingStrategy:
     # Subset of FEEDBACK_REQUESTS the loop must compute for `observe`.
     feedback_requests: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, terms: Sequence[str] = ("fkl", "rkl"), **options: Any) -> None:
+    def __init__(self, terms: Sequence[str] = ("fkl", "rkl"), *,
+                 directions: Sequence[str | None] | None = None, **options: Any) -> None:
         self.terms = list(terms)
+        if directions is not None and len(directions) != len(self.terms):
+            raise ValueError(f"{len(directions)} directions for {len(self.terms)} terms {self.terms}")
+        self.directions = None if directions is None else list(directions)
         self.options = self.Options.model_validate(options)
         self.check_terms(self.terms)
 
@@ -74,6 +100,17 @@ class WeightingStrategy:
     def weights(self, features: StepFeatures) -> torch.Tensor:
         """Weights of shape [T] or [T, *token_shape], T = len(self.terms)."""
         raise NotImplementedError
+
+    def before_update(self, trial: Callable[[Sequence[float]], TrialResult]) -> torch.Tensor | None:
+        """Called between backward and the optimizer step when the strategy requests "trial".
+
+        `trial(weights)` applies the update the step would make with those per-batch weights
+        (one per term) from the current state, measures the requested criteria in eval mode
+        and restores the state exactly; each call costs one optimizer step and one forward of
+        what it measures. Return new per-batch weights [T] to replace this step's update
+        (the weights already returned by `weights` are then discarded), or None to keep it.
+        """
+        return None
 
     def observe(self, feedback: Feedback) -> None:
         """Called after each optimizer step; default: nothing to learn."""

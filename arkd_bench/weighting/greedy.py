@@ -7,31 +7,50 @@ and RKL by g_tail / (g_head + g_tail): FKL fixes a student that misses the teach
 head, RKL one that spreads mass over the tail.
 
 The gaps come from the divergence pass, which computes them at its own mu; the loop
-reads `strategy.akl_mu` and hands it to the pass, so the recipe's mu is the one used.
+reads `strategy.akl_mu` and `strategy.akl_head` and hands them to the pass, so the
+recipe's mu and convention are the ones used. `head: official` reads mu as the authors'
+maintained code does: the tail is the least likely tokens with mass <= mu, so the head
+holds about 1 - mu (see arkd_bench/divergences/akl.py for both rules and their sources).
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arkd_bench.weighting._features import gap_ratio, masked_mean
 from arkd_bench.weighting.base import WeightingStrategy
 
 
-def check_fkl_rkl_terms(strategy: str, terms: list[str]) -> None:
-    """Two terms, the first weighted as FKL and the second as RKL (any labels)."""
+def fkl_rkl_positions(strategy: str, terms: list[str], directions: list[str | None] | None) -> tuple[int, int]:
+    """Indices of the FKL-like and the RKL-like term among two.
+
+    With `directions` (what each term's divergence declares) the roles come from them, so
+    `[skew_rkl, skew_fkl]` is weighted right; without them (a strategy built by hand) the
+    first term is taken as FKL and the second as RKL.
+    """
     if len(terms) != 2:
         raise ValueError(
-            f"{strategy} weighting needs exactly two objective terms, FKL first and RKL second "
+            f"{strategy} weighting needs exactly two objective terms, one FKL-like and one RKL-like "
             f"(e.g. terms: [fkl, rkl]); got {len(terms)}: {terms}"
         )
+    if directions is not None:
+        forward = [i for i, d in enumerate(directions) if d == "forward"]
+        reverse = [i for i, d in enumerate(directions) if d == "reverse"]
+        if len(forward) != 1 or len(reverse) != 1:
+            declared = ", ".join(f"{t}: {d or 'neither'}" for t, d in zip(terms, directions))
+            raise ValueError(
+                f"{strategy} weighting needs one forward-like (FKL) and one reverse-like (RKL) term; "
+                f"the divergences declare {declared}"
+            )
+        return forward[0], reverse[0]
     first, second = (t.strip().lower() for t in terms)
     if first == "rkl" or second == "fkl":
         raise ValueError(
             f"{strategy} weighting treats the first term as FKL and the second as RKL; "
             f"got {terms}, which looks swapped (use [fkl, rkl])"
         )
+    return 0, 1
 
 
 class FklRklStrategy(WeightingStrategy):
@@ -42,38 +61,64 @@ class FklRklStrategy(WeightingStrategy):
         """Head mass the divergence pass must use for g_head / g_tail."""
         return self.options.mu
 
+    @property
+    def akl_head(self) -> str:
+        """How the pass reads mu: "paper" (head reaches mass mu) or "official" (tail holds mu)."""
+        return getattr(self.options, "head", "paper")
+
     def check_terms(self, terms: list[str]) -> None:
-        check_fkl_rkl_terms(self.name, terms)
+        self._fkl_at, self._rkl_at = fkl_rkl_positions(self.name, terms, self.directions)
+
+    def in_term_order(self, w_fkl, w_rkl):
+        """Stack the FKL and RKL weights (numbers or tensors of one shape) in the order of the
+        objective's terms."""
+        import torch
+
+        pair = [None, None]
+        pair[self._fkl_at], pair[self._rkl_at] = w_fkl, w_rkl
+        return torch.stack([torch.as_tensor(w, dtype=torch.float32) for w in pair])
 
 
 class GreedyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mu: float = Field(0.5, gt=0.0, le=1.0, description="teacher mass of the head (AKL's mu)")
+    mu: float = Field(0.5, ge=0.0, le=1.0, description="teacher mass of the head (AKL's mu); see `head`")
+    head: Literal["paper", "official"] = Field(
+        "paper", description="paper: the head is the smallest teacher-sorted prefix reaching mass mu; official: "
+        "the authors' code, the tail is the least likely tokens with mass <= mu (head about 1 - mu)"
+    )
     granularity: Literal["token", "batch"] = Field(
         "token", description="token: one weight pair per token; batch: from the batch-mean gaps"
     )
 
 
+    @model_validator(mode="after")
+    def _mu_fits_head(self):
+        # the same ranges as divergences.akl.head_mass, checked without importing torch
+        if self.head == "paper" and self.mu == 0.0:
+            raise ValueError("mu must be in (0, 1] with head 'paper' (an empty head has no gap)")
+        if self.head == "official" and self.mu == 1.0:
+            raise ValueError("mu must be in [0, 1) with head 'official' (at mu = 1 its head is empty)")
+        return self
+
+
 class GreedyWeighting(FklRklStrategy):
-    """AKL weights: first term (FKL) g_head/(g_head+g_tail), second term (RKL) the rest."""
+    """AKL weights: the FKL term g_head/(g_head+g_tail), the RKL term the rest."""
 
     name = "greedy"
     Options = GreedyOptions
 
     def weights(self, features):
-        import torch
-
         mask = features.mask.bool()
         g_head, g_tail = features.g_head.float(), features.g_tail.float()
         if self.options.granularity == "batch":
             # ratio of mean gaps: tokens the student already matches weigh little
             w_fkl = gap_ratio(masked_mean(g_head, mask), masked_mean(g_tail, mask))
-            out = torch.stack([w_fkl, 1.0 - w_fkl])
+            out = self.in_term_order(w_fkl, 1.0 - w_fkl)
             self._last = {"alpha": float(w_fkl)}
         else:
             w_fkl = gap_ratio(g_head, g_tail)
             m = mask.to(w_fkl.dtype)
-            out = torch.stack([w_fkl * m, (1.0 - w_fkl) * m])
+            out = self.in_term_order(w_fkl * m, (1.0 - w_fkl) * m)
             self._last = {"alpha": float(masked_mean(w_fkl, mask))}
         self._last["g_head"] = float(masked_mean(g_head, mask))
         self._last["g_tail"] = float(masked_mean(g_tail, mask))

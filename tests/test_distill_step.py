@@ -1,0 +1,167 @@
+"""The distillation step on real tiny models: eval-mode criteria, loss normalised by the
+step's response tokens, and trial updates that restore the exact state."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from arkd_bench.data.base import Example
+from arkd_bench.data.collate import TrainingDataset, collate_for_training
+from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+from arkd_bench.train.distill import Distiller
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(torch_single_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def examples(n: int) -> list[Example]:
+    """Prompts of one length, responses of very different lengths (1 to 8 sample texts)."""
+    out = []
+    for i in range(n):
+        response = " ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)] for j in range(i, i + 1 + i % 8))
+        out.append(Example(prompt=f"Item {i}:", references=(response,)))
+    return out
+
+
+def make_distiller(tokenizer, builtin_plugins, *, weighting=None, objective=("fkl", "rkl"), dropout=0.0,
+                   probe=(), **train):
+    from accelerate import Accelerator
+
+    student = tiny_gpt2(tokenizer, seed=1)
+    if dropout:
+        student.config.resid_pdrop = student.config.embd_pdrop = student.config.attn_pdrop = dropout
+        student = type(student)(student.config)
+    teacher = tiny_gpt2(tokenizer, n_layer=2, seed=2)
+    method = MethodSpec.model_validate({"name": "m", "objective": list(objective),
+                                        "weighting": weighting or {"name": "fixed", "options": {"weights": [0.5, 0.5]}}})
+    spec = TrainSpec.model_validate({"steps": 2, "batch_size": 4, "max_length": 96, **train})
+    items = TrainingDataset(examples(32), tokenizer, spec.max_length).items
+    return Distiller(student=student, teacher=teacher, tokenizer=tokenizer, train_items=items, method=method,
+                     train=spec, plugins=builtin_plugins, seed=0, accelerator=Accelerator(cpu=True),
+                     probe_items=list(probe))
+
+
+def batch_of(tokenizer, items):
+    return collate_for_training(items, tokenizer.pad_token_id)
+
+
+def test_criteria_are_measured_without_dropout_and_restore_train_mode(tokenizer, builtin_plugins):
+    d = make_distiller(tokenizer, builtin_plugins, dropout=0.3)
+    d.student.train()
+    batch = batch_of(tokenizer, d.dataset.items[:8])
+    first, second = d._criteria([batch]), d._criteria([batch])
+    assert first == second  # bit-identical: no dropout draw in either measurement
+    assert d.student.training
+    # in train mode the same measurement moves: the noise the eval-mode criteria remove
+    with torch.no_grad():
+        s1, t1, labels = d._logits(batch)
+        s2, _, _ = d._logits(batch)
+    assert not torch.equal(s1, s2)
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_two_micro_batches_give_the_gradient_of_one_batch(tokenizer, builtin_plugins):
+    d = make_distiller(tokenizer, builtin_plugins)
+    def length(item):
+        return sum(label != -100 for label in item["labels"])
+
+    items = sorted(d.dataset.items[:32], key=length)  # short answers in one half, long in the other
+    lengths = [length(item) for item in items]
+    assert len(set(lengths[:16])) > 1 and sum(lengths[:16]) != sum(lengths[16:])  # unequal halves
+    d.student.eval()  # no dropout draw: the two ways must see the same function
+    whole = [batch_of(tokenizer, items)]
+    halves = [batch_of(tokenizer, items[:16]), batch_of(tokenizer, items[16:])]
+
+    def step_grads(batches):
+        d.student.zero_grad(set_to_none=True)
+        n_tokens = d._step_tokens(batches)
+        for b in batches:
+            d._micro_step(b, 0, n_tokens)
+        return _grads(d.student)
+
+    one, two = step_grads(whole), step_grads(halves)
+    assert one.keys() == two.keys() and one
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6, msg=name)
+    # the old rule (mean of the micro-batches' means) gives another gradient here
+    d.student.zero_grad(set_to_none=True)
+    for b in halves:
+        d._micro_step(b, 0, 2 * d._step_tokens([b]))
+    old = _grads(d.student)
+    assert any(not torch.allclose(old[n], one[n], rtol=1e-3, atol=1e-6) for n in one)
+
+
+def test_trial_update_restores_the_exact_state_and_matches_the_real_update(tokenizer, builtin_plugins):
+    from arkd_bench.train.optim import adamw_with_schedule
+    from arkd_bench.train.trial import TermGradients, TrialUpdate
+
+    d = make_distiller(tokenizer, builtin_plugins, dropout=0.2)
+    probe = batch_of(tokenizer, d.dataset.items[:6])
+    batch = batch_of(tokenizer, d.dataset.items[8:16])
+    optimizer, _ = adamw_with_schedule(d.student, 0.01, 0.0, 0, 10)
+    d.student.train()
+    for _ in range(2):  # give the optimizer some state
+        d.student.zero_grad()
+        d._micro_step(batch, 0, d._step_tokens([batch]))
+        optimizer.step()
+    params = {n: p.detach().clone() for n, p in d.student.named_parameters()}
+    state = {k: {n: v.clone() if torch.is_tensor(v) else v for n, v in s.items()}
+             for k, s in optimizer.state_dict()["state"].items()}
+    grads = TermGradients(d.student.parameters(), 2)
+    n = d._step_tokens([batch])
+    d._micro_step(batch, 0, n, grads)
+    trial = TrialUpdate(grads, optimizer, clip=None)
+    after = {a: trial.run([a, 1 - a], lambda: d._criteria([probe])) for a in (0.0, 0.5, 1.0)}
+    assert after[0.0] != after[1.0]
+    for name, p in d.student.named_parameters():
+        assert torch.equal(p, params[name]), name
+    for k, s in optimizer.state_dict()["state"].items():
+        for key, value in s.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(state[k][key]))
+    # the real update with the weights the step used lands where the trial said it would
+    grads.install(grads.actual)
+    optimizer.step()
+    assert d._criteria([probe]) == pytest.approx(after[0.5], rel=1e-6)
+
+
+def test_lookahead_takes_the_candidate_whose_trial_is_best(tokenizer, builtin_plugins):
+    d = make_distiller(tokenizer, builtin_plugins, steps=3, log_every=1, lr=0.02,
+                       weighting={"name": "lookahead", "options": {"candidates": [0.0, 0.5, 1.0]}},
+                       probe=TrainingDataset(examples(40)[32:], tokenizer, 96).items)
+    outcome = d.run()
+    assert d.trial_updates == 3 * 3
+    for record in outcome.log:
+        assert record["strategy/alpha"] in (0.0, 0.5, 1.0)
+        assert record["weight/fkl"] == record["strategy/alpha"]
+        assert record["strategy/criterion_spread"] > 0
+
+
+def test_paired_reward_runs_in_the_loop_and_is_logged_only_when_measured(tokenizer, builtin_plugins):
+    d = make_distiller(tokenizer, builtin_plugins, steps=4, log_every=1,
+                       weighting={"name": "arkd", "options": {"paired_alpha": 0.5, "update_every": 1,
+                                                              "warmup_steps": 1}},
+                       probe=TrainingDataset(examples(40)[32:], tokenizer, 96).items)
+    outcome = d.run()
+    assert d.trial_updates == 3  # one reference trial per step after the warm-up
+    rewarded = [r["step"] for r in outcome.log if "strategy/reward" in r]
+    assert rewarded == [1, 2, 3]
+
+
+def test_trial_strategies_need_per_batch_weights(tokenizer, builtin_plugins):
+    from arkd_bench.train.trial import TermGradients
+
+    d = make_distiller(tokenizer, builtin_plugins, weighting={"name": "greedy"})
+    batch = batch_of(tokenizer, d.dataset.items[:4])
+    with pytest.raises(ValueError, match="one weight per term and batch"):
+        d._micro_step(batch, 0, d._step_tokens([batch]), TermGradients(d.student.parameters(), 2))
