@@ -173,6 +173,16 @@ def test_reporter_guide_example(tmp_path):
     assert text.splitlines() == ["dataset\tmethod\tmetric\tmean\tstd\tn", "d\tfkl\trougeL\t12.5\t0.5\t3"]
 
 
+def test_data_policy_guide_example(tmp_path):
+    import torch
+
+    plugins, entry = example_plugins("data_policy", tmp_path)
+    policy = plugins.create("data_policy", entry.name, tokens=2)
+    batch = {"input_ids": torch.arange(6).view(1, 6), "attention_mask": torch.ones(1, 6, dtype=torch.long),
+             "labels": torch.tensor([[-100, -100, 2, 3, 4, 5]])}
+    assert policy.batch(batch, session=None)["labels"].tolist() == [[-100, -100, 2, 3, -100, -100]]
+
+
 def test_guide_examples_train_and_report_and_check_with_the_plugin_metric(tmp_path):
     """The weighting, divergence and metric of the guides in one tiny grid, listed in the
     recipe's `plugins:`; `report` and `check` load them from the run folder, so the
