@@ -33,6 +33,7 @@ class DivergenceOutput:
 
     values: Tensor
     features: StepFeatures
+    label_logp: Tensor | None = None  # with ``target_ids``: the student's log-prob of each label (0 where masked)
 
 
 def divergence_pass(
@@ -44,6 +45,7 @@ def divergence_pass(
     mu: float = 0.5,
     temperature: float = 1.0,
     chunk_size: int = 64,
+    target_ids: Tensor | None = None,
 ) -> DivergenceOutput:
     """Compute every term of an objective and the step features in one chunked pass.
 
@@ -51,6 +53,9 @@ def divergence_pass(
     gradient, and their logits are never read. All terms share one log-softmax, so they share
     ``temperature``; a term whose own ``temperature`` option was set to something else is an
     error. ``mu`` is AKL's head mass. Values are not multiplied by T^2.
+
+    ``target_ids`` (token-shaped label ids): also return the student's log-prob of each label, read from the
+    pass's own log-softmax (at ``temperature``), so a cross-entropy needs no second pass over N x V.
     """
     labels = list(terms)
     divs = list(terms.values())
@@ -63,8 +68,11 @@ def divergence_pass(
             )
     values, feats, token_mask = run_pass(
         student_logits, teacher_logits, mask, divs,
-        temperature=temperature, chunk_size=chunk_size, mu=mu, with_features=True,
+        temperature=temperature, chunk_size=chunk_size, mu=mu, with_features=True, labels=target_ids,
     )
+    label_logp = None
+    if target_ids is not None:  # the pass appended it as one more feature row
+        label_logp, feats = feats[-1].view(token_mask.shape), feats[:-1]
     shape = token_mask.shape
     values = values.view(len(divs), *shape)
     computed = {name: feats[i].view(shape) for i, name in enumerate(StepFeatures.COMPUTED)}
@@ -73,7 +81,7 @@ def divergence_pass(
         terms={label: values[i].detach() for i, label in enumerate(labels)},
         **computed,
     )
-    return DivergenceOutput(values=values, features=features)
+    return DivergenceOutput(values=values, features=features, label_logp=label_logp)
 
 
 def run_pass(
@@ -86,8 +94,10 @@ def run_pass(
     chunk_size: int = 64,
     mu: float = 0.5,
     with_features: bool,
+    labels: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Values ``[T, N]``, features ``[F, N]`` (empty unless asked) and the token mask."""
+    """Values ``[T, N]``, features ``[F, N]`` (empty unless asked; with ``labels`` one more row,
+    the student's label log-probs) and the token mask."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
@@ -116,6 +126,7 @@ def run_pass(
         with_features=with_features,
         rows=token_mask.reshape(-1).nonzero().squeeze(1),
         dtype=torch.promote_types(student_logits.dtype, torch.float32),
+        labels=None if labels is None else labels.reshape(-1).to(student_logits.device).clamp_min(0),
     )
     values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
     return values, feats, token_mask
@@ -173,6 +184,7 @@ class _Plan:
     with_features: bool
     rows: Tensor
     dtype: torch.dtype  # float32, or float64 when the student logits are float64
+    labels: Tensor | None = None  # flat label ids: gather the student's log-prob of each
 
     def selections(self):
         """Logical row selection of each chunk (a slice for a contiguous run)."""
@@ -242,7 +254,7 @@ class _FusedPass(torch.autograd.Function):
     def forward(ctx, student: Tensor, teacher: Tensor, plan: _Plan):
         n_rows = student.shape[:-1].numel()
         values = student.new_zeros((len(plan.divs), n_rows), dtype=plan.dtype)
-        n_feats = len(StepFeatures.COMPUTED) if plan.with_features else 0
+        n_feats = (len(StepFeatures.COMPUTED) if plan.with_features else 0) + (plan.labels is not None)
         feats = student.new_zeros((n_feats, n_rows), dtype=plan.dtype)
         log_norms = student.new_zeros((2, n_rows), dtype=plan.dtype)
         s_rows, t_rows = _Rows(student), _Rows(teacher)
@@ -257,7 +269,9 @@ class _FusedPass(torch.autograd.Function):
             finite.append(chunk.finite)
             values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
             if plan.with_features:
-                feats[:, sel] = _features(chunk, plan.mu, s_max)
+                feats[: len(StepFeatures.COMPUTED), sel] = _features(chunk, plan.mu, s_max)
+            if plan.labels is not None:
+                feats[-1, sel] = s_logp.gather(1, plan.labels[sel].unsqueeze(1)).squeeze(1)
         ctx.save_for_backward(student, teacher, log_norms)
         ctx.plan, ctx.finite = plan, finite
         ctx.mark_non_differentiable(feats)
