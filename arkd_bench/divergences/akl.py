@@ -6,6 +6,19 @@ over the rest, with q treated as a constant. The head is found with a top-k sear
 top-k mass stays below ``mu`` retry with a larger k and finally an exact full sort, so the result
 equals a full sort's. Ties in p at the head boundary may be broken either way, and with mu = 1
 the boundary depends on how the float32 cumulative sum rounds near 1.
+
+Two conventions for ``mu`` (``head``):
+
+- ``"paper"`` (default): the head is the smallest descending prefix reaching mass ``mu``, as in
+  the paper. The paper's own repository builds it the same way (wutaiqiang/LLM_KD_AKL,
+  AKL.py at commit 91853fb, ``get_ratio``: sort descending, tail = inclusive cumulative mass
+  > mu, top-1 forced into the head), except that it leaves out the entry whose mass crosses mu.
+- ``"official"``: the rule of the authors' maintained implementation (wutaiqiang/KDFlow,
+  kdflow/loss/adaptive_kl_div.py at commit cb76855, lines 22-28): sort *ascending*, the tail is
+  the least likely entries whose cumulative mass stays <= mu, the head is the rest. The head
+  then holds about 1 - mu of the mass (at mu = 0.3, at least 0.7), the paper's head at mass
+  1 - mu exactly: an entry is in it iff the mass of the entries more likely than it is below
+  1 - mu. So ``official`` is ``paper`` at ``1 - mu`` (mu in [0, 1); at mu = 1 its head is empty).
 """
 
 from __future__ import annotations
@@ -15,21 +28,37 @@ from torch import Tensor
 
 _SEARCH_KS = (64, 256, 4096)  # a full sort follows for rows still unresolved
 _BLOCK = 64
+HEADS = ("paper", "official")
 
 
-def akl_gaps(t_logp: Tensor, s_logp: Tensor, mu: float = 0.5, k: int = 64) -> tuple[Tensor, Tensor, Tensor]:
+def head_mass(mu: float, head: str = "paper") -> float:
+    """The teacher mass the head must reach for ``mu`` under a convention (module docstring)."""
+    if head == "paper":
+        if not 0.0 < mu <= 1.0:
+            raise ValueError(f"mu must be in (0, 1] with head 'paper', got {mu}")
+        return float(mu)
+    if head == "official":
+        if not 0.0 <= mu < 1.0:
+            raise ValueError(f"mu must be in [0, 1) with head 'official' (its head is empty at 1), got {mu}")
+        return 1.0 - float(mu)
+    raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+
+
+def akl_gaps(
+    t_logp: Tensor, s_logp: Tensor, mu: float = 0.5, k: int = 64, head: str = "paper"
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(g_head, g_tail, head_size)`` for rows of teacher/student log-probs ``[..., V]``.
 
     The outputs have the leading shape, are float32 (or float64 for float64 input) and carry no
-    gradient. ``k`` is the first top-k size tried (tests use it to force the fallback paths).
+    gradient. ``k`` is the first top-k size tried (tests use it to force the fallback paths);
+    ``head`` is the convention for ``mu`` (module docstring).
     """
-    if not 0.0 < mu <= 1.0:
-        raise ValueError(f"mu must be in (0, 1], got {mu}")
+    mass = head_mass(mu, head)
     shape = t_logp.shape[:-1]
     with torch.no_grad():
         t = t_logp.reshape(-1, t_logp.shape[-1])
         s = s_logp.reshape(-1, s_logp.shape[-1]).to(t.dtype)
-        g_head, g_tail, size, _ = head_gaps(t, t.exp(), s.exp(), mu, ks=(k, *_SEARCH_KS))
+        g_head, g_tail, size, _ = head_gaps(t, t.exp(), s.exp(), mass, ks=(k, *_SEARCH_KS))
     return g_head.view(shape), g_tail.view(shape), size.view(shape)
 
 
@@ -41,7 +70,8 @@ def head_gaps(
     ks: tuple[int, ...] = _SEARCH_KS,
     diff_out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Gaps, head sizes and the index of the teacher's top-1 entry for rows ``[n, V]``.
+    """Gaps, head sizes and the index of the teacher's top-1 entry for rows ``[n, V]``; the head
+    is the smallest descending prefix reaching mass ``mu`` (0: empty).
 
     p and q are passed in so that a fused pass can share them (and ``diff_out``, a scratch
     buffer for ``|p - q|``).

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .akl import head_gaps
+from .akl import head_gaps, head_mass
 from .chunk import Chunk, Scratch
 from .features import StepFeatures
 
@@ -43,6 +43,7 @@ def divergence_pass(
     mask: Tensor | None = None,
     terms: Mapping[str, Divergence],
     mu: float = 0.5,
+    head: str = "paper",
     temperature: float = 1.0,
     chunk_size: int = 64,
     target_ids: Tensor | None = None,
@@ -52,7 +53,8 @@ def divergence_pass(
     ``mask`` (token-shaped, True/1 = scored) excludes prompt and padding tokens: they get 0 and no
     gradient, and their logits are never read. All terms share one log-softmax, so they share
     ``temperature``; a term whose own ``temperature`` option was set to something else is an
-    error. ``mu`` is AKL's head mass. Values are not multiplied by T^2.
+    error. ``mu`` is AKL's head mass under the ``head`` convention ("paper" or "official", see
+    ``akl``). Values are not multiplied by T^2.
 
     ``target_ids`` (token-shaped label ids): also return the student's log-prob of each label, read from the
     pass's own log-softmax (at ``temperature``), so a cross-entropy needs no second pass over N x V.
@@ -68,7 +70,7 @@ def divergence_pass(
             )
     values, feats, token_mask = run_pass(
         student_logits, teacher_logits, mask, divs,
-        temperature=temperature, chunk_size=chunk_size, mu=mu, with_features=True, labels=target_ids,
+        temperature=temperature, chunk_size=chunk_size, mu=mu, head=head, with_features=True, labels=target_ids,
     )
     label_logp = None
     if target_ids is not None:  # the pass appended it as one more feature row
@@ -93,6 +95,7 @@ def run_pass(
     temperature: float,
     chunk_size: int = 64,
     mu: float = 0.5,
+    head: str = "paper",
     with_features: bool,
     labels: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -109,8 +112,8 @@ def run_pass(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if with_features and not 0.0 < mu <= 1.0:
-        raise ValueError(f"mu must be in (0, 1], got {mu}")
+    if with_features:
+        mu = head_mass(mu, head)  # the descending-prefix mass the head must reach
     token_shape = student_logits.shape[:-1]
     if mask is None:
         token_mask = torch.ones(token_shape, dtype=torch.bool, device=student_logits.device)

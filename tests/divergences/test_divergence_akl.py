@@ -103,3 +103,52 @@ def test_blocked_top_k_equals_torch_topk(vocab):
     want_values, want_idx = x.topk(64, dim=-1)
     torch.testing.assert_close(values, want_values, rtol=0, atol=0)
     torch.testing.assert_close(idx, want_idx, rtol=0, atol=0)
+
+
+def _official_numpy(p, q, mu):
+    """The authors' maintained rule, independently: sort ascending, the tail is the entries
+    whose inclusive cumulative teacher mass is <= mu, the head is the rest."""
+    order = np.argsort(p, axis=-1, kind="stable")
+    ps, qs = np.take_along_axis(p, order, -1), np.take_along_axis(q, order, -1)
+    tail = np.cumsum(ps, axis=-1) <= mu
+    gap = np.abs(ps - qs)
+    return np.stack([(gap * ~tail).sum(-1), (gap * tail).sum(-1), (~tail).sum(-1)])
+
+
+@pytest.mark.parametrize("mu", [0.05, 0.3, 0.5, 0.9])
+@pytest.mark.parametrize("kind", ["mixed", "near_uniform", "peaked"])
+def test_official_head_matches_the_ascending_tail_rule_in_numpy(kind, mu):
+    t, s = make_logits(kind, 24, 211, 2), make_logits(kind, 24, 211, 3)
+    lp, lq = (torch.tensor(log_softmax(x), dtype=torch.float64) for x in (t, s))
+    got = torch.stack(akl_gaps(lp, lq, mu=mu, head="official"))
+    want = _official_numpy(np.exp(log_softmax(t)), np.exp(log_softmax(s)), mu)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12)
+    paper = torch.stack(akl_gaps(lp, lq, mu=mu, head="paper"))
+    np.testing.assert_allclose(paper.numpy(), akl(np.exp(log_softmax(t)), np.exp(log_softmax(s)), mu),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_at_mu_0_3_the_official_head_holds_about_0_7_of_the_mass_the_paper_head_0_3():
+    t = make_logits("mixed", 64, 211, 5)
+    p = np.exp(log_softmax(t))
+    lp = torch.tensor(np.log(p))
+    order = np.argsort(-p, axis=-1, kind="stable")
+    sorted_p = np.take_along_axis(p, order, -1)
+    for head, low, high in (("paper", 0.3, 0.7), ("official", 0.7, 1.0)):
+        size = akl_gaps(lp, lp, mu=0.3, head=head)[2].numpy().astype(int)
+        mass = np.array([row[:k].sum() for row, k in zip(sorted_p, size)])
+        before = np.array([row[: k - 1].sum() for row, k in zip(sorted_p, size)])
+        assert np.all(mass >= low) and np.all(before < low)  # smallest prefix reaching its mass
+        assert np.mean(mass) < high
+    paper, official = akl_gaps(lp, lp, mu=0.3)[2], akl_gaps(lp, lp, mu=0.3, head="official")[2]
+    assert torch.all(official >= paper) and (official > paper).float().mean() > 0.5  # equal where top-1 has 0.7
+
+
+def test_head_convention_errors():
+    t = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    with pytest.raises(ValueError, match="head must be one of paper, official"):
+        akl_gaps(t, t, head="tail")
+    with pytest.raises(ValueError, match=r"\(0, 1\] with head 'paper'"):
+        akl_gaps(t, t, mu=0.0)
+    with pytest.raises(ValueError, match=r"\[0, 1\) with head 'official'"):
+        akl_gaps(t, t, mu=1.0, head="official")

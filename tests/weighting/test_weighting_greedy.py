@@ -102,3 +102,37 @@ def test_any_two_labels_are_accepted():
 def test_invalid_options_rejected(options, field):
     with pytest.raises(ValidationError, match=field):
         GreedyWeighting(**options)
+
+
+def test_official_head_option_reaches_the_divergence_pass(dists):
+    """head: official travels from the options to the pass (`akl_head`) and its gaps give
+    weights from the ascending-tail rule, computed here in numpy."""
+    from arkd_bench import get_divergence
+    from arkd_bench.divergences import divergence_pass
+
+    p, q = dists((2, 6), seed=3)
+    strategy = GreedyWeighting(terms=["fkl", "rkl"], mu=0.3, head="official")
+    assert (strategy.akl_mu, strategy.akl_head) == (0.3, "official")
+    assert GreedyWeighting().akl_head == "paper"
+    t_logits, s_logits = (torch.tensor(np.log(x), dtype=torch.float64) for x in (p, q))
+    out = divergence_pass(student_logits=s_logits, teacher_logits=t_logits,
+                          terms={"fkl": get_divergence("fkl"), "rkl": get_divergence("rkl")},
+                          mu=strategy.akl_mu, head=strategy.akl_head)
+    order = np.argsort(p, axis=-1, kind="stable")
+    ps, qs = np.take_along_axis(p, order, -1), np.take_along_axis(q, order, -1)
+    tail = np.cumsum(ps, axis=-1) <= 0.3
+    g_head, g_tail = (np.abs(ps - qs) * ~tail).sum(-1), (np.abs(ps - qs) * tail).sum(-1)
+    w = strategy.weights(out.features)
+    np.testing.assert_allclose(w[0].numpy(), g_head / (g_head + g_tail), atol=1e-6)
+    np.testing.assert_allclose(w[1].numpy(), g_tail / (g_head + g_tail), atol=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"head": "official", "mu": 1.0}, r"\[0, 1\) with head 'official'"),
+    ({"mu": 0.0}, r"\(0, 1\] with head 'paper'"),
+    ({"head": "tail"}, "head"),
+])
+def test_head_option_ranges(options, message):
+    with pytest.raises(ValidationError, match=message):
+        GreedyWeighting(**options)
+    assert GreedyWeighting(head="official", mu=0.0).akl_mu == 0.0  # official: the whole vocabulary is head
