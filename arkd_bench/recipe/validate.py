@@ -51,7 +51,12 @@ def load_recipe(
     path = Path(path)
     file = str(path)
     text = read_text(path) if text is None else text
-    recipe, lines = parse_recipe(text, file)
+    try:
+        recipe, lines = parse_recipe(text, file)
+    except RecipeError as exc:
+        if exc.lines:  # a schema error: check the parts that are valid on their own too, in the same pass
+            exc.problems += _problems_beside_schema_errors(text, file, path, plugins, plugins_dirs)
+        raise
     if plugins is None:
         files = [path.parent / p for p in recipe.plugins]
         unreadable = [Problem(("plugins", index), f"plugin file: {why}")
@@ -69,6 +74,77 @@ def load_recipe(
     if problems:
         raise RecipeError(file, problems, lines)
     return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)
+
+
+def _partial_recipe(data: dict) -> tuple[Recipe, dict[str, list[int]], set[str]]:
+    """The recipe made of the parts that validate on their own: (recipe, original index of
+    each kept list item per section, sections with any invalid part)."""
+    from pydantic import TypeAdapter
+
+    fields, index_maps, broken = {}, {}, set()
+    for name, info in Recipe.model_fields.items():
+        if name not in data:
+            continue
+        item_model = _list_item_model(info.annotation)
+        if item_model is not None and isinstance(data[name], list):
+            kept = []
+            for i, item in enumerate(data[name]):
+                try:
+                    kept.append((i, item_model.model_validate(item)))
+                except ValidationError:
+                    broken.add(name)
+            fields[name] = [item for _, item in kept]
+            index_maps[name] = [i for i, _ in kept]
+            continue
+        try:
+            fields[name] = TypeAdapter(info.annotation).validate_python(data[name])
+        except ValidationError:
+            broken.add(name)
+    return Recipe.model_construct(**fields), index_maps, broken
+
+
+def _list_item_model(annotation) -> type[BaseModel] | None:
+    from typing import get_args, get_origin
+
+    if get_origin(annotation) is list:
+        (item,) = get_args(annotation)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return item
+    return None
+
+
+# Which sections a problem's meaning depends on: a check naming a method is only judged when
+# every method validated (an invalid one could be the one it names).
+_DEPENDS_ON = {"checks": {"methods", "datasets", "teachers", "students", "eval"}, "eval": {"methods", "eval"}}
+
+
+def _problems_beside_schema_errors(text: str, file: str, path: Path, plugins: Plugins | None,
+                                   plugins_dirs) -> list[Problem]:
+    """Plugin, name and reference problems of the parts of a recipe with schema errors that
+    validate on their own, at their original indices; problems that a schema error could
+    explain are left out."""
+    recipe, index_maps, broken = _partial_recipe(load_yaml(text, file).data)
+    if plugins is None:
+        if "plugins" in broken:
+            return []
+        files = [path.parent / p for p in recipe.plugins]
+        if any(unreadable_file(f) for f in files):
+            return []  # reported once the schema is fixed; a missing file makes names unknowable
+        try:
+            plugins = load_plugins(files, plugins_dirs=plugins_dirs)
+        except (PluginLoadError, RegistryError):
+            return []
+    # problems under a section that did not validate (train, eval) are dropped below
+    found = check_plugin_references(recipe, plugins) + preflight_problems(recipe, plugins, path.parent)
+    kept = []
+    for problem in found:
+        section = problem.path[0] if problem.path else ""
+        if broken & _DEPENDS_ON.get(section, set()) or (section in broken and section not in index_maps):
+            continue
+        if section in index_maps and len(problem.path) > 1 and isinstance(problem.path[1], int):
+            problem.path = (section, index_maps[section][problem.path[1]], *problem.path[2:])
+        kept.append(problem)
+    return kept
 
 
 def _check_options(plugins: Plugins, kind: str, name: str, options: dict, path: Path_) -> list[Problem]:
