@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, ClassVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from arkd_bench.options import PluginOptions
 
 SPLITS = ("train", "valid", "test")
 
@@ -81,10 +83,8 @@ class DatasetSplits:
             raise DataError(f"content hash mismatch: recorded {self.content_hash}, examples give {actual}")
 
 
-class SourceOptions(BaseModel):
+class SourceOptions(PluginOptions):
     """Base of every source's options: unknown keys are errors, values immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatasetSource:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from arkd_bench.options import PluginOptions
 
 if TYPE_CHECKING:
     from arkd_bench.data_policy.session import DataSession, SequenceSource
@@ -30,10 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA_POLICY = "ground_truth"
 
 
-class DataPolicyOptions(BaseModel):
+class DataPolicyOptions(PluginOptions):
     """Options every data policy accepts; a policy subclasses this to add its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DataPolicy:

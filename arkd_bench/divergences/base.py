@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from torch import Tensor
+
+from arkd_bench.options import PluginOptions
 
 from .chunk import Chunk
 
 
-class DivergenceOptions(BaseModel):
+class DivergenceOptions(PluginOptions):
     """Options every divergence accepts; a divergence subclasses this to add its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     temperature: float = Field(
         1.0, gt=0, description="Logits of both models are divided by T before the softmax."

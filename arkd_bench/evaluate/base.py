@@ -12,13 +12,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-
-class NoOptions(BaseModel):
-    """Options model of a metric that takes none (any key is an error)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from arkd_bench.options import NoOptions
 
 
 class Metric:

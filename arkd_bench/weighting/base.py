@@ -11,16 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
+
+from arkd_bench.options import NoOptions
 
 if TYPE_CHECKING:
     import torch
 
     from arkd_bench.divergences import StepFeatures
-
-
-class NoOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # What a strategy may ask the loop to measure for its feedback (see Feedback), and
