@@ -52,8 +52,10 @@ def evaluate_model(
     text_metrics = [m for m in metrics if not getattr(m, "needs_models", False)]
     model_metrics = [m for m in metrics if getattr(m, "needs_models", False)] if model is not None else []
     model_scores = score_models(model, teacher, tokenizer, examples, model_metrics)
+    # Greedy decoding uses no seed: recording the default 10..50 would claim otherwise.
+    generation = settings.model_dump(exclude=set() if settings.do_sample else {"seeds"})
     result = Evaluation(settings={
-        "generation": settings.model_dump(),
+        "generation": generation,
         "seeds_used": seeds,
         "examples": len(examples),
         "metrics": {m.name: m.settings() for m in metrics},

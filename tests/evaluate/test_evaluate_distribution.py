@@ -124,3 +124,13 @@ def test_evaluate_model_copies_model_scores_into_every_generation_record(student
     assert evaluation.per_seed["tf_fkl"] == {"teacher_forced": pytest.approx(sum(direct) / len(direct))}
     assert evaluation.metrics["tf_fkl"] == pytest.approx(sum(direct) / len(direct))
     assert evaluation.settings["metrics"]["tf_fkl"]["unit"] == "nats"
+
+
+def test_generation_seeds_are_recorded_only_when_sampling(student, tokenizer):
+    rouge = [BUILTIN_METRICS["rougeL"]()]
+    greedy = evaluate_model(student, tokenizer, EXAMPLES, rouge, GenerationSettings(max_new_tokens=2)).settings
+    assert "seeds" not in greedy["generation"] and greedy["seeds_used"] == [None]
+    assert greedy["generation"]["do_sample"] is False
+    sampled = evaluate_model(student, tokenizer, EXAMPLES, rouge,
+                             GenerationSettings(do_sample=True, seeds=[3, 4], max_new_tokens=2)).settings
+    assert sampled["generation"]["seeds"] == [3, 4] and sampled["seeds_used"] == [3, 4]
