@@ -93,9 +93,14 @@ def test_cells_have_stable_content_hash_ids(builtin_plugins):
     # renaming the recipe or reordering methods keeps ids; changing a setting changes them
     renamed = recipe.model_copy(update={"name": "other", "methods": recipe.methods[::-1]})
     assert {c.id for c in expand(renamed)} == {c.id for c in cells}
-    longer = recipe.model_copy(update={"train": recipe.train.model_copy(update={"steps": 4})})
-    changed = {c.method for c in expand(longer) if c.id not in {x.id for x in cells}}
-    assert changed == {"sft", "fkl", "mix"}
+    def changed_by(**train):
+        other = recipe.model_copy(update={"train": recipe.train.model_copy(update=train)})
+        return {c.method for c in expand(other) if c.id not in {x.id for x in cells}}
+
+    # baseline cells are keyed only by what determines them: distillation settings leave them
+    assert changed_by(steps=4) == changed_by(lr=0.01) == changed_by(student_sft=False) == {"fkl", "mix"}
+    # the SFT stages of teacher and student read the sequence length
+    assert changed_by(max_length=32) == {"teacher", "sft", "fkl", "mix"}
 
 
 def test_shards_partition_the_grid(builtin_plugins):

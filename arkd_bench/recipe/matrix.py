@@ -70,11 +70,15 @@ def expand(recipe: Recipe) -> list[Cell]:
     shared = {"tokenizer": _dump(recipe.tokenizer), "eval": evaluation}
     if recipe.eval_only_datasets:
         shared["eval_sets"] = [_dump(d) for d in recipe.eval_only_datasets]
+    # Baseline rows are keyed by what determines them, so changing train.steps (or any setting
+    # only distillation reads) keeps their cells: an SFT stage reads only the sequence length.
+    sft_train = {"max_length": recipe.train.max_length}
     for dataset in recipe.training_datasets:
         for teacher in recipe.teachers:
             base = {**shared, "dataset": _dump(dataset), "teacher": _dump(teacher)}
             if "teacher" in recipe.eval.baselines:
-                cells.append(_cell("teacher", dataset.name, teacher.name, None, "teacher", 0, base))
+                teacher_base = {**base, "train": sft_train} if teacher.sft is not None else base
+                cells.append(_cell("teacher", dataset.name, teacher.name, None, "teacher", 0, teacher_base))
             for trivial in TRIVIAL_BASELINES:
                 if trivial in recipe.eval.baselines:
                     cells.append(_cell(trivial, dataset.name, teacher.name, None, trivial, 0, base))
@@ -83,7 +87,7 @@ def expand(recipe: Recipe) -> list[Cell]:
                 for seed in recipe.seeds:
                     if "sft" in recipe.eval.baselines:
                         cells.append(_cell("sft", dataset.name, teacher.name, student.name, "sft", seed,
-                                           {**with_student, "train": _dump(recipe.train)}))
+                                           {**with_student, "train": sft_train}))
                 for method in recipe.methods:
                     for seed in recipe.seeds:
                         config = {**with_student, "train": _dump(recipe.train), "method": _method(method)}
