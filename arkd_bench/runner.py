@@ -485,37 +485,43 @@ def run_recipe(
 
 def _run_cells(cells, ctx: RunContext, rundir: RunDir, summary: RunSummary, progress, say) -> None:
     """Each cell not finished yet, its outcome written before the next starts. A cell's own
-    error (a plugin's included, named) or a full disk fails that cell; a signal marks it
-    unfinished and stops the run (RunInterrupted); a failure that cannot even be recorded
-    stops it too (RunAborted)."""
+    error (a plugin's included, named) or a full disk fails that cell; a signal marks the
+    running cell unfinished and stops the run (RunInterrupted); a failure that cannot even be
+    recorded stops it too (RunAborted)."""
     for cell in cells:
-        ctx.accelerator.wait_for_everyone()
-        label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
-        if rundir.is_done(cell.id):
-            summary.skipped.append(cell.id)
-            if progress:
-                progress.cell_done(label, skipped=True)
-            continue
-        rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
-        rundir.set_status(cell.id, RUNNING)
-        on_step = progress.start_cell(label, cell) if progress else None
         try:
-            run_cell(cell, ctx, rundir, on_step=on_step)
+            _run_one(cell, ctx, rundir, summary, progress, say)
         except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM through stop_on_signals
             name = exc.args[0] if isinstance(exc, RunInterrupted) else "SIGINT"
-            rundir.set_status(cell.id, INTERRUPTED, error=f"stopped by {name}; a rerun redoes this cell")
+            if (rundir.status(cell.id) or {}).get("status") == RUNNING:
+                rundir.set_status(cell.id, INTERRUPTED, error=f"stopped by {name}; a rerun redoes this cell")
             raise RunInterrupted(getattr(exc, "signum", signal.SIGINT)) from None
-        except Exception as exc:  # one cell's failure must not lose the grid
-            message = describe_failure(exc, ctx.loaded.plugins)
-            try:
-                rundir.set_status(cell.id, FAILED, error=message, traceback=traceback.format_exc())
-            except OSError as status_exc:
-                raise RunAborted(f"cell {cell.id} failed ({message}) and its failure could not be recorded "
-                                 f"either ({status_exc}); finished cells are intact") from None
-            summary.failed[cell.id] = message
-            say(f"cell {label} failed: {message}")
-        else:
-            rundir.set_status(cell.id, DONE)
-            summary.ran.append(cell.id)
+
+
+def _run_one(cell, ctx: RunContext, rundir: RunDir, summary: RunSummary, progress, say) -> None:
+    ctx.accelerator.wait_for_everyone()
+    label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
+    if rundir.is_done(cell.id):
+        summary.skipped.append(cell.id)
         if progress:
-            progress.cell_done(label)
+            progress.cell_done(label, skipped=True)
+        return
+    rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
+    rundir.set_status(cell.id, RUNNING)
+    on_step = progress.start_cell(label, cell) if progress else None
+    try:
+        run_cell(cell, ctx, rundir, on_step=on_step)
+    except Exception as exc:  # one cell's failure must not lose the grid
+        message = describe_failure(exc, ctx.loaded.plugins)
+        try:
+            rundir.set_status(cell.id, FAILED, error=message, traceback=traceback.format_exc())
+        except OSError as status_exc:
+            raise RunAborted(f"cell {cell.id} failed ({message}) and its failure could not be recorded "
+                             f"either ({status_exc}); finished cells are intact") from None
+        summary.failed[cell.id] = message
+        say(f"cell {label} failed: {message}")
+    else:
+        rundir.set_status(cell.id, DONE)
+        summary.ran.append(cell.id)
+    if progress:
+        progress.cell_done(label)
