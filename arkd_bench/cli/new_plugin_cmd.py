@@ -74,11 +74,12 @@ def scaffold(name: str, kind: str, directory: Path) -> Path:
     return root
 
 
-def _taken(kind: str, name: str) -> str | None:
-    """The plugin that already registers `name` for `kind` (builtins and installed), if any."""
+def _taken(kind: str, name: str, plugins_dirs: list[Path]) -> str | None:
+    """The plugin that already registers `name` for `kind` (builtins, installed, and the
+    single-file plugins of `plugins_dirs`), if any."""
     from arkd_bench.plugins import load_plugins
 
-    registry = load_plugins().registry(kind)
+    registry = load_plugins(plugins_dirs=plugins_dirs).registry(kind)
     return registry.get(name).origin if name in registry else None
 
 
@@ -86,13 +87,15 @@ def new_plugin(
     name: Annotated[str, typer.Argument(help="plugin name, e.g. entropy-gap (registered as entropy_gap)")],
     kind: Annotated[Kind, typer.Option("--kind", "-k", help="what the plugin registers")] = Kind.weighting,
     directory: Annotated[Path, typer.Option("--dir", help="folder to create the package in")] = Path("."),
+    plugins_dir: Annotated[list[Path] | None, typer.Option(
+        "--plugins-dir", help="folder of single-file plugins the new name must not clash with (repeatable)")] = None,
 ) -> None:
     """Scaffold a third-party plugin package: pyproject with the entry point, module, test, README."""
     try:
         names = plugin_names(name, kind.value)
     except ValueError as exc:
         fail(str(exc))
-    origin = _taken(kind.value, names["name"])
+    origin = _taken(kind.value, names["name"], plugins_dir or [])
     if origin is not None:
         fail(f"{kind.value} {names['name']!r} is already registered by plugin {origin!r}; choose another name")
     try:

@@ -83,3 +83,22 @@ def test_scaffolded_tests_pass_without_installing(kind, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_refuses_a_name_a_single_file_plugin_of_plugins_dir_registers(tmp_path):
+    files = tmp_path / "mine"
+    files.mkdir()
+    (files / "sharp.py").write_text(
+        "from arkd_bench import WeightingStrategy, hookimpl\n\n"
+        "class Sharp(WeightingStrategy):\n"
+        "    name = 'sharp'\n\n"
+        "    def weights(self, features):\n"
+        "        return [1.0 for _ in self.terms]\n\n"
+        "@hookimpl\n"
+        "def arkd_register_weightings(register):\n"
+        "    register(Sharp)\n")
+    clash = runner.invoke(app, ["new-plugin", "sharp", "--dir", str(tmp_path), "--plugins-dir", str(files)])
+    assert clash.exit_code == 1 and "weighting 'sharp' is already registered by plugin" in clash.output
+    assert not (tmp_path / "arkd-bench-sharp").exists()
+    elsewhere = runner.invoke(app, ["new-plugin", "sharp", "--dir", str(tmp_path)])  # no such file plugin here
+    assert elsewhere.exit_code == 0, elsewhere.output
