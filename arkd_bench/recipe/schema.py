@@ -205,6 +205,10 @@ class EvalSpec(Strict):
         return data
 
 
+# Check metrics with these prefixes are read from the training logs, not from evaluation.
+LOG_PREFIXES = ("weight/", "strategy/")
+
+
 class CheckSpec(Strict):
     """An assertion on the results; `arkd-bench check` exits 1 when one fails."""
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
 from arkd_bench.recipe.loader import Path_, Problem, RecipeError, load_yaml, pydantic_problems, read_text
 from arkd_bench.recipe.preflight import preflight_problems, unreadable_file
-from arkd_bench.recipe.schema import RESERVED_METHODS, Recipe
+from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, Recipe
 from arkd_bench.registry import RegistryError, unknown_name_message
 
 
@@ -225,10 +225,6 @@ def _check_generation(settings: dict[str, Any]) -> list[Problem]:
     except ValidationError as exc:
         return pydantic_problems(exc, ("eval", "generation"), model=GenerationSettings)
     return []
-
-
-# Check metrics read from training logs rather than from evaluation.
-LOG_PREFIXES = ("weight/", "strategy/")
 
 
 def _check_logged_name(recipe: Recipe, check, path: Path_) -> list[Problem]:

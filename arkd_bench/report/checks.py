@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
+from arkd_bench.recipe.schema import LOG_PREFIXES
 from arkd_bench.report.results import Collected, higher_is_better, train_logs
 
-LOG_PREFIXES = ("weight/", "strategy/")
 ALPHA = 0.05
 BASELINE_VERSION = 2  # 2 adds each metric's interval (low, high) and scale
 
