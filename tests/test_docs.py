@@ -1,5 +1,6 @@
 """The README documents the public hooks and interfaces; these tests fail when they drift."""
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -48,6 +49,22 @@ def test_readme_cli_summary_matches_the_real_commands():
         assert not missing, f"{name}: options missing from the README summary: {missing}"
 
 
+
+def test_schema_command_prints_the_recipe_schema_with_every_field_described():
+    from typer.testing import CliRunner
+
+    from arkd_bench.cli import app
+    from arkd_bench.recipe.schema import Recipe
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert printed == Recipe.model_json_schema()
+    models = [("Recipe", printed), *printed["$defs"].items()]
+    undescribed = [f"{name}.{field}" for name, model in models
+                   for field, spec in model.get("properties", {}).items() if not spec.get("description")]
+    assert undescribed == []
+
 def test_hooks_take_only_register():
     for name, fn in hook_functions().items():
         assert list(inspect.signature(fn).parameters) == ["register"], name
@@ -63,7 +80,6 @@ def test_documented_strategy_methods_exist():
 
 # -- the plugin guides in docs/plugins/ --------------------------------------------------------
 
-import json  # noqa: E402
 import runpy  # noqa: E402
 
 import pytest  # noqa: E402

@@ -5,7 +5,7 @@ import os
 
 import typer
 
-from arkd_bench.cli import check_cmd, new_plugin_cmd, plugins_cmd, report_cmd, run_cmd, validate_cmd
+from arkd_bench.cli import check_cmd, new_plugin_cmd, plugins_cmd, report_cmd, run_cmd, schema_cmd, validate_cmd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Distil language models with many objectives and weightings; compare them fairly.")
@@ -15,6 +15,7 @@ app.command("plugins")(plugins_cmd.plugins)
 app.command("report")(report_cmd.report)
 app.command("check")(check_cmd.check)
 app.command("new-plugin")(new_plugin_cmd.new_plugin)
+app.command("schema")(schema_cmd.schema)
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ class ScratchSpec(Strict):
 class SFTSpec(Strict):
     """Supervised fine-tuning on the dataset's responses (teacher stage or student warm start)."""
 
-    steps: int = Field(200, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    steps: int = Field(200, ge=1, description="optimizer steps of supervised fine-tuning")
+    batch_size: int = Field(16, ge=1, description="sequences per optimizer step")
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate (cosine decay after warm-up)")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
 
 
 class DeriveSpec(Strict):
@@ -47,7 +47,7 @@ class DeriveSpec(Strict):
 class ModelSpec(Strict):
     name: str = Field(description="label used in leaderboards")
     path: str | None = Field(None, description="Hugging Face model name or local folder")
-    revision: str | None = None
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) of `path`")
     gguf_file: str | None = Field(None, description="a GGUF file in `path` (folder or hub repo) or in "
                                   "`distribution`; dequantized once and cached by content hash")
     distribution: str | None = Field(None, description="installed Python distribution that ships `gguf_file`, "
@@ -57,10 +57,10 @@ class ModelSpec(Strict):
                                                   "of the teacher's cells in its tokenizer's chat template")
     system_prompt: str | None = Field(None, description="with prompt_format chat: the system message; "
                                       "default: the template's own")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    trust_remote_code: bool = False
-    scratch: ScratchSpec | None = None
-    sft: SFTSpec | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="dtype of the loaded weights")
+    trust_remote_code: bool = Field(False, description="run the model repository's own code (off unless set)")
+    scratch: ScratchSpec | None = Field(None, description="build the model from a transformers config")
+    sft: SFTSpec | None = Field(None, description="supervised fine-tuning before distillation, cached by content hash")
     init_seed: int = Field(0, description="seed of the random init of a scratch model")
 
     @model_validator(mode="after")
@@ -85,9 +85,9 @@ class TokenizerSpec(Strict):
 
 class DatasetSpec(Strict):
     # Names become folder names of evaluation outputs: keep them path-safe.
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$", description="label used in leaderboards and folder names")
     source: str = Field(description="a registered dataset plugin, e.g. jsonl, stdlib, longtail")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the source's options (see `arkd-bench plugins`)")
     eval_only: bool = Field(False, description="no cell trains on it; every student is also evaluated "
                                                "on its test split (e.g. MiniLLM's SelfInst, Vicuna, S-NI, UnNI)")
 
@@ -95,7 +95,7 @@ class DatasetSpec(Strict):
 class TermSpec(Strict):
     name: str = Field(description="a registered divergence")
     label: str | None = Field(None, description="name of the term in logs; default: its name")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the divergence's options, e.g. alpha")
 
     @property
     def key(self) -> str:
@@ -104,12 +104,12 @@ class TermSpec(Strict):
 
 class WeightingSpec(Strict):
     name: str = Field(description="a registered weighting strategy")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the strategy's options, e.g. mu")
 
 
 class DataSpec(Strict):
     name: str = Field(description="a registered data policy: ground_truth, teacher, student, replay")
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="the data policy's options, e.g. lmbda")
 
     @property
     def is_default(self) -> bool:
@@ -117,9 +117,10 @@ class DataSpec(Strict):
 
 
 class MethodSpec(Strict):
-    name: str
-    objective: list[TermSpec] = Field(min_length=1)
-    weighting: WeightingSpec = Field(default_factory=lambda: WeightingSpec(name="fixed"))
+    name: str = Field(description="label used in leaderboards and checks")
+    objective: list[TermSpec] = Field(min_length=1, description="divergence terms, e.g. [fkl, rkl]")
+    weighting: WeightingSpec = Field(default_factory=lambda: WeightingSpec(name="fixed"),
+                                    description="how the terms are mixed; default: fixed equal weights")
     data: DataSpec = Field(default_factory=lambda: DataSpec(name="ground_truth"),
                            description="where the training sequences come from (data policy)")
 
@@ -147,20 +148,20 @@ class MethodSpec(Strict):
 
 
 class TrainSpec(Strict):
-    steps: int = Field(200, ge=1)
-    batch_size: int = Field(16, ge=1)
+    steps: int = Field(200, ge=1, description="optimizer steps of distillation")
+    batch_size: int = Field(16, ge=1, description="sequences per optimizer step (split over processes and micro-batches)")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float | None = Field(1.0, gt=0)
-    max_length: int = Field(256, ge=8)
-    temperature: float = Field(1.0, gt=0)
+    lr: float = Field(1e-3, gt=0, description="peak AdamW learning rate (cosine decay after warm-up)")
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null = no clipping")
+    max_length: int = Field(256, ge=8, description="tokens per sequence (prompt and response), longer ones truncated")
+    temperature: float = Field(1.0, gt=0, description="softmax temperature of both models in the divergence pass")
     mu: float = Field(0.5, gt=0, le=1, description="AKL head mass for the head/tail gap features")
     chunk_size: int | None = Field(None, ge=1, description="token rows per divergence chunk; "
                                    "default: about 512k logits per chunk (16 rows at a 50k vocabulary)")
-    log_every: int = Field(10, ge=1)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    log_every: int = Field(10, ge=1, description="a train_log.jsonl line every N steps (and at the last)")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
     teacher_outputs: Literal["auto", "memory", "disk", "online", "topk"] = Field(
@@ -182,12 +183,13 @@ class TrainSpec(Strict):
 
 
 class MetricSpec(Strict):
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="a registered metric, e.g. rougeL, bertscore")
+    options: dict[str, Any] = Field(default_factory=dict, description="the metric's options")
 
 
 class EvalSpec(Strict):
-    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="rougeL")])
+    metrics: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(name="rougeL")],
+                                      description="metrics of every row; the first orders the rank column")
     generation: dict[str, Any] = Field(default_factory=dict, description="generation settings")
     max_examples: int | None = Field(None, ge=1, description="evaluate on the first N test examples")
     baselines: list[Literal["teacher", "sft", "echo", "constant"]] = Field(
@@ -212,16 +214,16 @@ LOG_PREFIXES = ("weight/", "strategy/")
 class CheckSpec(Strict):
     """An assertion on the results; `arkd-bench check` exits 1 when one fails."""
 
-    method: str
-    metric: str
+    method: str = Field(description="the row's method")
+    metric: str = Field(description="a metric, or weight/<term> or strategy/<key> from the training logs")
     dataset: str | None = Field(None, description="only rows of this dataset (default: every dataset)")
     teacher: str | None = Field(None, description="only rows of this teacher (default: every teacher)")
     student: str | None = Field(None, description="only rows of this student (default: every student)")
     recipe: str | None = Field(None, description="only rows of the run of this recipe name, in merged runs")
     beats: str | None = Field(None, description="another method this one must beat")
     significant: bool = Field(False, description="with `beats`: the difference must be significant")
-    at_least: float | None = None
-    at_most: float | None = None
+    at_least: float | None = Field(None, description="the mean (or every logged value) must be at least this")
+    at_most: float | None = Field(None, description="the mean (or every logged value) must be at most this")
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -231,19 +233,20 @@ class CheckSpec(Strict):
 
 
 class Recipe(Strict):
-    name: str
-    description: str = ""
+    name: str = Field(description="the recipe's name, shown in reports")
+    description: str = Field("", description="free text for people reading the recipe")
     plugins: list[str] = Field(default_factory=list, description="plugin .py files, relative to the recipe")
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="training seeds: one cell per method and seed")
     cache_dir: str | None = Field(None, description="teacher/tokenizer cache; default ~/.cache/arkd-bench")
-    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec)
-    teachers: list[ModelSpec] = Field(min_length=1)
-    students: list[ModelSpec] = Field(min_length=1)
-    datasets: list[DatasetSpec] = Field(min_length=1)
-    methods: list[MethodSpec] = Field(min_length=1)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    eval: EvalSpec = Field(default_factory=EvalSpec)
-    checks: list[CheckSpec] = Field(default_factory=list)
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec, description="tokenizer shared by teacher and student")
+    teachers: list[ModelSpec] = Field(min_length=1, description="models distilled from")
+    students: list[ModelSpec] = Field(min_length=1, description="models distilled into")
+    datasets: list[DatasetSpec] = Field(min_length=1, description="training and evaluation data")
+    methods: list[MethodSpec] = Field(min_length=1, description="objective x weighting x data policy")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="distillation settings")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
+    checks: list[CheckSpec] = Field(default_factory=list, description="assertions `arkd-bench check` evaluates")
 
     @property
     def training_datasets(self) -> list[DatasetSpec]:
