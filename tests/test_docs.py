@@ -1,12 +1,18 @@
-"""The README documents the public hooks and interfaces; these tests fail when they drift."""
+"""The README and the plugin guides document the hooks, interfaces and commands; these tests
+fail when docs and code drift, and run every guide's complete example."""
 import inspect
 import json
 import re
+import runpy
 from pathlib import Path
 
-from arkd_bench import hookspecs
+import pytest
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+from arkd_bench import hookspecs
+from arkd_bench.kinds import PLUGIN_KINDS
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def hook_functions():
@@ -14,8 +20,6 @@ def hook_functions():
 
 
 def test_every_hook_is_documented_with_its_signature_docstring_base_class_and_guide():
-    from arkd_bench.kinds import PLUGIN_KINDS
-
     table = README.split("<!-- hooks:start -->")[1].split("<!-- hooks:end -->")[0]
     documented = re.findall(r"^\| `(arkd_\w+\(.*?\))` \| (.+?) \| `(\w+)` \| \[(.+?)\]\((.+?)\) \|$", table, re.M)
     expected = []
@@ -50,6 +54,26 @@ def test_readme_cli_summary_matches_the_real_commands():
 
 
 
+
+def test_every_command_line_in_the_readme_uses_real_options():
+    """Beyond the summary: each `arkd-bench CMD ...` line in a bash block of the README or a
+    guide names a real command and only options it has."""
+    import typer.main
+
+    from arkd_bench.cli import app
+
+    commands = typer.main.get_command(app).commands
+    texts = [README] + [path.read_text() for path in sorted((ROOT / "docs" / "plugins").glob("*.md"))]
+    lines = [line for text in texts for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.splitlines() if line.startswith("arkd-bench ")]
+    assert len(lines) > 8
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        assert words[1] in commands, line
+        real = {opt for param in commands[words[1]].params for opt in param.opts}
+        used = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-z])\b", " ".join(words[2:])))
+        assert used <= real, f"{line!r}: no such option {used - real}"
+
 def test_schema_command_prints_the_recipe_schema_with_every_field_described():
     from typer.testing import CliRunner
 
@@ -80,13 +104,6 @@ def test_documented_strategy_methods_exist():
 
 # -- the plugin guides in docs/plugins/ --------------------------------------------------------
 
-import runpy  # noqa: E402
-
-import pytest  # noqa: E402
-
-from arkd_bench.kinds import PLUGIN_KINDS  # noqa: E402
-
-ROOT = Path(__file__).parent.parent
 SECTIONS = ("## Interface", "## Registration", "## Testing", "## Complete example")
 
 

@@ -171,7 +171,8 @@ def test_failed_cells_fail_the_checks_on_their_rows(grid, failed_run):
     result = runner.invoke(app, ["check", str(run), str(failed_run)])
     assert result.exit_code == 1
     assert ("FAIL boom rougeL >= 0 [tiny: t -> s]: boom has 1 failed or unfinished cell(s): "
-            "seed 0 failed (RuntimeError: deliberate failure in boom)") in result.output
+            "seed 0 failed (weighting plugin 'boom' (from boom.py) raised in weights(): "
+            "RuntimeError: deliberate failure in boom)") in result.output
     assert "2 checks: 1 passed, 1 failed" in result.output  # the grid's own check still passes
 
 

@@ -98,7 +98,8 @@ def test_merged_report_lists_failed_cells(grid, failed_run):
     assert result.exit_code == 0, result.output
     assert "# Leaderboard: tiny, tiny-boom" in result.output
     assert "| boom (1 failed) |" in result.output
-    assert "boom seed=0 [tiny/t->s] failed: RuntimeError: deliberate failure in boom" in result.output
+    assert ("boom seed=0 [tiny/t->s] failed: weighting plugin 'boom' (from boom.py) raised in weights(): "
+            "RuntimeError: deliberate failure in boom") in result.output
 
 
 def test_one_method_name_with_other_settings_in_another_recipe_is_its_own_row(grid, tmp_path):
