@@ -6,8 +6,14 @@ from typing import Any
 from arkd_bench.report.table import Table, datasets, legend, make_table, unfinished_cells
 
 
+def _one_line(text: str) -> str:
+    """Untrusted text (names, errors, generations) on one line: a newline would end a table
+    row or a list item and let the rest read as markdown of its own."""
+    return " ".join(str(text).splitlines())
+
+
 def _escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    return _one_line(text).replace("|", "\\|")
 
 
 def table_markdown(table: Table) -> str:
@@ -26,16 +32,16 @@ def unfinished_markdown(results: dict[str, Any]) -> list[str]:
     for c in cells:
         reason = c.get("error") or ("never finished" if c["status"] != "failed" else "no error recorded")
         where = f"{c['dataset']}/{c['teacher']}->{c['student'] or '-'}"
-        out.append(f"- `{c['id']}` {c['method']} seed={c['seed']} [{where}] {c['status']}: {reason}")
+        out.append(_one_line(f"- `{c['id']}` {c['method']} seed={c['seed']} [{where}] {c['status']}: {reason}"))
     return out
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    out = [f"# Leaderboard: {results['recipe']}", "", legend(results)]
+    out = [f"# Leaderboard: {_one_line(results['recipe'])}", "", legend(results)]
     for dataset in datasets(results):
         table = make_table(results, dataset)
-        out += ["", f"## {dataset}", ""]
-        out += [f"- {line}" for line in table.context]
+        out += ["", f"## {_one_line(dataset)}", ""]
+        out += [f"- {_one_line(line)}" for line in table.context]
         out += ["", table_markdown(table)]
     out += unfinished_markdown(results)
     return "\n".join(out) + "\n"
