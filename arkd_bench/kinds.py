@@ -16,9 +16,12 @@ class PluginKind:
     name: str  # the registry kind, as `arkd-bench plugins --json` prints it
     hook: str  # the hookspec that registers this kind
     base: str  # "module:Class" every registered class must derive from
-    guide: str  # the plugin author's guide, relative to the repository root
     scaffold: bool  # `arkd-bench new-plugin --kind NAME` has templates for it
-    summary: str  # what this kind decides, in a few words
+
+    @property
+    def guide(self) -> str:
+        """The plugin author's guide, relative to the repository root."""
+        return f"docs/plugins/{self.name}.md"
 
     @property
     def base_name(self) -> str:
@@ -30,22 +33,12 @@ class PluginKind:
 
 
 PLUGIN_KINDS: dict[str, PluginKind] = {k.name: k for k in (
-    PluginKind("divergence", "arkd_register_divergences", "arkd_bench.divergences.base:Divergence",
-               "docs/plugins/divergence.md", True, "a token-level teacher/student divergence"),
-    PluginKind("weighting", "arkd_register_weightings", "arkd_bench.weighting.base:WeightingStrategy",
-               "docs/plugins/weighting.md", True, "how the objective's terms are mixed at each step"),
-    PluginKind("dataset", "arkd_register_datasets", "arkd_bench.data.base:DatasetSource",
-               "docs/plugins/dataset.md", True, "where prompts and references come from"),
-    PluginKind("metric", "arkd_register_metrics", "arkd_bench.evaluate.base:Metric",
-               "docs/plugins/metric.md", True, "a score per test example"),
-    PluginKind("reporter", "arkd_register_reporters", "arkd_bench.report.reporters:Reporter",
-               "docs/plugins/reporter.md", True, "a leaderboard format written from run results"),
-    PluginKind("data_policy", "arkd_register_data_policies", "arkd_bench.data_policy.base:DataPolicy",
-               "docs/plugins/data_policy.md", False, "where the training sequences come from"),
+    PluginKind("divergence", "arkd_register_divergences", "arkd_bench.divergences.base:Divergence", True),
+    PluginKind("weighting", "arkd_register_weightings", "arkd_bench.weighting.base:WeightingStrategy", True),
+    PluginKind("dataset", "arkd_register_datasets", "arkd_bench.data.base:DatasetSource", True),
+    PluginKind("metric", "arkd_register_metrics", "arkd_bench.evaluate.base:Metric", True),
+    PluginKind("reporter", "arkd_register_reporters", "arkd_bench.report.reporters:Reporter", True),
+    PluginKind("data_policy", "arkd_register_data_policies", "arkd_bench.data_policy.base:DataPolicy", False),
 )}
 
 KINDS: tuple[str, ...] = tuple(PLUGIN_KINDS)
-
-
-def kind_of_hook(hook: str) -> PluginKind:
-    return next(k for k in PLUGIN_KINDS.values() if k.hook == hook)

@@ -102,11 +102,15 @@ class Wrapped(WeightingStrategy):
     name = "wrapped"
 
 
-class OrderedPlugin:
-    """Hooks with tryfirst, trylast and no arguments at all: pluggy's rules, not ours."""
+class Recorder:
+    """A plugin object that notes each of its hook calls in a shared list."""
 
     def __init__(self, calls):
         self.calls = calls
+
+
+class OrderedPlugin(Recorder):
+    """Hooks with tryfirst, trylast and no arguments at all: pluggy's rules, not ours."""
 
     @hookimpl(tryfirst=True)
     def arkd_register_weightings(self, register):
@@ -118,20 +122,14 @@ class OrderedPlugin:
         self.calls.append("metrics without arguments")
 
 
-class LatePlugin:
-    def __init__(self, calls):
-        self.calls = calls
-
+class LatePlugin(Recorder):
     @hookimpl(trylast=True)
     def arkd_register_weightings(self, register):
         self.calls.append("trylast")
         register(Late)
 
 
-class WrapperPlugin:
-    def __init__(self, calls):
-        self.calls = calls
-
+class WrapperPlugin(Recorder):
     @hookimpl(wrapper=True)
     def arkd_register_weightings(self, register):
         self.calls.append("wrapper before")
