@@ -79,7 +79,10 @@ def check(
         raise typer.Exit(1) from None
     results = checks.run_checks(collected, located)
     if baseline is not None:
-        results += checks.compare_baseline(collected, golden, tol)
+        compared = checks.compare_baseline(collected, golden, tol)
+        for r in compared:  # annotations of a baseline comparison point at the baseline file
+            r.file = str(baseline)
+        results += compared
     if write_baseline is not None:
         try:
             checks.write_baseline(collected, write_baseline, tol if tolerance else None)

@@ -354,9 +354,11 @@ class Allowance:
 
 
 # What each scale calls a real change when nothing else is known: a point on a x100 score;
-# a tenth of the value for unbounded quantities (nats, counts), which have no natural unit.
-SCALE_DEFAULTS = {"percent": Allowance(absolute=1.0), "nats": Allowance(relative=0.10),
-                  "count": Allowance(relative=0.10)}
+# a tenth of the value for unbounded quantities (nats, counts), which have no natural unit,
+# plus a small absolute part so that a value of exactly 0 (the teacher against itself) still
+# tolerates rounding.
+SCALE_DEFAULTS = {"percent": Allowance(absolute=1.0), "nats": Allowance(absolute=0.001, relative=0.10),
+                  "count": Allowance(absolute=0.5, relative=0.10)}
 # The interval of a deterministic row can be empty: never allow less than this share of the scale default.
 SPREAD_FLOOR = 0.1
 

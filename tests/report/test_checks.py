@@ -103,11 +103,12 @@ def test_default_tolerance_follows_the_metric_scale_and_the_measured_spread():
     tol = Tolerance()
     # No interval recorded: a point on a x100 score, a tenth of the value in nats.
     assert allowed(tol, scale="percent", expected=30.0) == 1.0
-    assert allowed(tol, scale="nats", expected=0.06) == pytest.approx(0.006)
+    assert allowed(tol, scale="nats", expected=0.06) == pytest.approx(0.007)  # 0.001 + 10%
+    assert allowed(tol, scale="nats", expected=0.0) == pytest.approx(0.001)
     # An interval narrower than the scale's allowance tightens it; a wider one never loosens it.
     assert allowed(tol, scale="percent", expected=30.0, low=29.6, high=30.3) == pytest.approx(0.4)
     assert allowed(tol, scale="percent", expected=30.0, low=20.0, high=40.0) == 1.0
-    assert allowed(tol, scale="nats", expected=0.06, low=0.058, high=0.07, hib=False) == pytest.approx(0.006)
+    assert allowed(tol, scale="nats", expected=0.06, low=0.058, high=0.07, hib=False) == pytest.approx(0.007)
     assert allowed(tol, scale="nats", expected=0.06, low=0.059, high=0.062, hib=False) == pytest.approx(0.002)
     # An empty interval (a deterministic row) still allows a tenth of the scale's amount.
     assert allowed(tol, scale="percent", expected=30.0, low=30.0, high=30.0) == pytest.approx(0.1)
@@ -118,8 +119,8 @@ def test_a_doubled_nats_metric_fails_at_the_defaults_where_the_old_absolute_poin
     golden = {"rows": [{"dataset": "d", "teacher": "t", "student": "s", "method": "a", "metrics": {"m": 0.065}}]}
     (result,) = compare_baseline(collected, golden, Tolerance())
     assert not result.passed, result.numbers
-    assert result.reason.startswith("rose by 0.065 > tolerance 0.0065 (lower is better)")
-    assert "from nats default 10%" in result.numbers
+    assert result.reason.startswith("rose by 0.065 > tolerance 0.0075 (lower is better)")
+    assert "from nats default 0.001+10%" in result.numbers
     (old_gate,) = compare_baseline(collected, golden, Tolerance.parse(["0.5"]))
     assert old_gate.passed  # what an absolute tolerance made of this change
 
