@@ -11,7 +11,10 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
                  metrics: {name: {mean, std, n, +low, +high, +interval}},
                  vs_reference: {name: {reference, diff, low, high, p_value, n_examples,
                                        +interval, +seeds, +paired_seeds}},
-                 +label, +pending, +cells, +recipes, +rank: {name: int | null}}]
+                 +label, +pending, +cells, +recipes, +rank: {name: int | null},
+                 +data_policy: {label, generation_seconds_per_step, build_seconds?} (rows not
+                 trained on the ground truth: where their sequences came from and what generating
+                 them cost, mean over seeds)}]
   reference: str                 the method each row is compared with
   comparisons: int               how many row-vs-reference tests the leaderboard reports
   settings: {seeds, eval}        the settings of the first run's recipe
@@ -103,9 +106,22 @@ def _cell_record(rundir: RunDir, cell_id: str) -> tuple[dict[str, Any], dict | N
     if rundir.is_done(cell_id):
         scores = rundir.read(cell_id, "scores.json")
         record["metrics"] = scores["metrics"]
+        if scores.get("data_policy"):  # only cells not trained on the ground truth have one
+            record["data_policy"] = data_policy_cost(scores["data_policy"])
     elif status.get("error"):
         record["error"] = status["error"]
     return record, cell.get("config"), scores
+
+
+def data_policy_cost(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A cell's data policy as reports show it: its label and what generating its data cost
+    (seconds per training step for on-policy samples; one build per grid for built sequences)."""
+    out = {"label": recorded.get("label", recorded.get("name")),
+           "generation_seconds_per_step": recorded.get("generation_seconds_per_step", 0.0)}
+    built = recorded.get("sequences") or {}
+    if "build_seconds" in built:
+        out["build_seconds"] = built["build_seconds"]
+    return out
 
 
 def per_example_scores(rundir: RunDir, cell_id: str) -> ExampleScores:
@@ -274,6 +290,10 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
             mean, std, n = mean_std([c["metrics"][m] for c in done if m in c["metrics"]])
             row["metrics"][m] = {"mean": mean, "std": std, "n": n}
             row["metrics"][m].update(row_interval(collected.seed_scores(row, m)))
+        costs = [c["data_policy"] for c in done if c.get("data_policy")]
+        if costs:  # ground-truth rows have none, and their results stay as they were
+            row["data_policy"] = {**costs[0], "generation_seconds_per_step": round(
+                sum(c["generation_seconds_per_step"] for c in costs) / len(costs), 4)}
         leaderboard.append(row)
     leaderboard.sort(key=order.row_key)
     ordered_cells = sorted(cells.values(), key=lambda c: (*order.row_key(c), c["seed"]))

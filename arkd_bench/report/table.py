@@ -73,7 +73,26 @@ def context_lines(results: dict[str, Any], dataset: str, rows: list[dict]) -> li
     teachers = sorted({r["teacher"] for r in rows})
     students = sorted({r["student"] for r in rows if r["student"]})
     lines.append(f"teacher {', '.join(teachers)}; student {', '.join(students) or '-'}")
-    return lines + [interval_note(rows)]
+    data = data_policy_line(rows)
+    return lines + ([data] if data else []) + [interval_note(rows)]
+
+
+def data_policy_line(rows: list[dict]) -> str | None:
+    """Where each row's training sequences came from, with the cost of generating them;
+    None when every row trained on the ground truth (the line is left out)."""
+    parts = []
+    for r in rows:
+        d = r.get("data_policy")
+        if not d:
+            continue
+        if "build_seconds" in d:
+            cost = f"generated once for the grid ({d['build_seconds']:.1f} s)"
+        else:
+            cost = f"{d['generation_seconds_per_step']:.3f} s generation per training step"
+        parts.append(f"{r.get('label', r['method'])}: {d['label']}, {cost}")
+    if not parts:
+        return None
+    return "training sequences (others: ground truth): " + "; ".join(parts)
 
 
 def interval_note(rows: list[dict]) -> str:

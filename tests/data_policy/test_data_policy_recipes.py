@@ -144,6 +144,20 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
         else:
             keys.add((data["sequences"]["key"], data["sequences"]["sha256"]))
     assert len(keys) == 1
+    rows = {r["method"]: r for r in results["leaderboard"]}
+    assert rows["gkd"]["data_policy"]["label"] == "student (lmbda 1)"
+    assert rows["gkd"]["data_policy"]["generation_seconds_per_step"] > 0
+    assert rows["seqkd"]["data_policy"]["build_seconds"] >= 0
+    table = (out / "leaderboard.md").read_text()
+    assert "- training sequences (others: ground truth): seqkd: teacher (greedy x1, SFT on its tokens), " \
+           "generated once for the grid" in table
+    assert "gkd: student (lmbda 1), " in table and " s generation per training step" in table
     again = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out2"), "--cache-dir", str(cache)])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "out2" / "cache.json").read_text())["sequence_builds"] == 0
+
+
+def test_leaderboards_without_data_policies_get_no_data_line():
+    from arkd_bench.report.table import data_policy_line
+
+    assert data_policy_line([{"method": "fkl"}, {"method": "sft"}]) is None
