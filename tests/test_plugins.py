@@ -188,3 +188,16 @@ def test_every_kind_in_the_table_has_exactly_one_hookspec():
 
     specs = {name for name in vars(hookspecs) if name.startswith("arkd_")}
     assert specs == {kind.hook for kind in PLUGIN_KINDS.values()}
+
+
+def test_loading_every_plugin_imports_no_torch():
+    """`arkd-bench plugins` and recipe validation register every class without torch (it
+    takes seconds to import): tensor code runs only when something is computed."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from arkd_bench.plugins import load_plugins; plugins = load_plugins(); "
+            "assert 'fkl' in plugins.registry('divergence'); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

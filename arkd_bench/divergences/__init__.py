@@ -4,13 +4,29 @@ Pure tensor math: no plugin machinery and no I/O here. ``divergence_pass`` compu
 of an objective plus the step features from one softmax per model per chunk of tokens.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .ab import AB
-from .akl import akl_gaps
 from .base import Divergence, DivergenceOptions
 from .builtin import FKL, JSD, RKL, TVD, SkewFKL, SkewRKL, ToDi
 from .chunk import Chunk
 from .features import StepFeatures
-from .fused import DivergenceOutput, divergence_pass
+
+if TYPE_CHECKING:
+    from .akl import akl_gaps
+    from .fused import DivergenceOutput, divergence_pass
+
+# Modules that need torch as soon as they are imported (an autograd Function, tensor
+# constants): loaded on first use, so registering the divergence classes stays torch-free.
+_ON_FIRST_USE = {"akl_gaps": ".akl", "DivergenceOutput": ".fused", "divergence_pass": ".fused"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ON_FIRST_USE:
+        import importlib
+
+        return getattr(importlib.import_module(_ON_FIRST_USE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 BUILTIN_DIVERGENCES: dict[str, type[Divergence]] = {
     cls.name: cls for cls in (FKL, RKL, TVD, JSD, SkewFKL, SkewRKL, AB, ToDi)

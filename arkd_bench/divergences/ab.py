@@ -20,12 +20,17 @@ alpha * beta.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torch import Tensor
+
+from arkd_bench._lazy_torch import torch
 
 from .base import DivergenceOptions, _Builtin
 from .chunk import Chunk, log_ratio
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ABOptions(DivergenceOptions):

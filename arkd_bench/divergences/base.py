@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
 from pydantic import BaseModel, Field
-from torch import Tensor
 
+from arkd_bench._lazy_torch import torch
 from arkd_bench.options import PluginOptions
 
 from .chunk import Chunk
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class DivergenceOptions(PluginOptions):

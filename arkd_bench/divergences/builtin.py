@@ -8,13 +8,17 @@ the student's log-softmax. The AB divergence lives in :mod:`.ab`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import Tensor
+
+from arkd_bench._lazy_torch import torch
 
 from .base import DivergenceOptions, _Builtin
 from .chunk import Chunk, log_ratio
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def _fkl_grad(chunk: Chunk) -> Tensor:

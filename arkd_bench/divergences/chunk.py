@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from arkd_bench._lazy_torch import torch
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def log_ratio(la: Tensor, lb: Tensor, out: Tensor | None = None) -> Tensor:

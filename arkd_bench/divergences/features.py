@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import Tensor
+from arkd_bench._lazy_torch import torch
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @dataclass
@@ -77,7 +79,7 @@ class StepFeatures:
         return out
 
     def _resolve(self, name_or_tensor: str | Tensor) -> Tensor:
-        if isinstance(name_or_tensor, Tensor):
+        if isinstance(name_or_tensor, torch.Tensor):
             value = name_or_tensor
         elif name_or_tensor.startswith("terms."):
             value = self.terms[name_or_tensor.removeprefix("terms.")]
