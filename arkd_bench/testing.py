@@ -26,11 +26,25 @@ SAMPLE_TEXTS = [
 ]
 
 
-def tiny_tokenizer(texts=None, vocab_size: int = 320):
-    """A byte-level BPE trained on a few sentences (no download)."""
+def tiny_tokenizer(texts=None, vocab_size: int = 320, add_bos: bool = False):
+    """A byte-level BPE trained on a few sentences (no download). Its BOS is its EOS and is
+    not added to encoded text, as GPT-2's; `add_bos=True` gives it a BOS token `<s>` of its
+    own, put in front of every encoded text, as Llama's tokenizers do."""
     from arkd_bench.train.tokenizer import train_bpe_tokenizer
 
-    return train_bpe_tokenizer((texts or SAMPLE_TEXTS) * 4, vocab_size=vocab_size)
+    tokenizer = train_bpe_tokenizer((texts or SAMPLE_TEXTS) * 4, vocab_size=vocab_size)
+    if not add_bos:
+        return tokenizer
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = tokenizer.backend_tokenizer
+    backend.add_special_tokens(["<s>"])
+    bos = backend.token_to_id("<s>")
+    backend.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                           special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=tokenizer.pad_token,
+                                   eos_token=tokenizer.eos_token, bos_token="<s>")
 
 
 def tiny_gpt2(tokenizer, n_layer: int = 1, n_embd: int = 32, n_head: int = 2, seed: int = 0):
@@ -143,7 +157,7 @@ class TinyRun:
 
 
 def run_tiny(directory, *plugin_modules, methods=None, metrics=None, datasets=None, **changes) -> TinyRun:
-    """Run TINY_RECIPE (seconds on a CPU) in `directory` with `plugins` (modules or objects
+    """Run TINY_RECIPE (under a minute on a CPU) in `directory` with `plugins` (modules or objects
     with hookimpls) registered next to the builtins; `methods`, `metrics`, `datasets` and
     any other top-level recipe key replace the recipe's (`plugins=[...]` lists plugin files
     relative to `directory`, as a recipe does). E.g. `run_tiny(tmp_path, my_plugin,

@@ -28,21 +28,49 @@ def encode_response(tokenizer, response: str) -> list[int]:
     return list(tokenizer(response, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
 
 
-def join_ids(prompt_ids: Sequence[int], target_ids: Sequence[int], max_length: int) -> dict[str, list[int]]:
+def min_prompt_tokens(max_length: int) -> int:
+    """Prompt tokens (after BOS) that truncation always keeps: a quarter of max_length.
+
+    Distillation scores the response under the teacher's distribution given the prompt;
+    a response that pushed its prompt down to a token or two would be distilled from a
+    teacher answering a question it was never asked. A quarter keeps a few sentences of
+    instruction at the usual lengths (64 tokens of 256) while the response, where the loss
+    is, keeps three quarters of the budget.
+    """
+    return max(1, max_length // 4)
+
+
+def join_ids(prompt_ids: Sequence[int], target_ids: Sequence[int], max_length: int,
+             bos_token_id: int | None = None, min_prompt: int | None = None) -> dict[str, list[int]]:
     """Join prompt ids and target ids (response + eos) within max_length tokens.
 
-    Truncation keeps the response: the prompt loses tokens from the left first,
-    down to its last token (something must predict the first response token).
-    Only a response that still does not fit is cut on the right, and then loses
-    its eos, so the model is not taught to stop mid-answer.
+    Truncation, when prompt + target do not fit:
+    - a prompt that starts with `bos_token_id` keeps that BOS in front (the model was
+      trained and is evaluated with it there); the rest of the prompt is cut from the left;
+    - the prompt keeps at least `min_prompt` tokens after BOS (default
+      `min_prompt_tokens(max_length)`), or all of them if it is shorter; the response
+      cannot push those out;
+    - within that, the response is kept whole if it fits; otherwise it is cut on the
+      right and loses its eos, so the model is not taught to stop mid-answer.
+    A max_length that cannot hold BOS + min_prompt + one response token is an error.
     """
-    if max_length < 2:
-        raise ValueError(f"max_length must be at least 2, got {max_length}")
     prompt_ids, target_ids = list(prompt_ids), list(target_ids)
     if not prompt_ids:
         raise ValueError("empty prompt: nothing would predict the first response token")
-    target_ids = target_ids[: max_length - 1]
-    prompt_ids = prompt_ids[-(max_length - len(target_ids)):]
+    min_prompt = min_prompt_tokens(max_length) if min_prompt is None else min_prompt
+    if min_prompt < 1:
+        raise ValueError(f"min_prompt must be at least 1, got {min_prompt}")
+    head = prompt_ids[:1] if bos_token_id is not None and prompt_ids[0] == bos_token_id else []
+    body = prompt_ids[len(head):]
+    if len(head) + min_prompt + 1 > max_length:
+        need = " + ".join(["1 BOS"] * bool(head) + [f"{min_prompt} prompt", "1 response"])
+        raise ValueError(f"max_length {max_length} is too small: truncation keeps {need} tokens "
+                         f"({len(head) + min_prompt + 1}); raise max_length to at least that")
+    reserved = min(len(body), min_prompt)
+    target_ids = target_ids[: max_length - len(head) - reserved]
+    room = max_length - len(head) - len(target_ids)
+    body = body[len(body) - room:] if len(body) > room else body
+    prompt_ids = head + body
     input_ids = prompt_ids + target_ids
     return {
         "input_ids": input_ids,
@@ -53,7 +81,8 @@ def join_ids(prompt_ids: Sequence[int], target_ids: Sequence[int], max_length: i
 
 def encode_for_training(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
     """input_ids, labels (IGNORE_INDEX on the prompt) and attention_mask for one example."""
-    return join_ids(encode_prompt(tokenizer, prompt), encode_response(tokenizer, response), max_length)
+    return join_ids(encode_prompt(tokenizer, prompt), encode_response(tokenizer, response), max_length,
+                    bos_token_id=tokenizer.bos_token_id)
 
 
 def collate_for_training(batch: Sequence[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -87,7 +116,8 @@ class TrainingDataset(torch.utils.data.Dataset):
             if self.examples else []
         )
         eos = [tokenizer.eos_token_id]
-        self.items = [join_ids(p, list(r) + eos, max_length) for p, r in zip(prompts, responses)]
+        bos = tokenizer.bos_token_id
+        self.items = [join_ids(p, list(r) + eos, max_length, bos_token_id=bos) for p, r in zip(prompts, responses)]
 
     def __len__(self) -> int:
         return len(self.items)

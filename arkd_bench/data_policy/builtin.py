@@ -70,7 +70,7 @@ class TeacherGenerated(DataPolicy):
         items = []
         for k in range(self.options.samples):
             continuations = source.generate(source.teacher, prompts, settings, seed=self.options.seed + k)
-            items.append(generated_items(prompts, continuations, source.max_length))
+            items.append(generated_items(prompts, continuations, source.max_length, source.tokenizer.bos_token_id))
         # Prompt-major: the k samples of one prompt sit next to each other.
         return [by_sample[i] for i in range(len(prompts)) for by_sample in items]
 

@@ -13,12 +13,13 @@ from arkd_bench.data_policy.base import DataPolicy, prompt_ids_of
 
 
 def generated_items(prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
-                    max_length: int) -> list[dict]:
+                    max_length: int, bos_token_id: int | None = None) -> list[dict]:
     """Training items of prompts followed by generated continuations (an EOS that ended a
-    continuation is kept: stopping there is part of what was generated)."""
+    continuation is kept: stopping there is part of what was generated), truncated as the
+    dataset's items are (`join_ids`: BOS and a minimum prompt kept)."""
     from arkd_bench.data.collate import join_ids
 
-    return [join_ids(p, c, max_length) for p, c in zip(prompts, continuations)]
+    return [join_ids(p, c, max_length, bos_token_id=bos_token_id) for p, c in zip(prompts, continuations)]
 
 
 def mixed_seed(*parts: int) -> int:
@@ -118,7 +119,7 @@ class DataSession:
         self._step_seconds += elapsed
         self.generated_sequences += len(continuations)
         self.generated_tokens += sum(len(c) for c in continuations)
-        return generated_items(prompts, continuations, self.max_length)
+        return generated_items(prompts, continuations, self.max_length, self.tokenizer.bos_token_id)
 
     def collate(self, items: Sequence[dict]) -> dict:
         """A training batch of items on the training device (no `index`: the teacher runs on it)."""

@@ -40,8 +40,8 @@ class TeacherForcedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     batch_size: int = Field(16, ge=1, description="examples per forward pass")
-    max_length: int = Field(256, ge=8, description="prompt + response tokens; the prompt is cut on the left "
-                                                    "first, as in training")
+    max_length: int = Field(256, ge=8, description="prompt + response tokens, truncated as in training "
+                                                    "(BOS and a minimum prompt kept)")
 
 
 class HeadTailOptions(TeacherForcedOptions):

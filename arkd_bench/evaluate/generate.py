@@ -158,13 +158,17 @@ def _encode(tokenizer: Any, prompts: list[str]) -> list[list[int]]:
 
 def _truncate_left(ids: list[int], limit: int, tokenizer: Any) -> list[int]:
     """Keep the last `limit` tokens (the end of a prompt is where the answer starts).
-    A leading BOS added by the tokenizer is kept in front."""
+    A leading BOS is kept in front, as training's `join_ids` keeps it: a model trained
+    with BOS first and prompted without it sees inputs it never saw."""
     if len(ids) <= limit:
         return ids
     bos = tokenizer.bos_token_id
-    if bos is not None and ids[0] == bos and limit > 1:
-        return [bos] + ids[len(ids) - limit + 1 :]
-    return ids[len(ids) - limit :]
+    if bos is None or ids[0] != bos:
+        return ids[len(ids) - limit :]
+    if limit < 2:
+        raise ValueError(f"a prompt limit of {limit} token cannot hold BOS and one prompt token; raise "
+                         "max_prompt_length (or lower max_new_tokens, if the model's positions set the limit)")
+    return [bos] + ids[len(ids) - limit + 1 :]
 
 
 def _prompt_limit(model: Any, settings: GenerationSettings) -> int:

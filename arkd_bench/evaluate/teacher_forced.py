@@ -45,7 +45,9 @@ def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -
     """Training encodings (input_ids, labels with the prompt masked) of (prompt, response) pairs."""
     from arkd_bench.data.collate import encode_prompt, encode_response, join_ids
 
-    return [join_ids(encode_prompt(tokenizer, p), encode_response(tokenizer, r), max_length) for p, r in pairs]
+    bos = tokenizer.bos_token_id
+    return [join_ids(encode_prompt(tokenizer, p), encode_response(tokenizer, r), max_length, bos_token_id=bos)
+            for p, r in pairs]
 
 
 def length_limit(model, max_length: int) -> int:

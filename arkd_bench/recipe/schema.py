@@ -155,7 +155,9 @@ class TrainSpec(Strict):
     warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm; null = no clipping")
-    max_length: int = Field(256, ge=8, description="tokens per sequence (prompt and response), longer ones truncated")
+    max_length: int = Field(256, ge=8, description="tokens per sequence (prompt and response); a longer one "
+                            "keeps a leading BOS and at least max_length // 4 prompt tokens, losing prompt "
+                            "tokens on the left, then response tokens on the right")
     temperature: float = Field(1.0, gt=0, description="softmax temperature of both models in the divergence pass")
     mu: float = Field(0.5, gt=0, le=1, description="AKL head mass for the head/tail gap features")
     chunk_size: int | None = Field(None, ge=1, description="token rows per divergence chunk; "

@@ -96,6 +96,25 @@ def test_prompts_are_truncated_from_the_left(model, tokenizer):
     )
 
 
+def test_truncation_keeps_a_leading_bos(tokenizer):
+    from arkd_bench.evaluate.generate import _truncate_left, generate_ids
+
+    bos_tok = tiny_tokenizer(add_bos=True)
+    bos = bos_tok.bos_token_id
+    ids = bos_tok(" ".join(PROMPTS))["input_ids"]
+    assert ids[0] == bos and len(ids) > 5
+    assert _truncate_left(ids, 5, bos_tok) == [bos] + ids[-4:]
+    # Without BOS in front (GPT-2 style, where bos is eos and not added) the last tokens are kept.
+    plain = tokenizer(" ".join(PROMPTS))["input_ids"]
+    assert _truncate_left(plain, 5, tokenizer) == plain[-5:]
+    with pytest.raises(ValueError, match="cannot hold BOS and one prompt token"):
+        _truncate_left(ids, 1, bos_tok)
+    model = tiny_gpt2(bos_tok, seed=1)
+    settings = GenerationSettings(max_new_tokens=6, max_prompt_length=5)
+    assert generate_ids(model, bos_tok, [ids], settings) == generate_ids(
+        model, bos_tok, [[bos] + ids[-4:]], settings.model_copy(update={"max_prompt_length": 100}))
+
+
 def test_prompt_is_shortened_to_fit_the_model_positions(model, tokenizer):
     long_prompt = " ".join(PROMPTS * 10)  # far more than the 128 positions of tiny_gpt2
     assert len(tokenizer(long_prompt)["input_ids"]) > 128
