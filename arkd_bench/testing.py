@@ -126,7 +126,7 @@ def fake_feedback(features=None, *, step: int | None = None, total_steps: int | 
                     rouge_probe=None if rouge is None else (lambda: float(rouge)), **fields)
 
 
-# A grid that trains and evaluates in seconds on a CPU, on the embedded `stdlib` data.
+# A grid that trains and evaluates in under a minute on a CPU, on the embedded `stdlib` data.
 TINY_RECIPE = {
     "name": "tiny",
     "seeds": [0],
