@@ -4,7 +4,8 @@
 holder (pid, host, start time, command line) into it. The kernel releases the lock when
 its process dies, however it dies, so a lock left by a dead process is simply taken over
 (`acquire` returns what the dead holder had written, to report it). A live holder makes
-`acquire` raise `LockHeld`, whose message names it.
+`acquire` raise `LockHeld`, whose message names it. `waiting_lock(file)` is the blocking kind,
+for work that the second process should wait for rather than refuse.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,35 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextmanager
+def waiting_lock(path: str | Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive `flock` on the file `path`, waiting for a live holder to let go.
+
+    For work that others may start at the same moment (two shards of one grid building the
+    same cache entry): the second waits, then finds the first one's result. `on_wait` is told
+    who holds the lock before the wait starts. The holder's record is written as FolderLock's.
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait(describe_holder(_read(handle)))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                                 "argv": sys.argv}))
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()  # closing the file releases the flock

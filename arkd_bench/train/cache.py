@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from arkd_bench.results.atomic import NO_SPACE, DiskFullError
 from arkd_bench.results.integrity import verify_manifest, write_manifest
+from arkd_bench.results.lock import waiting_lock
+
+LOCKS = ".locks"  # per-entry lock files, kept out of the entries' folders
 
 
 def default_cache_dir() -> Path:
@@ -49,12 +53,38 @@ class ArtifactCache:
         rename), so an interrupted build never leaves a half-written artifact that looks
         finished. With several processes every one of them builds (training is collective)
         and the main process's result is kept.
+
+        Separate runs sharing the cache (shards of one grid on a cluster) are serialised per
+        entry by a lock file (under `.locks/`), taken by each run's main process: the second one
+        waits, then finds the first one's entry instead of building it again (or replacing
+        it while the first one reads it).
         """
         final = self.path(kind, key)
         self._barrier()
         if final in self._verified:
             self.hits += 1
             return final
+        with self._entry_lock(kind, key):
+            return self._get_or_build_locked(kind, key, final, build)
+
+    @contextmanager
+    def _entry_lock(self, kind: str, key: str) -> Iterator[None]:
+        """The main process holds `.locks/<kind>/<key>.lock` (outside the entries' folders); the
+        others wait at a barrier until it does, so every process checks the entry under the lock."""
+        if not self._is_main():
+            self._barrier()
+            yield
+            return
+
+        def waiting(holder: str) -> None:
+            if self.say is not None:
+                self.say(f"cache entry {self.path(kind, key)} is being built by {holder}; waiting for it")
+
+        with waiting_lock(self.root / LOCKS / kind / f"{key}.lock", on_wait=waiting):
+            self._barrier()
+            yield
+
+    def _get_or_build_locked(self, kind: str, key: str, final: Path, build: Callable[[Path], None]) -> Path:
         problem = verify_manifest(final) if final.exists() else "absent"
         self._barrier()  # every process has read the entry before the main one may replace it
         if problem is None:
