@@ -88,6 +88,7 @@ def fake_features(terms=("fkl", "rkl"), *, batch: int = 2, length: int = 5, voca
     `masked` positions of every row are masked out, like prompt or padding tokens."""
     import torch
 
+    from arkd_bench.divergences import divergence_pass
     from arkd_bench.plugins import default_plugins
 
     labels = dict(terms) if isinstance(terms, dict) else {name: name for name in terms}
@@ -99,8 +100,6 @@ def fake_features(terms=("fkl", "rkl"), *, batch: int = 2, length: int = 5, voca
     mask = torch.ones(batch, length, dtype=torch.bool)
     if masked:
         mask[:, length - masked:] = False
-    from arkd_bench.divergences import divergence_pass
-
     features = divergence_pass(student_logits=student, teacher_logits=teacher, mask=mask,
                                terms=divergences).features
     features.step, features.total_steps = step, total_steps
@@ -157,8 +156,8 @@ class TinyRun:
 
 
 def run_tiny(directory, *plugin_modules, methods=None, metrics=None, datasets=None, **changes) -> TinyRun:
-    """Run TINY_RECIPE (under a minute on a CPU) in `directory` with `plugins` (modules or objects
-    with hookimpls) registered next to the builtins; `methods`, `metrics`, `datasets` and
+    """Run TINY_RECIPE (under a minute on a CPU) in `directory` with `plugin_modules` (modules
+    or objects with hookimpls) registered next to the builtins; `methods`, `metrics`, `datasets` and
     any other top-level recipe key replace the recipe's (`plugins=[...]` lists plugin files
     relative to `directory`, as a recipe does). E.g. `run_tiny(tmp_path, my_plugin,
     methods=[{"name": "mine", "objective": ["fkl", "rkl"], "weighting": {"name": "mine"}}])`.
