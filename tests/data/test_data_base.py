@@ -69,7 +69,7 @@ def test_resolve_path(tmp_path):
 
 
 def test_builtin_datasets_and_options_validation():
-    assert set(BUILTIN_DATASETS) == {"jsonl", "stdlib", "longtail"}
+    assert set(BUILTIN_DATASETS) == {"jsonl", "hf", "stdlib", "longtail"}
     for name, cls in BUILTIN_DATASETS.items():
         assert issubclass(cls, DatasetSource) and cls.name == name
         with pytest.raises(ValidationError, match="extra"):
