@@ -363,7 +363,7 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         ctx.accelerator.free_memory()
         rundir.write(cell.id, "train_log.jsonl", outcome.log)
         if rundir.writable:
-            save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student)
+            save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student, tokenizer)
         model = outcome.student
     if not rundir.writable:
         return {}  # the main process evaluates
@@ -417,15 +417,18 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
-def save_training_artifacts(cell_dir: Path, outcome, save_student: bool) -> None:
-    """The strategy's state (e.g. ARKD's policy) always; the student when asked."""
+def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokenizer) -> None:
+    """The strategy's state (e.g. ARKD's policy) always; the student when asked, as a complete
+    Hugging Face folder (config, weights, tokenizer, generation config)."""
     import torch
+
+    from arkd_bench.train.export import STUDENT_DIR, save_hf_model
 
     state = outcome.strategy.state_dict()
     if state:
         torch.save(state, cell_dir / "strategy.pt")
     if save_student:
-        outcome.student.save_pretrained(str(cell_dir / "student"), safe_serialization=True)
+        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR)
 
 
 def run_recipe(

@@ -172,7 +172,8 @@ class TrainSpec(Strict):
         "auto = memory within teacher_cache_mb, else disk (online when teacher_cache_mb is 0). Approximate, "
         "only when asked: topk (the teacher_topk largest log-probs, the rest of the mass spread evenly)")
     teacher_topk: int = Field(64, ge=1, description="log-probs kept per token by teacher_outputs: topk")
-    save_student: bool = Field(False, description="save each distilled student (safetensors) in its cell")
+    save_student: bool = Field(False, description="save each distilled student in its cell as a Hugging Face model "
+                                 "folder (student/: config, weights, tokenizer, generation config); see `arkd-bench export`")
     rouge_probe_size: int = Field(32, ge=1, description="validation prompts for Rouge-L probes (reward, dev eval)")
     eval_every: int = Field(0, ge=0, description="dev Rouge-L every N steps (greedy, validation prompts); 0 = off")
     select_best: bool = Field(False, description="keep the student of the best dev Rouge-L (needs eval_every)")
