@@ -443,7 +443,7 @@ def run_recipe(
     """Run every cell not already finished in `out`; never touch finished cells."""
     from accelerate import Accelerator, DataLoaderConfiguration
 
-    from arkd_bench.report.results import write_run_reports
+    from arkd_bench.report.write import write_run_reports
 
     recipe = loaded.recipe
     cells = expand(recipe)

@@ -49,7 +49,7 @@ def check(
     from arkd_bench.cli.run_plugins import run_plugins_or_exit
     from arkd_bench.recipe.loader import RecipeError
     from arkd_bench.report import check_output, checks
-    from arkd_bench.report.results import load
+    from arkd_bench.report.rows import load
 
     check_run_dirs(run_dirs)
     format = format or default_format()

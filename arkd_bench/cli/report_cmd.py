@@ -23,7 +23,7 @@ def report(
     from arkd_bench.cli.check_cmd import check_run_dirs
     from arkd_bench.cli.run_plugins import run_plugins_or_exit
     from arkd_bench.registry import RegistryError
-    from arkd_bench.report.results import load
+    from arkd_bench.report.rows import load
 
     check_run_dirs(run_dirs)
     if format is None:

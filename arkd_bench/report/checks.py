@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 
 from arkd_bench.recipe.schema import LOG_PREFIXES
-from arkd_bench.report.results import Collected, higher_is_better, train_logs
+from arkd_bench.report.read import train_logs
+from arkd_bench.report.rows import Collected, higher_is_better
 
 ALPHA = 0.05
 BASELINE_VERSION = 2  # 2 adds each metric's interval (low, high) and scale

@@ -10,7 +10,7 @@ import base64
 from html import escape
 from typing import Any
 
-from arkd_bench.report.results import higher_is_better
+from arkd_bench.report.rows import higher_is_better
 from arkd_bench.report.table import Table, datasets, legend, make_table, row_label, unfinished_cells
 
 STYLE = """

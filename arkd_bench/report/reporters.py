@@ -73,6 +73,6 @@ class HtmlReporter(Reporter):
 
     def render(self, results):
         from arkd_bench.report.html import render_html
-        from arkd_bench.report.results import train_logs
+        from arkd_bench.report.read import train_logs
 
         return render_html(results, train_logs(results))

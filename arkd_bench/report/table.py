@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from arkd_bench.report.results import REFERENCE_KINDS, higher_is_better, rank_group
+from arkd_bench.report.rows import REFERENCE_KINDS, higher_is_better, rank_group
 
 
 @dataclass(frozen=True)

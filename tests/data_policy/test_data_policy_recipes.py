@@ -152,7 +152,9 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
     assert "- training sequences (others: ground truth): seqkd: teacher (greedy x1, SFT on its tokens), " \
            "generated once for the grid" in table
     assert "gkd: student (lmbda 1), " in table and " s generation per training step" in table
-    again = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out2"), "--cache-dir", str(cache)])
+    # Another grid with the same teacher, data and generation settings reuses them from disk.
+    again_path = write(tmp_path, {**recipe, "methods": methods[:1], "seeds": [2]})
+    again = runner.invoke(app, ["run", str(again_path), "--out", str(tmp_path / "out2"), "--cache-dir", str(cache)])
     assert again.exit_code == 0, again.output
     assert json.loads((tmp_path / "out2" / "cache.json").read_text())["sequence_builds"] == 0
 

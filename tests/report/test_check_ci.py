@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from arkd_bench.cli import app
 from arkd_bench.recipe.schema import CheckSpec
 from arkd_bench.report.checks import run_checks
-from arkd_bench.report.results import Collected
+from arkd_bench.report.rows import Collected
 
 runner = CliRunner()
 

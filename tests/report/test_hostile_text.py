@@ -5,7 +5,7 @@ import io
 
 from arkd_bench.report.markdown import render_markdown
 from arkd_bench.report.reporters import CsvReporter
-from arkd_bench.report.results import add_ranks
+from arkd_bench.report.rows import add_ranks
 
 HOSTILE = "evil\n| injected | row |\r\n# heading"
 

@@ -4,7 +4,7 @@ import io
 import re
 
 from arkd_bench.report.html import render_html
-from arkd_bench.report.results import add_ranks
+from arkd_bench.report.rows import add_ranks
 
 
 def row(method, kind, teacher, student, value, cells=()):

@@ -1,6 +1,6 @@
 """The leaderboard table from hand-built results: rank, bold, direction, significance, failures."""
 from arkd_bench.report.markdown import render_markdown
-from arkd_bench.report.results import add_ranks
+from arkd_bench.report.rows import add_ranks
 
 
 def row(method, kind="distill", vs=None, failed=0, **metrics):

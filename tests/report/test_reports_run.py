@@ -13,7 +13,7 @@ from arkd_bench.cli import app
 from arkd_bench.plugins import load_plugins
 from arkd_bench.evaluate.stats import seeded_bootstrap
 from arkd_bench.report.pairing import compare_rows
-from arkd_bench.report.results import load
+from arkd_bench.report.rows import load
 
 runner = CliRunner()
 

@@ -3,7 +3,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.plugins import load_plugins
-from arkd_bench.report.results import load
+from arkd_bench.report.rows import load
 
 runner = CliRunner()
 
