@@ -329,6 +329,7 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     from arkd_bench.results.provenance import provenance
     from arkd_bench.train.distill import Distiller
     from arkd_bench.train.models import check_vocabularies
+    from arkd_bench.train.trackers import cell_trackers
 
     started = time.time()
     tokenizer, tok_key = ctx.tokenizer(cell.dataset, cell.teacher)
@@ -354,7 +355,14 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
                               method=method, train=recipe.train, plugins=ctx.loaded.plugins, seed=cell.seed,
                               accelerator=ctx.accelerator, probe_items=ctx.probe_items(cell.dataset, cell.teacher),
                               rouge_probe=ctx.rouge_probe(cell.dataset, cell.teacher))
-        outcome = distiller.run(on_log=lambda rec: on_step and on_step(rec["step"], rec["loss"]))
+        with cell_trackers(recipe.train, rundir, cell, recipe.name) as track:
+            def on_log(record):  # the progress bar, and the trackers (train.log_with)
+                if on_step:
+                    on_step(record["step"], record["loss"])
+                if track:
+                    track(record)
+
+            outcome = distiller.run(on_log=on_log)
         if not method.data.is_default:  # ground-truth cells keep their provenance and scores as before
             extra["data_policy"] = {**method.data.model_dump(mode="json"), "label": policy.describe(),
                                     **({"sequences": built} if built else {}), **(outcome.data or {})}
@@ -457,6 +465,10 @@ def run_recipe(
     quiet_transformers()
     if not main:
         progress, say = None, (lambda message: None)
+    if recipe.train.log_with and main:
+        from arkd_bench.train.trackers import check_trackers
+
+        check_trackers(list(recipe.train.log_with))  # a missing package fails now, not after the first cell
     rundir = RunDir(out, writable=main)
     stale = rundir.lock()
     if stale:

@@ -79,6 +79,7 @@ def run(
     from arkd_bench.faults import RunAborted, RunInterrupted
     from arkd_bench.results.store import RunDirError
     from arkd_bench.runner import run_recipe
+    from arkd_bench.train.trackers import TrackerError
 
     try:
         with RichProgress(len(cells)) as progress:
@@ -88,7 +89,7 @@ def run(
         err.print(f"stopped by {exc.args[0]}: finished cells are kept in {out_dir}; the cell that was running "
                   "is marked unfinished; run the same command again to resume", markup=False)
         raise typer.Exit(128 + exc.signum) from None
-    except (RunDirError, RunAborted) as exc:
+    except (RunDirError, RunAborted, TrackerError) as exc:
         fail(str(exc))
     except OSError as exc:  # the run folder itself cannot be written (full disk, permissions, a file in the way)
         fail(f"{out_dir}: {exc}")

@@ -15,31 +15,36 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Union
 
 from pydantic import Field, model_validator
 
-from arkd_bench.data.base import DatasetSource, DatasetSplits, DataError, resolve_path
-from arkd_bench.data.records import Record, RecordOptions, assemble, format_counts, prepare
+from arkd_bench.data.base import DataError, DatasetSource, DatasetSplits, resolve_path
+from arkd_bench.data.records import (
+    Record,
+    RecordOptions,
+    assemble,
+    format_counts,
+    prepare,
+)
 
 INSTALL_HINT = "pip install 'arkd-bench[datasets]'"
 # Files `save_to_disk` writes: a Dataset folder has state.json, a DatasetDict folder dataset_dict.json.
 SAVED_MARKERS = ("state.json", "dataset_dict.json")
 GLOB_CHARS = set("*?[")
 
-DataFiles = Union[str, list[str], dict[str, Union[str, list[str]]]]
+DataFiles = str | list[str] | dict[str, str | list[str]]
 
 
 class HfOptions(RecordOptions):
     path: str = Field(description="hub dataset name, a builder (json, csv, parquet, arrow) with data_files, "
                                   "or a folder written by save_to_disk; local paths resolve against the recipe")
-    name: Optional[str] = Field(None, description="the dataset's configuration name")
-    data_files: Optional[DataFiles] = Field(
+    name: str | None = Field(None, description="the dataset's configuration name")
+    data_files: DataFiles | None = Field(
         None, description="file(s) for a builder: one path, a list, or {split: path(s)}; relative to the recipe")
     split: str = Field("train", description="the split the examples come from")
-    valid_split: Optional[str] = Field(None, description="the dataset's own validation split (else carved from split)")
-    test_split: Optional[str] = Field(None, description="the dataset's own test split (else carved from split)")
-    revision: Optional[str] = Field(None, description="hub commit, tag or branch; pin it for reproducible data")
+    valid_split: str | None = Field(None, description="the dataset's own validation split (else carved from split)")
+    test_split: str | None = Field(None, description="the dataset's own test split (else carved from split)")
+    revision: str | None = Field(None, description="hub commit, tag or branch; pin it for reproducible data")
 
     @model_validator(mode="after")
     def _distinct_splits(self):
@@ -144,8 +149,9 @@ class HfSource(DatasetSource):
                 loaded = datasets.load_dataset(path, name=opts.name, data_files=files, revision=opts.revision)
         except DataError:
             raise
-        except Exception as exc:  # datasets raises many kinds (FileNotFoundError, ValueError, hub errors)
-            raise DataError(f"hf path={opts.path!r}: datasets could not load it: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - datasets raises many kinds (missing file, bad split, hub)
+            raise DataError(f"hf path={opts.path!r}: datasets could not load it: "
+                            f"{type(exc).__name__}: {exc}") from None
         if isinstance(loaded, datasets.Dataset):
             return {opts.split: loaded}
         return loaded

@@ -18,7 +18,7 @@ ID_LENGTH = 12
 # Rows that need no model: their predictions are fixed texts.
 TRIVIAL_BASELINES = ("echo", "constant")
 # Resource settings that do not change what a cell computes.
-NOT_IN_ID = ("teacher_cache_mb", "save_student")
+NOT_IN_ID = ("teacher_cache_mb", "save_student", "log_with", "tracker_options")
 
 
 def content_hash(obj: Any, length: int = ID_LENGTH) -> str:

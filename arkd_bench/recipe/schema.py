@@ -174,9 +174,24 @@ class TrainSpec(Strict):
     teacher_topk: int = Field(64, ge=1, description="log-probs kept per token by teacher_outputs: topk")
     save_student: bool = Field(False, description="save each distilled student in its cell as a Hugging Face model "
                                  "folder (student/: config, weights, tokenizer, generation config); see `arkd-bench export`")
+    log_with: list[Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab",
+                           "trackio"]] = Field(
+        default_factory=list, description="experiment trackers (accelerate's) that receive what train_log.jsonl "
+        "logs, one run per cell named <method>-seed<seed>-<cell id>; tensorboard and aim write under RUNDIR/trackers")
+    tracker_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="keyword arguments for each tracker's constructor, by tracker name "
+        "(as accelerate's init_kwargs), e.g. {wandb: {entity: my-team}}")
     rouge_probe_size: int = Field(32, ge=1, description="validation prompts for Rouge-L probes (reward, dev eval)")
     eval_every: int = Field(0, ge=0, description="dev Rouge-L every N steps (greedy, validation prompts); 0 = off")
     select_best: bool = Field(False, description="keep the student of the best dev Rouge-L (needs eval_every)")
+
+    @model_validator(mode="after")
+    def _options_of_used_trackers(self):
+        unused = sorted(set(self.tracker_options) - set(self.log_with))
+        if unused:
+            raise ValueError(f"tracker_options for {', '.join(unused)}, which log_with does not list "
+                             f"(log_with: {list(self.log_with)})")
+        return self
 
     @model_validator(mode="after")
     def _best_needs_dev(self):
