@@ -1,0 +1,268 @@
+"""Rows and statistics: the results dict of one or more run folders, the input of every
+report and check.
+
+results.json (schema_version 1; keys marked + are extras beyond the documented minimum):
+  recipe: str                    recipe name(s), comma-joined when runs are merged
+  runs: [str]                    run folders merged
+  cells: [{id, kind, dataset, teacher, student, method, seed, status, error?,
+           metrics: {name: number}, +recipe, +run, +source_cell, +trained_on}]
+                                 a cell evaluated on an eval_only dataset appears again as
+                                 `<id>@<dataset>` with that dataset's metrics (+source_cell, +trained_on)
+  leaderboard: [{dataset, teacher, student, method, kind, failed,
+                 metrics: {name: {mean, std, n, +low, +high, +interval}},
+                 vs_reference: {name: {reference, diff, low, high, p_value, n_examples,
+                                       +interval, +seeds, +paired_seeds}},
+                 +label, +pending, +cells, +recipes, +rank: {name: int | null},
+                 +data_policy: {label, generation_seconds_per_step, build_seconds?} (rows not
+                 trained on the ground truth: where their sequences came from and what generating
+                 them cost, mean over seeds)}]
+  reference: str                 the method each row is compared with
+  comparisons: int               how many row-vs-reference tests the leaderboard reports
+  settings: {seeds, eval}        the settings of the first run's recipe
+  +metric_info: {name: {higher_is_better}}
+  +primary_metric: str           the metric the rank column orders by
+  +eval_settings: [{dataset, recipe, seeds, examples, generation, generation_seeds, metrics}]
+
+A row is one method on one (dataset, teacher, student) over its training seeds. Cells
+are merged by id, so shards of a grid give the rows of the whole grid. `metrics.low/high`
+is a 95% interval of the row's mean and `vs_reference` the paired difference with the
+reference row. `interval` says what they resample: "examples" (one training seed: test
+examples only, percentile bootstrap, sign-flip p-value) or "seeds+examples" (2+ seeds on
+either side: the two-level bootstrap of `evaluate.stats.seeded_bootstrap`); `seeds` is
+[row seeds, reference seeds]; `paired_seeds` is true when both rows have the same seeds
+and were compared seed by seed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from arkd_bench.report.pairing import (ExampleScores, SeedScores, average_seeds, by_seed, compare_rows, paired,
+                                       rank_values, row_interval)
+from arkd_bench.report.read import RunOrder, metric_names, per_example_scores, read_runs
+from arkd_bench.results.store import DONE, FAILED, RunDir
+
+SCHEMA_VERSION = 1
+
+
+GROUP_KEYS = ("dataset", "teacher", "student", "method")
+
+
+# Rows that are reference points, not contestants: never ranked, never "best".
+REFERENCE_KINDS = ("teacher", "echo", "constant")
+
+
+@dataclass
+class Collected:
+    """The results dict plus what it leaves out: per-example scores of every finished cell."""
+
+    results: dict[str, Any]
+    scores: dict[str, ExampleScores] = field(default_factory=dict)  # cell id -> metric -> example -> score
+    seeds: dict[str, int] = field(default_factory=dict)  # cell id -> training seed
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.results["leaderboard"]
+
+    def example_scores(self, row: dict[str, Any], metric: str) -> dict[int, float]:
+        """Example -> score of a row, averaged over its training and generation seeds."""
+        return average_seeds([self.scores[c] for c in row["cells"] if c in self.scores], metric)
+
+    def paired(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str) -> tuple[list[float], list[float]]:
+        """Scores of two rows on the test examples both have, in the same order."""
+        return paired(self.example_scores(row_a, metric), self.example_scores(row_b, metric))
+
+    def seed_scores(self, row: dict[str, Any], metric: str) -> SeedScores:
+        """Training seed -> example -> score of a row (generation seeds averaged)."""
+        return by_seed([(self.seeds.get(c, 0), self.scores[c]) for c in row["cells"] if c in self.scores], metric)
+
+    def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
+        """Comparison of a - b (`pairing.compare_rows`: over seeds and examples when either
+        row has 2+ seeds), or None with under 2 common examples."""
+        return compare_rows(self.seed_scores(row_a, metric), self.seed_scores(row_b, metric))
+
+    @cached_property
+    def _cell_index(self) -> dict[str, dict[str, Any]]:
+        return {c["id"]: c for c in self.results["cells"]}
+
+    def cell(self, cell_id: str) -> dict[str, Any]:
+        return self._cell_index[cell_id]
+
+
+def _group(cells: dict[str, dict], extras: dict) -> dict[tuple, list[dict]]:
+    """Rows: cells of one method on one (dataset, teacher, student) with the same config.
+
+    Two recipes may use one method name for different settings; those become two rows.
+    Cells without a config (never started) join the row of their recipe."""
+    by_base: dict[tuple, dict[str | None, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for cell in cells.values():
+        by_base[tuple(cell[k] for k in GROUP_KEYS)][extras[cell["id"]][0]].append(cell)
+    groups: dict[tuple, list[dict]] = {}
+    for base, variants in by_base.items():
+        unknown = variants.pop(None, [])
+        for cell in unknown:
+            home = next((v for v, members in variants.items() if any(m["recipe"] == cell["recipe"] for m in members)),
+                        None)
+            variants.setdefault(home, []).append(cell)
+        for variant, members in variants.items():
+            groups[(*base, variant)] = members
+    return groups
+
+
+def _labels(groups: dict[tuple, list[dict]]) -> dict[tuple, str]:
+    """Row names: the method, plus its recipe (or a config hash) when the name has variants."""
+    by_base: dict[tuple, list[tuple]] = defaultdict(list)
+    for key in groups:
+        by_base[key[:4]].append(key)
+    labels = {}
+    for base, keys in by_base.items():
+        recipes = [sorted({m["recipe"] for m in groups[k]}) for k in keys]
+        by_recipe = all(len(r) == 1 for r in recipes) and len({r[0] for r in recipes}) == len(keys)
+        for key, names in zip(keys, recipes):
+            if len(keys) == 1:
+                labels[key] = base[3]
+            else:
+                labels[key] = f"{base[3]} ({names[0]})" if by_recipe else f"{base[3]} #{(key[4] or 'pending')[:6]}"
+    return labels
+
+
+def _eval_settings(cells: list[dict], extras: dict) -> list[dict[str, Any]]:
+    """The evaluation every number was made with, per (dataset, recipe), from the cells themselves."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for cell in cells:
+        key = (cell["dataset"], cell["recipe"])
+        entry = out.setdefault(key, {"dataset": key[0], "recipe": key[1], "seeds": set()})
+        if cell["kind"] != "teacher":
+            entry["seeds"].add(cell["seed"])
+        scores = extras[cell["id"]][1]
+        if scores and "generation" not in entry:
+            settings = scores.get("settings", {})
+            entry.update(examples=settings.get("examples"), generation=settings.get("generation", {}),
+                         generation_seeds=settings.get("seeds_used"), metrics=settings.get("metrics", {}))
+    return [{**e, "seeds": sorted(e["seeds"])} for e in out.values()]
+
+
+def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None) -> Collected:
+    """Merge run folders into one Collected; with `plugins`, metric directions and ranks too."""
+    from arkd_bench.evaluate.stats import mean_std
+
+    order = RunOrder()
+    cells, extras, runs = read_runs(run_dirs, order)
+    first_recipe = runs[0][1] if runs else {}
+    reference = reference or (first_recipe.get("eval") or {}).get("reference") or "sft"
+    collected = Collected(results={})
+    for path in run_dirs:
+        rundir = RunDir(path)
+        for cell in cells.values():
+            if cell["run"] == str(path) and cell["status"] == DONE:
+                collected.scores[cell["id"]] = per_example_scores(rundir, cell["id"])
+                collected.seeds[cell["id"]] = cell["seed"]
+    groups = _group(cells, extras)
+    labels = _labels(groups)
+    leaderboard = []
+    for key, members in groups.items():
+        members.sort(key=lambda c: c["seed"])
+        done = [c for c in members if c["status"] == DONE]
+        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
+        row.update(kind=members[0]["kind"], label=labels[key],
+                   failed=sum(c["status"] == FAILED for c in members),
+                   pending=sum(c["status"] not in (DONE, FAILED) for c in members),
+                   cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}), metrics={})
+        for m in sorted({m for c in done for m in c["metrics"]}):
+            mean, std, n = mean_std([c["metrics"][m] for c in done if m in c["metrics"]])
+            row["metrics"][m] = {"mean": mean, "std": std, "n": n}
+            row["metrics"][m].update(row_interval(collected.seed_scores(row, m)))
+        costs = [c["data_policy"] for c in done if c.get("data_policy")]
+        if costs:  # ground-truth rows have none, and their results stay as they were
+            row["data_policy"] = {**costs[0], "generation_seconds_per_step": round(
+                sum(c["generation_seconds_per_step"] for c in costs) / len(costs), 4)}
+        leaderboard.append(row)
+    leaderboard.sort(key=order.row_key)
+    ordered_cells = sorted(cells.values(), key=lambda c: (*order.row_key(c), c["seed"]))
+    collected.results = {
+        "schema_version": SCHEMA_VERSION, "recipe": ", ".join(dict.fromkeys(name for name, _ in runs)),
+        "runs": [str(p) for p in run_dirs], "cells": ordered_cells, "leaderboard": leaderboard,
+        "reference": reference, "comparisons": 0,
+        "settings": {"seeds": first_recipe.get("seeds", [0]), "eval": first_recipe.get("eval", {})},
+        "primary_metric": next((m for _, r in runs for m in metric_names(r)), None),
+        "eval_settings": _eval_settings(ordered_cells, extras),
+    }
+    _compare_with_reference(collected)
+    if plugins is not None:
+        annotate_metrics(collected.results, plugins)
+    return collected
+
+
+def reference_row(rows: list[dict], row: dict, reference: str) -> dict | None:
+    """The reference method's row next to `row` (same dataset, teacher, student), preferring
+    one from the same recipe when a method name has several variants."""
+    candidates = [r for r in rows if r["method"] == reference
+                  and (r["dataset"], r["teacher"], r["student"]) == (row["dataset"], row["teacher"], row["student"])]
+    same_recipe = [r for r in candidates if set(r["recipes"]) & set(row["recipes"])]
+    return (same_recipe or candidates or [None])[0]
+
+
+def _compare_with_reference(collected: Collected) -> None:
+    results = collected.results
+    reference, comparisons = results["reference"], 0
+    for row in results["leaderboard"]:
+        row["vs_reference"] = {}
+        ref = reference_row(results["leaderboard"], row, reference)
+        if ref is None or ref is row or row["method"] == reference:
+            continue
+        for m in row["metrics"]:
+            c = collected.compare(row, ref, m)
+            if c is not None:
+                row["vs_reference"][m] = {"reference": ref["label"], "diff": c.diff, "low": c.low, "high": c.high,
+                                          "p_value": c.p_value, "n_examples": c.n, "interval": c.interval,
+                                          "seeds": list(c.seeds), "paired_seeds": c.paired_seeds}
+                comparisons += 1
+    results["comparisons"] = comparisons
+
+
+def collect(run_dirs: list[str | Path], reference: str | None = None) -> dict[str, Any]:
+    """The results dict of run folders (without metric directions; see `annotate_metrics`)."""
+    return load(run_dirs, reference=reference).results
+
+
+def annotate_metrics(results: dict[str, Any], plugins) -> dict[str, Any]:
+    """Add each metric's direction (from its plugin) and the ranks that depend on it."""
+    registry = plugins.registry("metric")
+    names = {m for row in results["leaderboard"] for m in row["metrics"]}
+    results["metric_info"] = {m: _metric_info(registry.get(m).factory if m in registry else None)
+                              for m in sorted(names)}
+    add_ranks(results)
+    return results
+
+
+def rank_group(row: dict[str, Any]) -> tuple:
+    """The rows a row is ranked against: same dataset, teacher and student."""
+    return (row["dataset"], row["teacher"], row["student"])
+
+
+def _metric_info(factory) -> dict[str, Any]:
+    """Direction and scale of a metric (percent, nats or count); unknown metrics count as
+    higher-is-better percentages, the common case."""
+    return {"higher_is_better": getattr(factory, "higher_is_better", True),
+            "scale": getattr(factory, "scale", "percent")}
+
+
+def higher_is_better(results: dict[str, Any], metric: str) -> bool:
+    return results.get("metric_info", {}).get(metric, {}).get("higher_is_better", True)
+
+
+def add_ranks(results: dict[str, Any]) -> None:
+    """Rank rows per (dataset, teacher, student) and metric, 1 = best: students of other
+    architectures or teachers are not rivals. The teacher (a bound) and the trivial
+    baselines (floors) are reference points, not contestants."""
+    for row in results["leaderboard"]:
+        row["rank"] = {}
+    for group in {rank_group(r) for r in results["leaderboard"]}:
+        rows = [r for r in results["leaderboard"] if rank_group(r) == group and r["kind"] not in REFERENCE_KINDS]
+        for m in {m for r in rows for m in r["metrics"]}:
+            values = [r["metrics"].get(m, {}).get("mean") for r in rows]
+            for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):
+                r["rank"][m] = rank
