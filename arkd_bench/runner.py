@@ -15,8 +15,8 @@ from arkd_bench.data.prompt_format import raw_prompt
 from arkd_bench.faults import INTERRUPTED, RunAborted, RunInterrupted, describe_failure, stop_on_signals
 from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell, content_hash, expand, shard
 from arkd_bench.recipe.validate import LoadedRecipe
-from arkd_bench.results.lock import describe_holder
-from arkd_bench.results.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
+from arkd_bench.rundir.lock import describe_holder
+from arkd_bench.rundir.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 
 
@@ -129,7 +129,7 @@ class RunContext:
         """A model after its SFT stage, from the cache or trained now. Returns (model, key, hash)."""
         from transformers import AutoModelForCausalLM
 
-        from arkd_bench.results.provenance import hash_folder
+        from arkd_bench.rundir.provenance import hash_folder
         from arkd_bench.train.models import build_model
         from arkd_bench.train.sft import supervised_finetune
 
@@ -326,7 +326,7 @@ class RunContext:
 def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[str, Any]:
     """Train (when the cell trains) and evaluate; write every artifact of the cell."""
     from arkd_bench.evaluate.evaluate_model import evaluate_model
-    from arkd_bench.results.provenance import provenance
+    from arkd_bench.rundir.provenance import provenance
     from arkd_bench.train.distill import Distiller
     from arkd_bench.train.models import check_vocabularies
     from arkd_bench.train.trackers import cell_trackers

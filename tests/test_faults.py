@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from arkd_bench.faults import describe_failure
-from arkd_bench.results.atomic import DiskFullError, atomic_path, atomic_write_text
-from arkd_bench.results.lock import FolderLock, LockHeld
-from arkd_bench.results.store import RunDir, RunDirError
+from arkd_bench.rundir.atomic import DiskFullError, atomic_path, atomic_write_text
+from arkd_bench.rundir.lock import FolderLock, LockHeld
+from arkd_bench.rundir.store import RunDir, RunDirError
 from arkd_bench.train.cache import ArtifactCache
 
 
@@ -81,7 +81,7 @@ def test_a_full_disk_during_a_cache_build_leaves_no_entry(tmp_path):
 
 HOLD = """
 import sys, time
-from arkd_bench.results.lock import FolderLock
+from arkd_bench.rundir.lock import FolderLock
 lock = FolderLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

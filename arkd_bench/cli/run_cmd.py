@@ -77,7 +77,7 @@ def run(
         out.print(f"{len(cells)} cells would run into {out_dir}")
         return
     from arkd_bench.faults import RunAborted, RunInterrupted
-    from arkd_bench.results.store import RunDirError
+    from arkd_bench.rundir.store import RunDirError
     from arkd_bench.runner import run_recipe
     from arkd_bench.train.trackers import TrackerError
 

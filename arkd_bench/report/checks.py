@@ -432,7 +432,7 @@ def write_baseline(collected: Collected, path: Path, tolerance: Tolerance | None
     problems = [r for r in (_incomplete(collected, row) for row in collected.rows) if r]
     if problems:
         raise ValueError("not writing a baseline from an incomplete run: " + "; ".join(problems))
-    from arkd_bench.results.store import atomic_write_json
+    from arkd_bench.rundir.store import atomic_write_json
 
     results = collected.results
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from arkd_bench.report.pairing import ExampleScores
-from arkd_bench.results.store import DONE, RunDir, read_json
+from arkd_bench.rundir.store import DONE, RunDir, read_json
 
 KIND_ORDER = {"teacher": 0, "echo": 1, "constant": 2, "sft": 3, "distill": 4}
 

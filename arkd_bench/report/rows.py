@@ -43,7 +43,7 @@ from typing import Any
 from arkd_bench.report.pairing import (ExampleScores, SeedScores, average_seeds, by_seed, compare_rows, paired,
                                        rank_values, row_interval)
 from arkd_bench.report.read import RunOrder, metric_names, per_example_scores, read_runs
-from arkd_bench.results.store import DONE, FAILED, RunDir
+from arkd_bench.rundir.store import DONE, FAILED, RunDir
 
 SCHEMA_VERSION = 1
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.report.rows import load
-from arkd_bench.results.store import atomic_write_json, atomic_write_text
+from arkd_bench.rundir.store import atomic_write_json, atomic_write_text
 
 
 def write_run_reports(run_dir: str | Path, plugins) -> dict[str, Any]:

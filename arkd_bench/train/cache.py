@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from arkd_bench.results.atomic import NO_SPACE, DiskFullError
-from arkd_bench.results.integrity import verify_manifest, write_manifest
-from arkd_bench.results.lock import waiting_lock
+from arkd_bench.rundir.atomic import NO_SPACE, DiskFullError
+from arkd_bench.rundir.integrity import verify_manifest, write_manifest
+from arkd_bench.rundir.lock import waiting_lock
 
 LOCKS = ".locks"  # per-entry lock files, kept out of the entries' folders
 
@@ -27,7 +27,7 @@ class ArtifactCache:
     """Folders built once and found again by key: `get_or_build(kind, key, build)`.
 
     Every entry records the size and sha256 of its files when it is built (see
-    `arkd_bench.results.integrity`) and is checked against them the first time a run uses
+    `arkd_bench.rundir.integrity`) and is checked against them the first time a run uses
     it: a truncated or corrupted entry is reported, removed and rebuilt, never loaded.
     Any cache of folders (tokenizers, SFT models, teacher outputs, generated sequences,
     dequantized weights) gets this by building through `get_or_build`.

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from arkd_bench.results.store import RunDir
+from arkd_bench.rundir.store import RunDir
 
 # A loadable folder needs these, plus weights (one file or a sharded index).
 REQUIRED_FILES = ("config.json", "generation_config.json", "tokenizer_config.json")

@@ -86,7 +86,7 @@ def test_export_errors_say_what_is_missing(run_with_students, tmp_path):
 
 
 def test_a_run_without_save_student_says_how_to_get_one(tmp_path):
-    from arkd_bench.results.store import RunDir
+    from arkd_bench.rundir.store import RunDir
     from arkd_bench.train.export import ExportError, student_folder
 
     rundir = RunDir(tmp_path / "run")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from arkd_bench.results.atomic import atomic_write_json, atomic_write_text  # noqa: F401 - re-exported
+from arkd_bench.rundir.atomic import atomic_write_json, atomic_write_text  # noqa: F401 - re-exported
 
 CELL_ID = re.compile(r"^[0-9a-f]{12}$")
 DONE, FAILED, RUNNING = "done", "failed", "running"
@@ -52,7 +52,7 @@ class RunDir:
     def lock(self) -> dict[str, Any] | None:
         """Refuse a second run writing into the same folder at the same time, naming the
         live holder; returns the record of a dead holder whose lock was taken over."""
-        from arkd_bench.results.lock import FolderLock, LockHeld
+        from arkd_bench.rundir.lock import FolderLock, LockHeld
 
         if not self.writable:
             return None

@@ -28,7 +28,7 @@ def _files(folder: Path) -> list[Path]:
 
 def write_manifest(folder: Path) -> dict[str, dict]:
     """Record size and sha256 of every file under `folder` in `folder/.complete` (atomically)."""
-    from arkd_bench.results.atomic import atomic_write_text
+    from arkd_bench.rundir.atomic import atomic_write_text
 
     entries = {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
                for p in _files(folder)}

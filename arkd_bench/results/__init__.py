@@ -1,1 +1,0 @@
-"""The run folder: layout, atomic writes, locks, resume and provenance of each cell."""
