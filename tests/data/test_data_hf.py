@@ -7,9 +7,9 @@ import pytest
 
 datasets = pytest.importorskip("datasets", reason="the `datasets` extra: pip install 'arkd-bench[datasets]'")
 pa = pytest.importorskip("pyarrow")
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow.parquet as pq
 
-from arkd_bench.data import DataError, HfSource, JsonlSource  # noqa: E402
+from arkd_bench.data import DataError, HfSource, JsonlSource
 
 
 def dolly_rows(n):
