@@ -108,6 +108,40 @@ def test_vocabulary_mismatch_names_both_sizes():
         check_vocabularies(teacher, student, "t", "s")
 
 
+def check_saved_rewards(log: list[dict], state: dict, micro_batches: int) -> None:
+    """ARKD's saved state (3 steps, update_every 4: no update yet) against its training log:
+    every sampled action waits in the buffer with the reward logged at the step that sampled
+    it, and the advantages and the baseline are those the documented rule gives from the
+    logged rewards (b: moving average, decay 0.9, started at the first reward; z = (r - b) / s
+    with s a bias-corrected running rms of r - b, decay 0.99, clipped at 5)."""
+    from arkd_bench.weighting.arkd import _ADV_CLIP, _SCALE_DECAY
+
+    rewards = [r["strategy/reward"] for r in log]  # measured at every step
+    assert state["step"] == len(log) == 3 and state["since_update"] == 3 and state["pending"] == []
+    b, sq, n, expected_z = None, 0.0, 0, []
+    for r in rewards:
+        if b is None:
+            b, z = r, 0.0
+        else:
+            adv = r - b
+            b = 0.9 * b + 0.1 * r
+            scale = (sq / (1 - _SCALE_DECAY**n)) ** 0.5 if n else 0.0
+            sq, n = _SCALE_DECAY * sq + (1 - _SCALE_DECAY) * adv * adv, n + 1
+            z = max(-_ADV_CLIP, min(_ADV_CLIP, adv / scale)) if scale else 0.0
+        expected_z.append(z)
+    assert state["reward_avg"] == pytest.approx(b, rel=1e-12)
+    assert [r["strategy/baseline"] for r in log][-1] == pytest.approx(b, rel=1e-12)
+    assert n == 2 and expected_z[2] != 0.0  # the third reward was scored against a baseline and a scale
+    ready = state["ready"]
+    assert [t["step"] for t in ready] == [s for s in range(3) for _ in range(micro_batches)]
+    for t in ready:
+        assert t["reward"] == rewards[t["step"]] and t["z"] == pytest.approx(expected_z[t["step"]], rel=1e-9)
+    for step in range(3):  # the step's last micro-batch drew the alpha the log shows
+        last = [t for t in ready if t["step"] == step][-1]
+        assert float(last["action"].mean()) == log[step]["strategy/alpha"] == log[step]["weight/fkl"]
+    assert len({float(t["action"].mean()) for t in ready}) == len(ready)  # each micro-batch draws anew
+
+
 def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
     tokenizer = tiny_tokenizer()
     tiny_gpt2(tokenizer, n_layer=1, n_embd=32).save_pretrained(tmp_path / "teacher")
@@ -121,8 +155,9 @@ def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
     by_method = cells(out)
     assert by_method["arkd-batch"]["status"] == "done"
     for rewarded in ("arkd", "arkd-batch"):  # probe reward (default) and training-batch reward
-        log = train_log(out, by_method[rewarded]["id"])
-        assert any(r.get("strategy/reward") is not None for r in log), log
+        folder = out / "cells" / by_method[rewarded]["id"]
+        check_saved_rewards(train_log(out, by_method[rewarded]["id"]),
+                            torch.load(folder / "strategy.pt", weights_only=True), micro_batches=2)
     cell = by_method["arkd"]
     assert cell["status"] == "done"
     folder = out / "cells" / cell["id"]
@@ -130,8 +165,6 @@ def test_local_pretrained_teacher_and_saved_artifacts(tmp_path):
 
     student = AutoModelForCausalLM.from_pretrained(folder / "student")
     assert student.get_output_embeddings().weight.shape[0] == len(tokenizer)
-    state = torch.load(folder / "strategy.pt", weights_only=True)
-    assert state  # the policy, its optimizer and counters, enough to resume
     log = train_log(out, cell["id"])
     assert [r["step"] for r in log] == [0, 1, 2]
     assert all(0 <= r["weight/fkl"] <= 1 for r in log)

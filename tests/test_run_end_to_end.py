@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rouge_score.rouge_scorer import RougeScorer
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
@@ -30,8 +31,14 @@ def test_run_writes_results_and_leaderboard(finished_run):
     assert results["recipe"] == "tiny"
     assert [c["method"] for c in results["cells"]] == ["teacher", "sft", "fkl", "mix"]
     assert all(c["status"] == "done" for c in results["cells"])
-    for cell in results["cells"]:
-        assert 0 <= cell["metrics"]["rougeL"] <= 100
+    scorer = RougeScorer(["rougeL"], use_stemmer=True)
+    for cell in results["cells"]:  # the recorded score, recomputed from the generations it came from
+        lines = (out / "cells" / cell["id"] / "generations.jsonl").read_text().splitlines()
+        generations = [json.loads(line) for line in lines]
+        assert [g["example"] for g in generations] == list(range(6))  # test_size 6, greedy: one each
+        recomputed = [100 * max(scorer.score(ref, g["prediction"])["rougeL"].fmeasure for ref in g["references"])
+                      for g in generations]
+        assert cell["metrics"]["rougeL"] == pytest.approx(sum(recomputed) / len(recomputed), abs=1e-9)
     rows = {r["method"]: r for r in results["leaderboard"]}
     assert set(rows) == {"teacher", "sft", "fkl", "mix"}
     assert rows["fkl"]["metrics"]["rougeL"]["n"] == 1

@@ -47,12 +47,12 @@ def test_checks_of_another_file_run_against_an_existing_run_without_rerunning(gr
     _, run, _ = grid
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     checks = write_checks(tmp_path / "more-checks.yaml", [
-        {"method": "mix", "metric": "rougeL", "at_least": 0, "dataset": "tiny", "student": "s", "recipe": "tiny"},
+        {"method": "sft", "metric": "rougeL", "at_least": 2, "dataset": "tiny", "student": "s", "recipe": "tiny"},
         {"method": "mix", "metric": "weight/fkl", "at_most": 0.4, "teacher": "t"}])
     result = runner.invoke(app, ["check", str(run), "--recipe", str(checks)])
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("PASS mix rougeL >= 0 [tiny: t -> s]: mean ")
+    assert lines[0] == "PASS sft rougeL >= 2 [tiny: t -> s]: mean 5.00 ± 0.79 over 2 seeds"
     assert lines[1] == ("FAIL mix weight/fkl <= 0.4 [tiny: t -> s]: max 0.5 > 0.4; "
                         "min 0.5, max 0.5 over 6 logged steps (2 seeds)")
     assert lines[2:] == ["2 checks: 1 passed, 1 failed"]  # the run's own check is not evaluated
@@ -83,14 +83,14 @@ def test_names_the_runs_do_not_have_are_all_reported_with_their_lines(grid, tmp_
 def test_github_annotations_point_at_the_check_and_the_summary_is_written(grid, tmp_path):
     _, run, _ = grid
     checks = write_checks(tmp_path / "gate.yaml", [
-        {"method": "mix", "metric": "rougeL", "at_least": 0},
+        {"method": "sft", "metric": "rougeL", "at_least": 2},
         {"method": "sft", "metric": "rougeL", "beats": "fkl", "significant": True}])
     summary = tmp_path / "summary.md"
     result = runner.invoke(app, ["check", str(run), "--recipe", str(checks)],
                            env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
     assert result.exit_code == 1
     lines = result.output.splitlines()
-    assert len(lines) == 3 and lines[0].startswith("PASS mix rougeL >= 0")
+    assert len(lines) == 3 and lines[0].startswith("PASS sft rougeL >= 2")
     assert lines[1].startswith(f"::error file={str(checks).replace(':', '%3A')},line=4,"
                                "title=check failed%3A sft beats fkl on rougeL significantly::FAIL sft beats fkl")
     assert "not significant: p=" in lines[1]
@@ -99,21 +99,21 @@ def test_github_annotations_point_at_the_check_and_the_summary_is_written(grid, 
     table = [l for l in text.splitlines() if l.startswith("| ")]
     assert table[0] == "| result | check | where | numbers | reason |"
     assert table[1].startswith("| ❌ **FAIL** | sft beats fkl on rougeL significantly | tiny: t -> s |")
-    assert table[2].startswith("| ✅ pass | mix rougeL >= 0 |")
+    assert table[2].startswith("| ✅ pass | sft rougeL >= 2 |")
 
 
 def test_text_and_json_formats(grid, tmp_path):
     _, run, _ = grid
     text = runner.invoke(app, ["check", str(run), "--format", "text"], env={"GITHUB_ACTIONS": "true"})
     assert text.exit_code == 0 and text.output.splitlines() == [
-        next(l for l in text.output.splitlines() if l.startswith("PASS mix rougeL >= 0 [tiny: t -> s]: mean ")),
+        "PASS sft rougeL >= 2 [tiny: t -> s]: mean 5.00 ± 0.79 over 2 seeds",
         "1 checks: 1 passed, 0 failed"]
     parsed = json.loads(runner.invoke(app, ["check", str(run), "--format", "json"]).output)
     assert parsed["passed"] == 1 and parsed["failed"] == 0
     (check,) = parsed["checks"]
-    assert check["check"] == "mix rougeL >= 0" and check["passed"] is True
+    assert check["check"] == "sft rougeL >= 2" and check["passed"] is True
     assert check["file"] == str(run / "recipe.yaml")
     recipe_lines = (run / "recipe.yaml").read_text().splitlines()
-    assert recipe_lines[check["line"] - 1].lstrip().startswith("- method: mix")  # the line of the check
+    assert recipe_lines[check["line"] - 1].lstrip().startswith("- method: sft")  # the line of the check
     bad = runner.invoke(app, ["check", str(run), "--format", "xml"])
     assert bad.exit_code == 1 and "valid: table, text, github, json" in bad.output

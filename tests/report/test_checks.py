@@ -139,13 +139,23 @@ def test_recipe_check_passes_with_exit_0(grid):
     _, run, _ = grid
     result = runner.invoke(app, ["check", str(run)])
     assert result.exit_code == 0, result.output
+    assert "PASS sft rougeL >= 2 [tiny: t -> s]: mean 5.00 ± 0.79 over 2 seeds" in result.output
     assert "1 checks: 1 passed, 0 failed" in result.output
+
+
+def test_the_fixture_check_fails_on_a_model_that_learned_nothing(grid, copy_with_checks, tmp_path):
+    """The same threshold on the grid's teacher, which 4 SFT steps leave generating '........'."""
+    _, run, _ = grid
+    checked = copy_with_checks(run, tmp_path / "run", [{"method": "teacher", "metric": "rougeL", "at_least": 2}])
+    result = runner.invoke(app, ["check", str(checked)])
+    assert result.exit_code == 1
+    assert "FAIL teacher rougeL >= 2 [tiny: t -> -]: mean 0 < 2" in result.output
 
 
 def test_significant_beats_fails_on_a_tiny_run_with_the_reason(grid, copy_with_checks, tmp_path):
     _, run, _ = grid
     checked = copy_with_checks(run, tmp_path / "run", [
-        {"method": "mix", "metric": "rougeL", "at_least": 0},
+        {"method": "sft", "metric": "rougeL", "at_least": 2},
         {"method": "sft", "metric": "rougeL", "beats": "fkl", "significant": True}])
     result = runner.invoke(app, ["check", str(checked)])
     assert result.exit_code == 1
