@@ -113,18 +113,19 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
         return int(b["attention_mask"].sum()), s.detach(), labels
 
     one_step(0)  # warm-up
-    seconds, tokens, peaks = 0.0, 0, []
+    seconds, cpu_seconds, tokens, peaks = 0.0, 0.0, 0, []
     for k in range(1, steps + 1):
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         with PeakRSS() as rss:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             n, s_logits, labels = one_step(k)
             if cuda:
                 torch.cuda.synchronize()
             seconds += time.perf_counter() - started
+            cpu_seconds += time.process_time() - cpu_started
         tokens += n
         peaks.append((torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else rss.above_base_gib)
     # the cross-entropy feature the loop computed before: one more log-softmax over N x V
@@ -135,6 +136,7 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
         tmp.cleanup()
     return {"teacher_outputs": source, "device": device, "batch": batch, "steps": steps,
             "tokens_per_s": round(tokens / seconds, 1), "seconds_per_step": round(seconds / steps, 3),
+            "cpu_seconds_per_step": round(cpu_seconds / steps, 3),
             "peak_step_memory_gib": round(max(peaks), 3), "separate_ce_pass_s": round(old_ce_s, 4),
             "memory": "cuda max_memory_allocated above the step's start" if cuda else "CPU RSS above the step's start"}
 

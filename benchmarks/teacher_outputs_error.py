@@ -49,13 +49,17 @@ def measures(student_logits, teacher_logp, mask) -> dict[str, torch.Tensor]:
     return {k: v[mask].double() for k, v in values.items()}
 
 
+def sig(x) -> float:
+    return float(f"{float(x):.3g}")
+
+
 def compare(exact: dict, approx: dict) -> dict:
     rows = {}
     for name, e in exact.items():
         a = approx[name]
-        rows[name] = {"exact": round(float(e.mean()), 5), "cache": round(float(a.mean()), 5),
-                      "rel_err_of_mean": round(float((a.mean() - e.mean()).abs() / e.mean().abs().clamp_min(1e-12)), 5),
-                      "mean_abs_err": round(float((a - e).abs().mean()), 6)}
+        rows[name] = {"exact": sig(e.mean()), "cache": sig(a.mean()),
+                      "rel_err_of_mean": sig((a.mean() - e.mean()).abs() / e.mean().abs().clamp_min(1e-12)),
+                      "mean_abs_err": sig((a - e).abs().mean())}
     return rows
 
 
