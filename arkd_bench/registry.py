@@ -3,6 +3,8 @@ what and accept only subclasses of the kind's base class."""
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,21 +31,46 @@ class Entry:
         return (self.factory.__doc__ or "").strip().splitlines()[0] if self.factory.__doc__ else ""
 
     def options_schema(self) -> dict[str, dict[str, Any]]:
-        """Option name -> {type, default, description}, for `arkd-bench plugins`."""
+        """Option name -> {type, choices, default, required, description} from the Options model,
+        as `arkd-bench plugins` shows it."""
         model = self.options_model
         if model is None:
             return {}
-        out = {}
-        for field_name, field in model.model_fields.items():
-            annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
-            default = None if field.is_required() else field.get_default(call_default_factory=True)
-            out[field_name] = {
-                "type": annotation.replace("typing.", ""),
-                "default": default,
-                "required": field.is_required(),
-                "description": field.description or "",
-            }
-        return out
+        found = {}
+        for name, field in model.model_fields.items():
+            required = field.is_required()
+            found[name] = {"type": type_text(field.annotation), "choices": choices(field.annotation),
+                           "default": None if required else field.get_default(call_default_factory=True),
+                           "required": required, "description": field.description or ""}
+        return found
+
+
+def type_text(annotation: Any) -> str:
+    """A field's full type as written in Python: `Literal['a', 'b'] | None`, `list[float]`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is type(None):
+        return "None"
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_text(a) for a in args)
+    if origin is typing.Annotated:
+        return type_text(args[0])
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join('...' if a is Ellipsis else type_text(a) for a in args)}]" if args else name
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def choices(annotation: Any) -> list | None:
+    """The values a Literal field (also inside `| None`) accepts, else None."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return list(args)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        found = [c for a in args if (c := choices(a)) is not None]
+        return [v for c in found for v in c] if found else None
+    return None
 
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:

@@ -2,58 +2,15 @@ from __future__ import annotations
 
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from arkd_bench.cli.common import err, out
+from arkd_bench.registry import choices, type_text  # noqa: F401 - re-exported for callers
 
 FORMATS = ("table", "text", "json")
-
-
-def type_text(annotation: Any) -> str:
-    """A field's full type as written in Python: `Literal['a', 'b'] | None`, `list[float]`."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is type(None):
-        return "None"
-    if origin is typing.Literal:
-        return f"Literal[{', '.join(repr(a) for a in args)}]"
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(type_text(a) for a in args)
-    if origin is typing.Annotated:
-        return type_text(args[0])
-    if origin is not None:
-        name = getattr(origin, "__name__", str(origin))
-        return f"{name}[{', '.join('...' if a is Ellipsis else type_text(a) for a in args)}]" if args else name
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def choices(annotation: Any) -> list | None:
-    """The values a Literal field (also inside `| None`) accepts, else None."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        return list(args)
-    if origin in (typing.Union, types.UnionType, typing.Annotated):
-        found = [c for a in args if (c := choices(a)) is not None]
-        return [v for c in found for v in c] if found else None
-    return None
-
-
-def options_of(entry) -> dict[str, dict[str, Any]]:
-    """Option name -> {type, choices, default, required, description} from the plugin's Options model."""
-    model = entry.options_model
-    if model is None:
-        return {}
-    found = {}
-    for name, field in model.model_fields.items():
-        required = field.is_required()
-        found[name] = {"type": type_text(field.annotation), "choices": choices(field.annotation),
-                       "default": None if required else field.get_default(call_default_factory=True),
-                       "required": required, "description": field.description or ""}
-    return found
 
 
 def option_text(name: str, option: dict[str, Any]) -> str:
@@ -81,7 +38,7 @@ def plugins(
         raise typer.Exit(1)
     loaded = load_plugins(plugins_dirs=plugins_dir or [])
     entries = [{"name": e.name, "kind": e.kind, "origin": e.origin, "description": e.doc,
-                "options": options_of(e)} for e in loaded.entries()]
+                "options": e.options_schema()} for e in loaded.entries()]
     for failure in loaded.failures:
         err.print(f"warning: {failure}", markup=False)
     if format == "json":
