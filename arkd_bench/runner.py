@@ -350,6 +350,9 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         check_vocabularies(teacher, student, cell.teacher, cell.student)
         method = next(m for m in recipe.methods if m.name == cell.method)
         policy, items, teacher_outputs, built = ctx.training_sequences(cell.dataset, cell.teacher, method)
+        # an approximate teacher (top-k) is never used silently: every cell records what it had
+        extra["teacher_outputs"] = ("online" if teacher_outputs is None
+                                    else getattr(teacher_outputs, "description", type(teacher_outputs).__name__))
         distiller = Distiller(student=student, teacher=teacher, tokenizer=tokenizer,
                               train_items=items, teacher_outputs=teacher_outputs, data_policy=policy,
                               method=method, train=recipe.train, plugins=ctx.loaded.plugins, seed=cell.seed,

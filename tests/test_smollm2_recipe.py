@@ -60,3 +60,6 @@ def test_reduced_real_model_recipe_runs_end_to_end(tmp_path):
     assert json.loads((out / "cache.json").read_text())["teacher_passes"] == 1  # one disk cache, shared
     generations = [json.loads(line) for line in next(out.rglob("generations.jsonl")).read_text().splitlines()]
     assert generations[0]["prompt"].startswith("<|im_start|>system\nYou are a concise assistant.")
+    provenance = [json.loads(p.read_text()) for p in out.rglob("provenance.json")]
+    assert {p["teacher_outputs"] for p in provenance if "teacher_outputs" in p} == {
+        "disk (float16 log-probs, exact up to rounding)"}

@@ -38,6 +38,7 @@ class TeacherOutputs:
     """Full-vocabulary teacher logits per training item (float32, unpadded)."""
 
     rows: list = field(default_factory=list)
+    description = "memory (float32 logits, exact)"
 
     @classmethod
     def compute(cls, teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 32,
@@ -124,6 +125,7 @@ class StoredTeacherOutputs:
         import numpy as np
 
         self.folder, self.kind, self.vocab_size = folder, kind, vocab_size
+        self.description = "disk (float16 log-probs, exact up to rounding)"
         index = json.loads((folder / "index.json").read_text())
         self.starts, self.positions = index["starts"], index["positions"]
         rows = index["rows"]
@@ -131,6 +133,7 @@ class StoredTeacherOutputs:
             self.logp = np.memmap(folder / "logp.f16", dtype=np.float16, mode="r", shape=(rows, vocab_size))
         else:
             self.k = index["k"]
+            self.description = f"topk (k={self.k}, APPROXIMATE: the rest of the mass spread evenly)"
             self.values = np.memmap(folder / "topk_logp.f32", dtype=np.float32, mode="r", shape=(rows, self.k))
             self.indices = np.memmap(folder / "topk_ids.i32", dtype=np.int32, mode="r", shape=(rows, self.k))
 

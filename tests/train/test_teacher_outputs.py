@@ -63,6 +63,7 @@ def test_topk_keeps_the_top_entries_exactly_and_the_rest_of_the_mass(setup, tmp_
     assert torch.equal(approx.gather(-1, top.indices), top.values)
     torch.testing.assert_close(approx.exp().sum(-1), torch.ones(approx.shape[0]))
     assert not torch.allclose(approx, exact)  # an approximation: the tail is flattened
+    assert "APPROXIMATE" in stored.description and "exact" in memory.description
 
 
 def test_topk_with_the_whole_vocabulary_is_exact():
