@@ -65,3 +65,17 @@ def test_a_missing_distribution_or_file_is_a_clear_error():
         locate_gguf(SPEC.model_copy(update={"distribution": "no-such-dist"}))
     with pytest.raises(PretrainedError, match="its GGUF files: \\['SmolLM2-135M-Instruct.Q4_1.gguf'\\]"):
         locate_gguf(SPEC.model_copy(update={"gguf_file": "other.gguf"}))
+
+
+def test_a_gguf_in_a_local_folder_is_the_same_cache_entry(tmp_path):
+    from arkd_bench.train.pretrained import gguf_key
+
+    shipped = locate_gguf(SPEC)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / shipped.name).symlink_to(shipped)
+    by_folder = ModelSpec(name="local", path="models", gguf_file=shipped.name)
+    found = locate_gguf(by_folder, base_dir=tmp_path)  # relative to the recipe's folder
+    assert found == tmp_path / "models" / shipped.name
+    assert gguf_key(found) == gguf_key(shipped)  # keyed by content, not by where the file lies
+    with pytest.raises(PretrainedError, match="no file 'other.gguf'"):
+        locate_gguf(by_folder.model_copy(update={"gguf_file": "other.gguf"}), base_dir=tmp_path)
