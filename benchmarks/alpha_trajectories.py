@@ -1,0 +1,59 @@
+"""Where each adaptive method's FKL weight went in a run: mean alpha per seed over windows
+of training steps, read from the cells' train_log.jsonl.
+
+    python benchmarks/alpha_trajectories.py runs/alpha-sweep
+
+For `arkd` the policy's mean alpha (`strategy/alpha_expected`) is reported beside the
+sampled one; for the others the batch-mean FKL weight (`weight/<first FKL term>`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+WINDOWS = ((0, 50), (50, 100), (100, 150), (150, 200))
+
+
+def series(log: list[dict], key: str) -> dict[int, float]:
+    return {r["step"]: r[key] for r in log if key in r and "selected" not in r}
+
+
+def window_means(values: dict[int, float], total: int) -> list[float | None]:
+    out = []
+    for lo, hi in WINDOWS:
+        lo, hi = lo * total // 200, hi * total // 200
+        picked = [v for s, v in values.items() if lo <= s < hi]
+        out.append(sum(picked) / len(picked) if picked else None)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rundir")
+    args = parser.parse_args()
+    run = Path(args.rundir)
+    results = json.loads((run / "results.json").read_text())
+    rows = defaultdict(list)
+    for cell in results["cells"]:
+        if cell["kind"] != "distill" or cell["status"] != "done":
+            continue
+        log_path = run / "cells" / cell["id"] / "train_log.jsonl"
+        log = [json.loads(line) for line in log_path.read_text().splitlines()]
+        keys = ["strategy/alpha_expected", "strategy/alpha"] if "strategy/alpha_expected" in log[-1] else []
+        keys += [k for k in log[0] if k.startswith("weight/")][:1]
+        total = max(r["step"] for r in log if "step" in r) + 1
+        for key in keys:
+            rows[(cell["method"], key)].append((cell["seed"], window_means(series(log, key), total)))
+    header = "| method | quantity | seed | " + " | ".join(f"steps {lo}-{hi - 1}" for lo, hi in WINDOWS) + " |"
+    print(header)
+    print("|---|---|---|" + "---|" * len(WINDOWS))
+    for (method, key), per_seed in sorted(rows.items()):
+        for seed, means in sorted(per_seed):
+            cells = " | ".join("-" if m is None else f"{m:.3f}" for m in means)
+            print(f"| {method} | {key} | {seed} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
