@@ -43,22 +43,11 @@ class TeacherOutputs:
     @classmethod
     def compute(cls, teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 32,
                 device=None) -> TeacherOutputs:
-        import torch
-
-        from arkd_bench.data.collate import collate_for_training
-
         rows: list = [None] * len(items)
-        # Similar lengths together: less padding, fewer wasted FLOPs.
-        order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
-        teacher.eval()
-        with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                chunk = order[start:start + batch_size]
-                batch = collate_for_training([items[i] for i in chunk], pad_token_id)
-                logits = teacher(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device)).logits.float().cpu()
-                for row, i in enumerate(chunk):
-                    rows[i] = logits[row, : len(items[i]["input_ids"])].clone()
+        for chunk, logits in teacher_batches(teacher, items, pad_token_id, batch_size, device):
+            logits = logits.float().cpu()
+            for row, i in enumerate(chunk):
+                rows[i] = logits[row, : len(items[i]["input_ids"])].clone()
         return cls(rows)
 
     def batch(self, indices, width: int, device=None):
@@ -92,6 +81,17 @@ def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_s
     """Yield (item index, float32 teacher log-probs at its response positions [R, V])."""
     import torch
 
+    for chunk, logits in teacher_batches(teacher, items, pad_token_id, batch_size, device):
+        for row, i in enumerate(chunk):
+            at = torch.tensor(response_positions(items[i]), dtype=torch.long, device=logits.device)
+            yield i, torch.log_softmax(logits[row, at].float(), -1).cpu()
+
+
+def teacher_batches(teacher, items: Sequence[dict], pad_token_id: int, batch_size: int, device=None):
+    """Yield (item indices, teacher logits of their right-padded batch), in eval mode without
+    gradient; items of similar length go together (less padding, fewer wasted FLOPs)."""
+    import torch
+
     from arkd_bench.data.collate import collate_for_training
 
     order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
@@ -100,11 +100,8 @@ def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_s
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = collate_for_training([items[i] for i in chunk], pad_token_id)
-            logits = teacher(input_ids=batch["input_ids"].to(device),
-                             attention_mask=batch["attention_mask"].to(device)).logits
-            for row, i in enumerate(chunk):
-                at = torch.tensor(response_positions(items[i]), dtype=torch.long, device=logits.device)
-                yield i, torch.log_softmax(logits[row, at].float(), -1).cpu()
+            yield chunk, teacher(input_ids=batch["input_ids"].to(device),
+                                 attention_mask=batch["attention_mask"].to(device)).logits
 
 
 class StoredTeacherOutputs:
