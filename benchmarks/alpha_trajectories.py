@@ -4,7 +4,8 @@ of training steps, read from the cells' train_log.jsonl.
     python benchmarks/alpha_trajectories.py runs/alpha-sweep
 
 For `arkd` the policy's mean alpha (`strategy/alpha_expected`) is reported beside the
-sampled one; for the others the batch-mean FKL weight (`weight/<first FKL term>`).
+sampled one; for the others the batch-mean weight of the first term (`weight/<label>`).
+Methods whose weights never change (fixed mixes) are left out.
 """
 from __future__ import annotations
 
@@ -34,18 +35,21 @@ def main() -> None:
     parser.add_argument("rundir")
     args = parser.parse_args()
     run = Path(args.rundir)
-    results = json.loads((run / "results.json").read_text())
     rows = defaultdict(list)
-    for cell in results["cells"]:
-        if cell["kind"] != "distill" or cell["status"] != "done":
+    for folder in sorted((run / "cells").iterdir()):
+        cell = json.loads((folder / "cell.json").read_text())
+        status = json.loads((folder / "status.json").read_text())
+        log_path = folder / "train_log.jsonl"
+        if status.get("status") != "done" or not log_path.is_file():
             continue
-        log_path = run / "cells" / cell["id"] / "train_log.jsonl"
         log = [json.loads(line) for line in log_path.read_text().splitlines()]
         keys = ["strategy/alpha_expected", "strategy/alpha"] if "strategy/alpha_expected" in log[-1] else []
         keys += [k for k in log[0] if k.startswith("weight/")][:1]
         total = max(r["step"] for r in log if "step" in r) + 1
         for key in keys:
-            rows[(cell["method"], key)].append((cell["seed"], window_means(series(log, key), total)))
+            values = series(log, key)
+            if len(set(values.values())) > 1:  # a fixed mix has nothing to show
+                rows[(cell["method"], key)].append((cell["seed"], window_means(values, total)))
     header = "| method | quantity | seed | " + " | ".join(f"steps {lo}-{hi - 1}" for lo, hi in WINDOWS) + " |"
     print(header)
     print("|---|---|---|" + "---|" * len(WINDOWS))
