@@ -1,8 +1,8 @@
 """recipes/longtail.yaml: FKL's mode covering against RKL's mode seeking, checked end to end.
 
-The whole recipe (4 methods x 2 seeds, minutes) runs under `-m slow`. The default suite runs
-a reduced variant of the same recipe: one seed, FKL and RKL only, fewer prompts and steps,
-with the recipe's own checks on those two methods.
+The whole recipe (4 methods x 2 seeds, minutes) and a reduced variant of it (one seed, FKL
+and RKL only, fewer prompts and steps, with the recipe's own checks on those two methods) run
+under `-m slow`; the default suite checks the reduced recipe's shape.
 """
 import copy
 import json
@@ -51,6 +51,8 @@ def test_recipe_is_valid_and_checks_fkl_against_rkl():
     assert len(reduced(yaml.safe_load(RECIPE.read_text()))["checks"]) == 5
 
 
+# 1-4 minutes on 2 cores: the longtail metrics have fast tests of their own (tests/evaluate)
+@pytest.mark.slow
 def test_reduced_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread):
     output, results = run_and_check(tmp_path, reduced(yaml.safe_load(RECIPE.read_text())))
     assert "5 checks: 5 passed, 0 failed" in output

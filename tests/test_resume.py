@@ -45,6 +45,8 @@ def leaderboard(out: Path):
                   for r in results["leaderboard"])
 
 
+# 1-2 minutes on 2 cores; a signal stop and a corrupted cell are resumed in the default suite
+@pytest.mark.slow
 def test_sigkill_then_rerun_keeps_finished_cells_and_matches_uninterrupted(tmp_path):
     env = {**os.environ, "ARKD_BENCH_NO_AUTOLOAD": "1"}
     recipe = write_recipe(tmp_path / "recipe")
