@@ -48,7 +48,7 @@ def _image(title: str, draw, caption: str = "") -> str:
 
 
 # Logged keys drawn with the weights: the sampled alpha and the policy's mean alpha (ARKD).
-ALPHA_KEYS = ("strategy/alpha", "strategy/alpha_mean")
+ALPHA_KEYS = ("strategy/alpha", "strategy/alpha_expected")
 
 
 def _is_weight_key(key: str) -> bool:

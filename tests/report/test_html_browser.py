@@ -26,7 +26,7 @@ def test_rendered_merged_report_names_each_teacher_student_and_alpha(tmp_path):
     lines = page["text"].splitlines()
     assert ("bars: teacher [t-small], teacher [t-large], sft [t-small -> s-small], sft [t-large -> s-large], "
             "arkd [t-small -> s-small]") in lines
-    assert "arkd [t-small -> s-small]: strategy/alpha, strategy/alpha_mean, weight/fkl, weight/rkl" in lines
+    assert "arkd [t-small -> s-small]: strategy/alpha, strategy/alpha_expected, weight/fkl, weight/rkl" in lines
     table = [l.split("\t") for l in lines if "\t" in l]
     assert table[0][:4] == ["rank (rougeL)", "method", "teacher", "student"]
     assert [r[:4] for r in table[1:]] == [["-", "teacher", "t-small", "-"], ["-", "teacher", "t-large", "-"],

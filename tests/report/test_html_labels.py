@@ -24,7 +24,7 @@ def merged_results():
                "primary_metric": "rougeL", "metric_info": {"rougeL": {"higher_is_better": True}}, "eval_settings": []}
     add_ranks(results)
     log = [{"step": s, "loss": 1.0 / s, "weight/fkl": 0.3 + 0.01 * s, "weight/rkl": 0.7 - 0.01 * s,
-            "strategy/alpha": 0.3 + 0.01 * s, "strategy/alpha_mean": 0.5} for s in range(1, 11)]
+            "strategy/alpha": 0.3 + 0.01 * s, "strategy/alpha_expected": 0.5} for s in range(1, 11)]
     return results, {"c1": log}
 
 
@@ -37,7 +37,7 @@ def test_baseline_bars_and_panels_carry_their_teacher_and_student():
     text = text_of(html)
     assert "bars: teacher [t-small], teacher [t-large], sft [t-small -&gt; s-small], " \
            "sft [t-large -&gt; s-large], arkd [t-small -&gt; s-small]" in text
-    assert "arkd [t-small -&gt; s-small]: strategy/alpha, strategy/alpha_mean, weight/fkl, weight/rkl" in text
+    assert "arkd [t-small -&gt; s-small]: strategy/alpha, strategy/alpha_expected, weight/fkl, weight/rkl" in text
 
 
 def test_a_line_drawn_over_another_stays_visible(monkeypatch):
@@ -57,7 +57,7 @@ def test_a_line_drawn_over_another_stays_visible(monkeypatch):
                              unit_range=True)
     assert png.startswith(b"\x89PNG")
     styles = {k["label"]: (k["linestyle"], k["linewidth"], k["marker"]) for k in recorded}
-    assert set(styles) == {"weight/fkl", "weight/rkl", "strategy/alpha", "strategy/alpha_mean"}
+    assert set(styles) == {"weight/fkl", "weight/rkl", "strategy/alpha", "strategy/alpha_expected"}
     assert len(set(styles.values())) == 4  # no two keys share dash, width and marker
     # the later-drawn alpha is thinner than weight/fkl under it, so both show
     assert styles["strategy/alpha"][1] < styles["weight/fkl"][1]
@@ -70,3 +70,14 @@ def test_the_png_of_the_weights_is_embedded():
     from matplotlib.image import imread
 
     assert imread(io.BytesIO(base64.b64decode(images[1])), format="png").shape[0] > 100
+
+
+def test_the_alpha_keys_plotted_are_the_ones_arkd_logs():
+    from arkd_bench.report.html import ALPHA_KEYS
+    from arkd_bench.testing import fake_features
+    from arkd_bench.weighting import ArkdWeighting
+
+    strategy = ArkdWeighting()
+    strategy.weights(fake_features())
+    logged = {f"strategy/{key}" for key in strategy.log_scalars()}
+    assert set(ALPHA_KEYS) <= logged
