@@ -292,7 +292,7 @@ def _bounds(collected: Collected, spec, row: dict) -> CheckResult:
                              f"(logged: {', '.join(sorted(seen)) or 'nothing; only distilled methods log weights'})")
             return result
         low, high = min(values), max(values)
-        result.numbers = f"min {low:.4g}, max {high:.4g} over {len(values)} logged steps ({seeds} seeds)"
+        result.numbers = f"min {low:.4g}, max {high:.4g} over {len(values)} logged steps ({seeds} seed{'' if seeds == 1 else 's'})"
     else:
         mean = _metric_mean(row, spec.metric)
         if mean is None:
@@ -300,7 +300,7 @@ def _bounds(collected: Collected, spec, row: dict) -> CheckResult:
             return result
         low = high = mean
         stat = row["metrics"][spec.metric]
-        result.numbers = f"mean {mean:.2f} ± {stat['std']:.2f} over {stat['n']} seeds"
+        result.numbers = f"mean {mean:.2f} ± {stat['std']:.2f} over {stat['n']} seed{'' if stat['n'] == 1 else 's'}"
     reasons = []
     if math.isnan(low) or math.isnan(high):
         reasons.append("value is NaN")
