@@ -27,3 +27,11 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A tiny byte-level BPE trained here (arkd_bench.testing.tiny_tokenizer), one per module."""
+    from arkd_bench.testing import tiny_tokenizer
+
+    return tiny_tokenizer()

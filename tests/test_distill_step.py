@@ -8,18 +8,13 @@ import torch
 from arkd_bench.data.base import Example
 from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(torch_single_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 def examples(n: int) -> list[Example]:

@@ -13,18 +13,13 @@ from arkd_bench.data_policy import GroundTruth, OnPolicy, Replay, TeacherGenerat
 from arkd_bench.data_policy.session import DataSession, SequenceSource
 from arkd_bench.evaluate.generate import GenerationSettings, generate_ids
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
 
 
 @pytest.fixture(autouse=True)
 def _one_thread(torch_single_thread):
     yield
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 def items_of(tokenizer, n: int = 24, max_length: int = 64):

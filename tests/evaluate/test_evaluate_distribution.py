@@ -9,15 +9,10 @@ from arkd_bench.evaluate.distribution import DISTRIBUTION_METRICS, TFHeadMass, T
 from arkd_bench.evaluate.evaluate_model import evaluate_model, score_models
 from arkd_bench.evaluate.generate import GenerationSettings
 from arkd_bench.evaluate.metrics import BUILTIN_METRICS
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 
 NAMES = ("tf_fkl", "tf_rkl", "tf_tvd", "tf_head_mass", "tf_tail_coverage")
 EXAMPLES = [Example(t.split(" ")[0] + " " + t.split(" ")[1], (" ".join(t.split(" ")[2:]),)) for t in SAMPLE_TEXTS]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,6 @@ class IdsTokenizer:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def model(tokenizer):
     return tiny_gpt2(tokenizer, n_layer=2, n_embd=32, seed=0)
 
