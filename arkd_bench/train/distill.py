@@ -248,14 +248,16 @@ class Distiller:
             if acc.num_processes > 1:  # each process summed its share of the step's tokens
                 loss, term_losses = _sum_across_processes(acc, loss, term_losses)
             weights, features = micro[-1].weights, micro[-1].features
-            probe_before = self._criteria([probe]) if probe is not None else None
-            batch_before = self._criteria(micro_batches) if "batch_after" in requests else None
+            def measured() -> TrialResult:
+                """The criteria the strategy asked for: probe batch and/or this step's batches."""
+                return TrialResult(probe=self._criteria([probe]) if probe is not None else None,
+                                   batch=self._criteria(micro_batches) if "batch_after" in requests else None)
+
+            before = measured()
             if term_grads is not None:
                 trial = TrialUpdate(term_grads, optimizer, clip)
                 chosen = self.strategy.before_update(
-                    lambda w: trial.run(w, lambda: TrialResult(
-                        probe=self._criteria([probe]) if probe is not None else None,
-                        batch=self._criteria(micro_batches) if "batch_after" in requests else None)))
+                    lambda w: trial.run(w, measured))
                 if chosen is not None:
                     weights = torch.as_tensor(chosen, dtype=torch.float32)
                     term_grads.install(term_grads.combined(weights.tolist()))
@@ -269,12 +271,11 @@ class Distiller:
             optimizer.zero_grad(set_to_none=True)
             if data is not None:
                 data.after_step(step)
+            after = measured()
             self.strategy.observe(Feedback(
                 step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
-                probe_before=probe_before,
-                probe_after=self._criteria([probe]) if probe is not None else None,
-                batch_before=batch_before,
-                batch_after=self._criteria(micro_batches) if "batch_after" in requests else None,
+                probe_before=before.probe, probe_after=after.probe,
+                batch_before=before.batch, batch_after=after.batch,
                 rouge_probe=rouge_probe,
             ))
             dev = None
