@@ -79,3 +79,25 @@ def test_a_gguf_in_a_local_folder_is_the_same_cache_entry(tmp_path):
     assert gguf_key(found) == gguf_key(shipped)  # keyed by content, not by where the file lies
     with pytest.raises(PretrainedError, match="no file 'other.gguf'"):
         locate_gguf(by_folder.model_copy(update={"gguf_file": "other.gguf"}), base_dir=tmp_path)
+
+
+def test_a_gguf_in_a_hub_repo_is_found_in_the_hub_cache_offline(tmp_path, monkeypatch):
+    """The hub route with no network: a repo already in the hub's cache (the layout the hub
+    client writes on download) resolves to its snapshot file; a repo not there is a clear error."""
+    import huggingface_hub.constants
+
+    shipped = locate_gguf(SPEC)
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someorg--smollm2-gguf"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / shipped.name).symlink_to(shipped)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    by_repo = ModelSpec(name="hub", path="someorg/smollm2-gguf", gguf_file=shipped.name)
+    found = locate_gguf(by_repo)
+    assert found == repo / "snapshots" / commit / shipped.name and found.resolve() == shipped.resolve()
+    with pytest.raises(PretrainedError, match="'someorg/other' is neither a local folder nor a hub repo"):
+        locate_gguf(by_repo.model_copy(update={"path": "someorg/other"}))
