@@ -454,6 +454,7 @@ def run_recipe(
     """Run every cell not already finished in `out`; never touch finished cells."""
     from accelerate import Accelerator, DataLoaderConfiguration
 
+    from arkd_bench.evaluate.teacher_forced import frozen_models
     from arkd_bench.report.write import write_run_reports
 
     recipe = loaded.recipe
@@ -486,7 +487,8 @@ def run_recipe(
         root = cache_dir or (loaded.base_dir / recipe.cache_dir if recipe.cache_dir else default_cache_dir())
         ctx = RunContext(loaded, ArtifactCache(root, accelerator, say=say), accelerator, say)
         summary = RunSummary(out=rundir.path, main=main)
-        with stop_on_signals():
+        # teachers are never trained in a run, so their test-set passes are shared by every cell
+        with stop_on_signals(), frozen_models():
             _run_cells(cells, ctx, rundir, summary, progress, say)
         accelerator.wait_for_everyone()
         if not main:

@@ -126,27 +126,47 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
 
     limit = min(tf.length_limit(student, max_length), tf.length_limit(teacher, max_length))
     items = tf.encode_pairs(tokenizer, [(e.prompt, e.references[0]) for e in examples], limit)
+    teacher_rows = _teacher_rows(teacher, tokenizer, items, batch_size)
     terms = {"tf_fkl": FKL(), "tf_rkl": RKL(), "tf_tvd": TVD()}
     out: dict[str, list[float]] = {name: [] for name in (*terms, "tf_head_mass", "tf_tail_coverage")}
-    with tf.eval_mode(student, teacher), torch.inference_mode():
-        for _, batch in tf.batches(items, batch_size, tf.pad_id(tokenizer)):
+    with tf.eval_mode(student), torch.inference_mode():
+        for (_, batch), t_rows in zip(tf.batches(items, batch_size, tf.pad_id(tokenizer)), teacher_rows):
             s_logits, _, mask = tf.next_token_logits(student, batch)
-            t_logits = tf.next_token_logits(teacher, batch)[0].to(s_logits.device)
-            values = divergence_pass(student_logits=s_logits, teacher_logits=t_logits, mask=mask,
-                                     terms=terms, mu=mu).values  # [3, B, T], 0 where masked
+            s_rows, t_rows = s_logits[mask], t_rows.to(s_logits.device)  # the response tokens only
+            values = divergence_pass(student_logits=s_rows, teacher_logits=t_rows, terms=terms,
+                                     mu=mu).values  # [3, rows]
+            head_q, covered, tail_p = _head_tail(t_rows, s_rows, mu)
+            example = mask.nonzero()[:, 0]  # the batch row of each scored token
+            per_example = torch.zeros(6, mask.shape[0], dtype=torch.float64, device=mask.device)
+            per_example.index_add_(1, example, torch.cat([values, torch.stack([head_q, covered, tail_p])]).double())
             tokens = mask.sum(1).clamp_min(1).double()
             for k, name in enumerate(terms):
                 scale = 1.0 if name != "tf_tvd" else 100.0
-                out[name] += (scale * values[k].double().sum(1) / tokens).tolist()
-            head_q, covered, tail_p = _head_tail(t_logits[mask], s_logits[mask], mu)
-            example = mask.nonzero()[:, 0]  # the batch row of each scored token
-            per_example = torch.zeros(3, mask.shape[0], dtype=torch.float64, device=mask.device)
-            per_example.index_add_(1, example, torch.stack([head_q, covered, tail_p]).double())
-            out["tf_head_mass"] += (100.0 * per_example[0] / tokens).tolist()
-            coverage = torch.where(per_example[2] > 0, per_example[1] / per_example[2].clamp_min(1e-300),
-                                   torch.ones_like(per_example[2]))
+                out[name] += (scale * per_example[k] / tokens).tolist()
+            out["tf_head_mass"] += (100.0 * per_example[3] / tokens).tolist()
+            coverage = torch.where(per_example[5] > 0, per_example[4] / per_example[5].clamp_min(1e-300),
+                                   torch.ones_like(per_example[5]))
             out["tf_tail_coverage"] += (100.0 * coverage).tolist()
     return out
+
+
+def _teacher_rows(teacher, tokenizer, items, batch_size) -> list:
+    """Per batch, the teacher's logits at the response tokens [rows, V]: computed once per run
+    for a teacher that a run never trains (`teacher_forced.frozen_models`), since every cell of
+    the grid scores its student against the same teacher on the same pairs."""
+    import torch
+
+    def build():
+        rows = []
+        with tf.eval_mode(teacher), torch.inference_mode():
+            for _, batch in tf.batches(items, batch_size, tf.pad_id(tokenizer)):
+                logits, _, mask = tf.next_token_logits(teacher, batch)
+                rows.append(logits[mask])
+        return rows
+
+    encoded = tuple((tuple(item["input_ids"]), tuple(item["labels"])) for item in items)
+    return tf.frozen((teacher, tokenizer), ("teacher_rows", batch_size, encoded), build,
+                     size=lambda rows: sum(r.numel() * r.element_size() for r in rows))
 
 
 def _head_tail(t_logits, s_logits, mu: float, chunk: int = 256):

@@ -10,6 +10,12 @@ model metrics, so e.g. tf_fkl and tf_rkl cost one teacher and one student pass
 between them. Outside the block nothing is kept, so a model trained further
 between two calls is never scored from stale results.
 
+`frozen_models()` is the longer scope for models that never change while it is open (a run's
+teachers): `frozen(objects, params, build)` keeps a result across every cell of the grid, so
+the teacher's teacher-forced logits on the test set are computed once per run, not once per
+cell. It holds the keyed objects themselves (never bare ids, which a freed object's successor
+could reuse) and keeps nothing larger than its byte budget: a bigger result is rebuilt on use.
+
 Torch is imported inside the functions: metric modules stay cheap to import.
 """
 from __future__ import annotations
@@ -19,6 +25,8 @@ from contextlib import contextmanager
 from typing import Any
 
 _memo: list[dict] = []  # a stack: the innermost open `shared_passes()` block
+_frozen: list[_FrozenStore] = []  # a stack: the innermost open `frozen_models()` block
+FROZEN_BYTES = 1 << 30  # what `frozen_models()` may keep, by default
 
 
 @contextmanager
@@ -39,6 +47,42 @@ def memo(key: tuple, build: Callable[[], Any]) -> Any:
     if key not in store:
         store[key] = build()
     return store[key]
+
+
+class _FrozenStore:
+    def __init__(self, budget: int) -> None:
+        self.budget, self.used = budget, 0
+        self.entries: list[tuple[tuple, tuple, Any]] = []  # (objects, params, result)
+
+    def get(self, objects: tuple, params: tuple, build: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+        for held, held_params, result in self.entries:
+            if held_params == params and len(held) == len(objects) and all(a is b for a, b in zip(held, objects)):
+                return result
+        result = build()
+        nbytes = size(result)
+        if self.used + nbytes <= self.budget:
+            self.entries.append((objects, params, result))
+            self.used += nbytes
+        return result
+
+
+@contextmanager
+def frozen_models(budget: int = FROZEN_BYTES) -> Iterator[None]:
+    """Within the block, `frozen` keeps results about models that do not change (up to `budget`
+    bytes); the caller promises that no model passed to `frozen` is trained inside it."""
+    _frozen.append(_FrozenStore(budget))
+    try:
+        yield
+    finally:
+        _frozen.pop()
+
+
+def frozen(objects: tuple, params: tuple, build: Callable[[], Any], size: Callable[[Any], int]) -> Any:
+    """`build()`, kept for the innermost `frozen_models()` block under the identity of `objects`
+    and the value of `params`; outside any block, built every time."""
+    if not _frozen:
+        return build()
+    return _frozen[-1].get(objects, params, build, size)
 
 
 def encode_pairs(tokenizer, pairs: Sequence[tuple[str, str]], max_length: int) -> list[dict[str, list[int]]]:

@@ -1,4 +1,6 @@
 """Teacher-forced distribution metrics against a plain one-example-at-a-time computation."""
+import copy
+
 import pytest
 import torch
 
@@ -87,11 +89,11 @@ def test_one_forward_pass_per_model_is_shared_by_all_five(student, teacher, toke
              for name, m in (("s", student), ("t", teacher))]
     try:
         score_models(student, teacher, tokenizer, EXAMPLES, [BUILTIN_METRICS[n](batch_size=8) for n in NAMES])
-        assert calls == ["s", "t"]
+        assert sorted(calls) == ["s", "t"]
         calls.clear()
         for name in NAMES:  # outside shared_passes nothing is kept: each call runs its own pass
             BUILTIN_METRICS[name](batch_size=8).score_models(student, teacher, tokenizer, EXAMPLES)
-        assert calls == ["s", "t"] * len(NAMES)
+        assert sorted(calls) == sorted(["s", "t"] * len(NAMES))
     finally:
         for h in hooks:
             h.remove()
@@ -129,3 +131,32 @@ def test_generation_seeds_are_recorded_only_when_sampling(student, tokenizer):
     sampled = evaluate_model(student, tokenizer, EXAMPLES, rouge,
                              GenerationSettings(do_sample=True, seeds=[3, 4], max_new_tokens=2)).settings
     assert sampled["generation"]["seeds"] == [3, 4] and sampled["seeds_used"] == [3, 4]
+
+
+def test_a_frozen_teacher_is_passed_once_for_every_student(student, teacher, tokenizer):
+    """Within `frozen_models()` (a run's scope) the teacher's rows are computed once and reused
+    for any student, with the same scores as without; a budget too small to keep them, or
+    different pairs, means a fresh pass."""
+    other = copy.deepcopy(student)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    metrics = [BUILTIN_METRICS[n](batch_size=8) for n in NAMES]
+    expected = [score_models(m, teacher, tokenizer, EXAMPLES, metrics) for m in (student, other)]
+    calls = []
+    hook = teacher.register_forward_hook(lambda *args: calls.append("t"))
+    try:
+        with teacher_forced.frozen_models():
+            got = [score_models(m, teacher, tokenizer, list(EXAMPLES), metrics) for m in (student, other)]
+            assert len(calls) == 1  # one batch of 8, once for both students (and a fresh list of examples)
+            score_models(student, teacher, tokenizer, EXAMPLES[:2], metrics)
+            assert len(calls) == 2  # other pairs: their own pass
+        with teacher_forced.frozen_models(budget=0):
+            for m in (student, other):
+                score_models(m, teacher, tokenizer, EXAMPLES, metrics)
+            assert len(calls) == 4
+    finally:
+        hook.remove()
+    assert got == expected
+    assert expected[0] != expected[1]
+    assert not teacher_forced._frozen
