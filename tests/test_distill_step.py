@@ -134,12 +134,40 @@ def test_lookahead_takes_the_candidate_whose_trial_is_best(tokenizer, builtin_pl
     d = make_distiller(tokenizer, builtin_plugins, steps=3, log_every=1, lr=0.02,
                        weighting={"name": "lookahead", "options": {"candidates": [0.0, 0.5, 1.0]}},
                        probe=TrainingDataset(examples(40)[32:], tokenizer, 96).items)
+    measure = d._criteria
+    measured = []
+    d._criteria = lambda batches: measured.append(len(batches)) or measure(batches)
     outcome = d.run()
     assert d.trial_updates == 3 * 3
+    assert len(measured) == 3 * 3  # the probe is measured for the trials only, not before and after
     for record in outcome.log:
         assert record["strategy/alpha"] in (0.0, 0.5, 1.0)
         assert record["weight/fkl"] == record["strategy/alpha"]
         assert record["strategy/criterion_spread"] > 0
+
+
+def test_the_probe_is_measured_once_a_step_and_before_reuses_the_last_after(tokenizer, builtin_plugins):
+    """probe_before(t) is probe_after(t-1): nothing changes the weights in between. A fresh
+    measurement at step t's pre-update weights (taken inside `weights`, which runs before the
+    update) gives the same values, so reusing it loses nothing; the run measures steps + 1 times."""
+    probe_items = TrainingDataset(examples(40)[32:], tokenizer, 96).items
+    d = make_distiller(tokenizer, builtin_plugins, steps=4, dropout=0.2, lr=0.02,
+                       weighting={"name": "arkd", "options": {"update_every": 1, "warmup_steps": 1}},
+                       probe=probe_items)
+    probe = batch_of(tokenizer, probe_items)
+    with torch.no_grad():
+        probe["teacher_logits"] = d.teacher(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
+    calls, fresh, feedback = [], [], []
+    measure = d._criteria
+    d._criteria = lambda batches: calls.append(1) or measure(batches)
+    weights, observe = d.strategy.weights, d.strategy.observe
+    d.strategy.weights = lambda features: fresh.append(measure([probe])) or weights(features)
+    d.strategy.observe = lambda fb: feedback.append(fb) or observe(fb)
+    d.run()
+    assert len(calls) == 4 + 1
+    assert [fb.probe_before for fb in feedback] == fresh
+    assert all(feedback[t].probe_before == feedback[t - 1].probe_after for t in range(1, 4))
+    assert all(fb.probe_before != fb.probe_after for fb in feedback)  # every update moved the probe
 
 
 def test_paired_reward_runs_in_the_loop_and_is_logged_only_when_measured(tokenizer, builtin_plugins):

@@ -231,6 +231,7 @@ class Distiller:
         best = _BestStudent() if train.select_best else None
         batches = forever(loader)
         self.student.train()
+        probe_after = None
         for step in range(train.steps):
             micro_batches = [next(batches) for _ in range(train.grad_accum)]
             if data is not None:  # an online data policy decides what each micro-batch holds
@@ -248,12 +249,19 @@ class Distiller:
             if acc.num_processes > 1:  # each process summed its share of the step's tokens
                 loss, term_losses = _sum_across_processes(acc, loss, term_losses)
             weights, features = micro[-1].weights, micro[-1].features
-            def measured() -> TrialResult:
-                """The criteria the strategy asked for: probe batch and/or this step's batches."""
-                return TrialResult(probe=self._criteria([probe]) if probe is not None else None,
+            def measured(probe_now=None) -> TrialResult:
+                """The criteria the strategy asked for: probe batch and/or this step's batches
+                (`probe_now`: the probe's criteria at the current weights, when already known)."""
+                if probe is not None and probe_now is None:
+                    probe_now = self._criteria([probe])
+                return TrialResult(probe=probe_now,
                                    batch=self._criteria(micro_batches) if "batch_after" in requests else None)
 
-            before = measured()
+            observed = measured if self.strategy.observes_criteria else (lambda probe_now=None: TrialResult())
+            # Nothing changes the weights between the last step's "after" and this step's
+            # "before" (trials restore them exactly), and eval mode is deterministic: the probe
+            # is not measured twice at the same weights.
+            before = observed(probe_after)
             if term_grads is not None:
                 trial = TrialUpdate(term_grads, optimizer, clip)
                 chosen = self.strategy.before_update(
@@ -271,7 +279,8 @@ class Distiller:
             optimizer.zero_grad(set_to_none=True)
             if data is not None:
                 data.after_step(step)
-            after = measured()
+            after = observed()
+            probe_after = after.probe
             self.strategy.observe(Feedback(
                 step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
                 probe_before=before.probe, probe_after=after.probe,

@@ -82,6 +82,9 @@ class WeightingStrategy:
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Subset of FEEDBACK_REQUESTS the loop must compute for `observe`.
     feedback_requests: ClassVar[frozenset[str]] = frozenset()
+    # False when the requested criteria serve only the trial updates of `before_update`: the
+    # loop then skips measuring them before and after the real update (two forwards a step).
+    observes_criteria: ClassVar[bool] = True
 
     def __init__(self, terms: Sequence[str] = ("fkl", "rkl"), *,
                  directions: Sequence[str | None] | None = None, **options: Any) -> None:

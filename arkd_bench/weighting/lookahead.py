@@ -46,6 +46,7 @@ class LookaheadWeighting(FklRklStrategy):
 
     name = "lookahead"
     Options = LookaheadOptions
+    observes_criteria = False  # it learns nothing from the real update: only its trials count
 
     def __init__(self, terms=("fkl", "rkl"), **options) -> None:
         super().__init__(terms, **options)
