@@ -11,6 +11,8 @@ Peak memory per step: on CUDA `max_memory_allocated` above the memory held befor
 CPU the process's resident set sampled every millisecond, above its level before the step (an
 estimate: the allocator may keep freed pages). Also timed: the cross-entropy feature as the loop
 used to compute it (a second log-softmax over N x V) against the fused pass's label log-probs.
+The third row applies the student's LM head inside the pass (`train.fused_head`): its N x V
+logits and their gradient never exist.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import torch
 from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
-from arkd_bench.divergences import FKL, RKL, divergence_pass
+from arkd_bench.divergences import FKL, RKL, LinearHead, divergence_pass
 from arkd_bench.recipe.schema import DeriveSpec, ModelSpec
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 from arkd_bench.train.derive import derive_student
@@ -76,7 +78,7 @@ def load(device: str, dtype=torch.float32):
 
 
 def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: str, device: str,
-              autocast_dtype=None) -> dict:
+              autocast_dtype=None, fused_head: bool = False) -> dict:
     data = apply_prompt_format(StdlibSource(template=TEMPLATE).load(), tokenizer, "chat", SYSTEM)
     items = TrainingDataset(data.train[: batch * (steps + 1)], tokenizer, 96).items
     batches = [items[i * batch:(i + 1) * batch] for i in range(steps + 1)]
@@ -92,6 +94,8 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
     autocast = torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype or torch.float32,
                               enabled=autocast_dtype is not None)
 
+    head = LinearHead(student.lm_head.weight, student.lm_head.bias) if fused_head else None
+
     def one_step(k: int):
         b = collate_for_training(batches[k], tokenizer.pad_token_id)
         b = {key: v.to(device) for key, v in b.items()}
@@ -102,11 +106,14 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
             with torch.no_grad(), autocast:
                 t = teacher(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
         with autocast:
-            s = student(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            if fused_head:  # hidden states; the pass applies the head a chunk at a time
+                s = student.base_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+            else:
+                s = student(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
         labels = b["labels"][:, 1:]
         mask = labels != -100
         out = divergence_pass(student_logits=s[:, :-1], teacher_logits=t[:, :-1], mask=mask, terms=terms,
-                              chunk_size=16, target_ids=labels)
+                              chunk_size=16, target_ids=labels, lm_head=head)
         ((out.values.sum(0) * mask).sum() / mask.sum()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -129,15 +136,18 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
         tokens += n
         peaks.append((torch.cuda.max_memory_allocated() - base) / 2**30 if cuda else rss.above_base_gib)
     # the cross-entropy feature the loop computed before: one more log-softmax over N x V
-    started = time.perf_counter()
-    torch.nn.functional.cross_entropy(s_logits[:, :-1].float().transpose(1, 2), labels.clamp_min(0), reduction="none")
-    old_ce_s = time.perf_counter() - started
+    old_ce_s = None
+    if not fused_head:
+        started = time.perf_counter()
+        torch.nn.functional.cross_entropy(s_logits[:, :-1].float().transpose(1, 2), labels.clamp_min(0),
+                                          reduction="none")
+        old_ce_s = round(time.perf_counter() - started, 4)
     if tmp is not None:
         tmp.cleanup()
-    return {"teacher_outputs": source, "device": device, "batch": batch, "steps": steps,
+    return {"teacher_outputs": source, "fused_head": fused_head, "device": device, "batch": batch, "steps": steps,
             "tokens_per_s": round(tokens / seconds, 1), "seconds_per_step": round(seconds / steps, 3),
             "cpu_seconds_per_step": round(cpu_seconds / steps, 3),
-            "peak_step_memory_gib": round(max(peaks), 3), "separate_ce_pass_s": round(old_ce_s, 4),
+            "peak_step_memory_gib": round(max(peaks), 3), "separate_ce_pass_s": old_ce_s,
             "memory": "cuda max_memory_allocated above the step's start" if cuda else "CPU RSS above the step's start"}
 
 
@@ -150,9 +160,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tokenizer, teacher, student = load(args.device)
-    for source in ("online", "disk"):
+    for source, fused_head in (("online", False), ("disk", False), ("disk", True)):
         print(json.dumps(real_step(tokenizer, teacher, student, batch=args.batch, steps=args.steps,
-                                   source=source, device=args.device)), flush=True)
+                                   source=source, device=args.device, fused_head=fused_head)), flush=True)
 
 
 if __name__ == "__main__":

@@ -188,3 +188,42 @@ def test_trial_strategies_need_per_batch_weights(tokenizer, builtin_plugins):
     batch = batch_of(tokenizer, d.dataset.items[:4])
     with pytest.raises(ValueError, match="one weight per term and batch"):
         d._micro_step(batch, 0, d._step_tokens([batch]), TermGradients(d.student.parameters(), 2))
+
+
+@pytest.mark.parametrize("weighting", [None, {"name": "greedy"}, {"name": "arkd", "options": {"update_every": 1}}])
+def test_the_head_inside_the_pass_trains_like_dense_logits(tokenizer, builtin_plugins, weighting):
+    """train.fused_head: the student's logits are never materialised, and it is the same
+    training: one micro-step gives the same gradients (GPT-2 ties its head to the embedding, so
+    the head's gradient joins the embedding's), and a run logs the same losses, weights and
+    features at every step."""
+    probe = TrainingDataset(examples(40)[32:], tokenizer, 96).items
+    grads, logs = [], []
+    for fused in (False, True):
+        d = make_distiller(tokenizer, builtin_plugins, steps=3, log_every=1, lr=0.02, weighting=weighting,
+                           probe=probe, fused_head=fused)
+        assert (d.lm_head is not None) == fused
+        batch = batch_of(tokenizer, d.dataset.items[:8])
+        d.student.zero_grad()
+        d._micro_step(batch, 0, d._step_tokens([batch]))
+        grads.append(_grads(d.student))
+        d.student.zero_grad()
+        logs.append(d.run().log)
+    for name, g in grads[0].items():
+        scale = float(g.abs().max())
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    assert len(logs[0]) == len(logs[1]) == 3
+    for a, b in zip(*logs):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
+
+
+def test_the_head_inside_the_pass_refuses_what_it_cannot_do(tokenizer, builtin_plugins):
+    from arkd_bench.train.distill import student_head
+
+    with pytest.raises(ValueError, match="fused_head needs temperature 1"):
+        TrainSpec.model_validate({"fused_head": True, "temperature": 2.0})
+    d = make_distiller(tokenizer, builtin_plugins)
+    d.student.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="plain linear LM head .* final_logit_softcapping"):
+        student_head(d.student, d.accelerator)

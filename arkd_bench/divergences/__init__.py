@@ -14,11 +14,12 @@ from .features import StepFeatures
 
 if TYPE_CHECKING:
     from .akl import akl_gaps
-    from .fused import DivergenceOutput, divergence_pass
+    from .fused import DivergenceOutput, LinearHead, divergence_pass
 
 # Modules that need torch as soon as they are imported (an autograd Function, tensor
 # constants): loaded on first use, so registering the divergence classes stays torch-free.
-_ON_FIRST_USE = {"akl_gaps": ".akl", "DivergenceOutput": ".fused", "divergence_pass": ".fused"}
+_ON_FIRST_USE = {"akl_gaps": ".akl", "DivergenceOutput": ".fused", "LinearHead": ".fused",
+                 "divergence_pass": ".fused"}
 
 
 def __getattr__(name: str) -> Any:
@@ -41,6 +42,7 @@ __all__ = [
     "DivergenceOutput",
     "FKL",
     "JSD",
+    "LinearHead",
     "RKL",
     "SkewFKL",
     "SkewRKL",

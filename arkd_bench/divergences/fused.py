@@ -47,6 +47,7 @@ def divergence_pass(
     temperature: float = 1.0,
     chunk_size: int = 64,
     target_ids: Tensor | None = None,
+    lm_head: LinearHead | None = None,
 ) -> DivergenceOutput:
     """Compute every term of an objective and the step features in one chunked pass.
 
@@ -58,6 +59,11 @@ def divergence_pass(
 
     ``target_ids`` (token-shaped label ids): also return the student's log-prob of each label, read from the
     pass's own log-softmax (at ``temperature``), so a cross-entropy needs no second pass over N x V.
+
+    ``lm_head``: ``student_logits`` are then the student's last hidden states ``[..., H]`` and the
+    pass applies the LM head to one chunk of rows at a time, in forward and again in backward,
+    so the student's ``N x V`` logits and their gradient never exist (gradients flow to the
+    hidden states and the head's parameters).
     """
     labels = list(terms)
     divs = list(terms.values())
@@ -71,6 +77,7 @@ def divergence_pass(
     values, feats, token_mask = run_pass(
         student_logits, teacher_logits, mask, divs,
         temperature=temperature, chunk_size=chunk_size, mu=mu, head=head, with_features=True, labels=target_ids,
+        lm_head=lm_head,
     )
     label_logp = None
     if target_ids is not None:  # the pass appended it as one more feature row
@@ -98,15 +105,20 @@ def run_pass(
     head: str = "paper",
     with_features: bool,
     labels: Tensor | None = None,
+    lm_head: LinearHead | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Values ``[T, N]``, features ``[F, N]`` (empty unless asked; with ``labels`` one more row,
-    the student's label log-probs) and the token mask."""
-    if student_logits.shape != teacher_logits.shape:
+    the student's label log-probs) and the token mask. With ``lm_head``, ``student_logits`` are
+    hidden states and the head is applied chunk by chunk."""
+    student_vocab = student_logits.shape if lm_head is None else (*student_logits.shape[:-1], lm_head.vocab_size)
+    if tuple(student_vocab) != tuple(teacher_logits.shape):
         raise ValueError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"student and teacher logits differ in shape: {tuple(student_vocab)} vs "
             f"{tuple(teacher_logits.shape)} (vocabularies must agree)"
         )
-    if student_logits.ndim < 1 or student_logits.shape[-1] == 0:
+    if lm_head is not None and student_logits.shape[-1] != lm_head.weight.shape[1]:
+        raise ValueError(f"hidden size {student_logits.shape[-1]} != the LM head's input size {lm_head.weight.shape[1]}")
+    if student_logits.ndim < 1 or student_vocab[-1] == 0:
         raise ValueError("logits need a non-empty vocabulary axis")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -131,8 +143,24 @@ def run_pass(
         dtype=torch.promote_types(student_logits.dtype, torch.float32),
         labels=None if labels is None else labels.reshape(-1).to(student_logits.device).clamp_min(0),
     )
-    values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
+    if lm_head is None:
+        values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
+    else:
+        values, feats = _FusedLinearPass.apply(student_logits, lm_head.weight, lm_head.bias,
+                                               teacher_logits.detach(), plan)
     return values, feats, token_mask
+
+
+@dataclass
+class LinearHead:
+    """A plain linear LM head, ``logits = hidden @ weight.T + bias`` (weight ``[V, H]``)."""
+
+    weight: Tensor
+    bias: Tensor | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.weight.shape[0]
 
 
 class _Rows:
@@ -252,29 +280,75 @@ def _features(chunk: Chunk, mu: float, s_max: Tensor) -> Tensor:
     )
 
 
+def _forward_chunks(plan: _Plan, student_chunk, teacher: Tensor, n_rows: int, like: Tensor):
+    """Values, features, row log-normalisers and per-chunk finiteness; ``student_chunk(sel,
+    scratch)`` gives the student logits of a chunk of rows."""
+    values = like.new_zeros((len(plan.divs), n_rows), dtype=plan.dtype)
+    n_feats = (len(StepFeatures.COMPUTED) if plan.with_features else 0) + (plan.labels is not None)
+    feats = like.new_zeros((n_feats, n_rows), dtype=plan.dtype)
+    log_norms = like.new_zeros((2, n_rows), dtype=plan.dtype)
+    t_rows = _Rows(teacher)
+    scratch = Scratch(like.device)
+    finite = []  # per chunk, so backward need not scan for -inf again
+    for sel in plan.selections():
+        t_in = plan.take(t_rows, sel, scratch, "t.in")
+        s_in = student_chunk(sel, scratch)
+        t_logp, p, log_norms[0, sel], _ = plan.softmax(t_in, scratch, "t")
+        s_logp, q, log_norms[1, sel], s_max = plan.softmax(s_in, scratch, "s")
+        chunk = Chunk(t_logp, s_logp, p=p, q=q, scratch=scratch)
+        finite.append(chunk.finite)
+        values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
+        if plan.with_features:
+            feats[: len(StepFeatures.COMPUTED), sel] = _features(chunk, plan.mu, s_max)
+        if plan.labels is not None:
+            feats[-1, sel] = s_logp.gather(1, plan.labels[sel].unsqueeze(1)).squeeze(1)
+    return values, feats, log_norms, finite
+
+
+def _logit_grad_chunks(plan: _Plan, student_chunk, teacher: Tensor, grad_values: Tensor, log_norms: Tensor,
+                       finite: list, target):
+    """Per chunk of rows: ``(sel, student logits, gradient w.r.t. them)``, or ``(sel, None, None)``
+    when no term has weight there. ``target(sel)`` may give the tensor to write the gradient
+    into (a view of the caller's gradient), else a scratch buffer is used."""
+    t_rows = _Rows(teacher)
+    scratch = Scratch(grad_values.device)
+    for sel, fin in zip(plan.selections(), finite):
+        weights = grad_values[:, sel].to(plan.dtype)
+        active = [i for i in range(len(plan.divs)) if bool(weights[i].any())]
+        if not active:
+            yield sel, None, None
+            continue
+        t_in = plan.take(t_rows, sel, scratch, "t.in")
+        s_in = student_chunk(sel, scratch)
+        chunk = Chunk(
+            plan.log_probs(t_in, log_norms[0, sel], scratch, "t.logp"),
+            plan.log_probs(s_in, log_norms[1, sel], scratch, "s.logp"),
+            finite=fin,
+            scratch=scratch,
+        )
+        out = target(sel)
+        if out is None:
+            out = scratch.get("grad", *chunk.s_logp.shape, plan.dtype)
+        for k, i in enumerate(active):
+            term_grad, w = plan.divs[i].chunk_grad(chunk), weights[i].unsqueeze(1)
+            if k == 0:
+                torch.mul(term_grad, w, out=out)
+            else:
+                out.addcmul_(term_grad, w)
+        # through the softmax: dz_j = (G_j - q_j * sum_k G_k) / T
+        out.addcmul_(chunk.q, out.sum(-1, keepdim=True), value=-1.0)
+        if plan.temperature != 1.0:
+            out.div_(plan.temperature)
+        yield sel, s_in, out
+
+
 class _FusedPass(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, plan: _Plan):
-        n_rows = student.shape[:-1].numel()
-        values = student.new_zeros((len(plan.divs), n_rows), dtype=plan.dtype)
-        n_feats = (len(StepFeatures.COMPUTED) if plan.with_features else 0) + (plan.labels is not None)
-        feats = student.new_zeros((n_feats, n_rows), dtype=plan.dtype)
-        log_norms = student.new_zeros((2, n_rows), dtype=plan.dtype)
-        s_rows, t_rows = _Rows(student), _Rows(teacher)
-        scratch = Scratch(student.device)
-        finite = []  # per chunk, so backward need not scan for -inf again
-        for sel in plan.selections():
-            t_in = plan.take(t_rows, sel, scratch, "t.in")
-            s_in = plan.take(s_rows, sel, scratch, "s.in")
-            t_logp, p, log_norms[0, sel], _ = plan.softmax(t_in, scratch, "t")
-            s_logp, q, log_norms[1, sel], s_max = plan.softmax(s_in, scratch, "s")
-            chunk = Chunk(t_logp, s_logp, p=p, q=q, scratch=scratch)
-            finite.append(chunk.finite)
-            values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
-            if plan.with_features:
-                feats[: len(StepFeatures.COMPUTED), sel] = _features(chunk, plan.mu, s_max)
-            if plan.labels is not None:
-                feats[-1, sel] = s_logp.gather(1, plan.labels[sel].unsqueeze(1)).squeeze(1)
+        s_rows = _Rows(student)
+        values, feats, log_norms, finite = _forward_chunks(
+            plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"), teacher,
+            student.shape[:-1].numel(), student)
         ctx.save_for_backward(student, teacher, log_norms)
         ctx.plan, ctx.finite = plan, finite
         ctx.mark_non_differentiable(feats)
@@ -285,8 +359,7 @@ class _FusedPass(torch.autograd.Function):
     def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
         student, teacher, log_norms = ctx.saved_tensors
         plan: _Plan = ctx.plan
-        s_rows, t_rows = _Rows(student), _Rows(teacher)
-        scratch = Scratch(student.device)
+        s_rows = _Rows(student)
         # every row is written below; only masked rows need zeros (skips a pass over N x V)
         grad = torch.empty(student.shape, dtype=student.dtype, device=student.device)
         rows = grad.view(-1, grad.shape[-1])
@@ -294,36 +367,58 @@ class _FusedPass(torch.autograd.Function):
             unmasked = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
             unmasked[plan.rows] = True
             rows[~unmasked] = 0
+        # accumulate straight into the gradient rows when they are a same-dtype view
         in_place = rows.dtype == plan.dtype
-        for sel, finite in zip(plan.selections(), ctx.finite):
-            weights = grad_values[:, sel].to(plan.dtype)
-            active = [i for i in range(len(plan.divs)) if bool(weights[i].any())]
-            if not active:
+        target = lambda sel: rows[sel] if in_place and isinstance(sel, slice) else None  # noqa: E731
+        for sel, _, out in _logit_grad_chunks(plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"),
+                                              teacher, grad_values, log_norms, ctx.finite, target):
+            if out is None:
                 rows[sel] = 0
-                continue
-            t_in = plan.take(t_rows, sel, scratch, "t.in")
-            s_in = plan.take(s_rows, sel, scratch, "s.in")
-            chunk = Chunk(
-                plan.log_probs(t_in, log_norms[0, sel], scratch, "t.logp"),
-                plan.log_probs(s_in, log_norms[1, sel], scratch, "s.logp"),
-                finite=finite,
-                scratch=scratch,
-            )
-            # accumulate straight into the gradient rows when they are a same-dtype view
-            if in_place and isinstance(sel, slice):
-                out = rows[sel]
-            else:
-                out = scratch.get("grad", *chunk.s_logp.shape, plan.dtype)
-            for k, i in enumerate(active):
-                term_grad, w = plan.divs[i].chunk_grad(chunk), weights[i].unsqueeze(1)
-                if k == 0:
-                    torch.mul(term_grad, w, out=out)
-                else:
-                    out.addcmul_(term_grad, w)
-            # through the softmax: dz_j = (G_j - q_j * sum_k G_k) / T
-            out.addcmul_(chunk.q, out.sum(-1, keepdim=True), value=-1.0)
-            if plan.temperature != 1.0:
-                out.div_(plan.temperature)
-            if not (in_place and isinstance(sel, slice)):
+            elif not (in_place and isinstance(sel, slice)):
                 rows[sel] = out
         return grad, None, None
+
+
+class _FusedLinearPass(torch.autograd.Function):
+    """The fused pass with the LM head inside: a chunk's logits are ``hidden[rows] @ W.T + b``,
+    computed in forward and again in backward, never kept."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, teacher: Tensor, plan: _Plan):
+        flat = hidden.reshape(-1, hidden.shape[-1])
+
+        def student_chunk(sel, scratch):
+            return _head(flat[sel], weight, bias)
+
+        values, feats, log_norms, finite = _forward_chunks(plan, student_chunk, teacher,
+                                                           flat.shape[0], hidden)
+        ctx.save_for_backward(hidden, weight, bias, teacher, log_norms)
+        ctx.plan, ctx.finite = plan, finite
+        ctx.mark_non_differentiable(feats)
+        return values, feats
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
+        hidden, weight, bias, teacher, log_norms = ctx.saved_tensors
+        plan: _Plan = ctx.plan
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        grad_hidden = torch.zeros_like(flat)
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
+        chunks = _logit_grad_chunks(plan, lambda sel, scratch: _head(flat[sel], weight, bias), teacher,
+                                    grad_values, log_norms, ctx.finite, target=lambda sel: None)
+        for sel, _, out in chunks:
+            if out is None:
+                continue
+            g = out.to(weight.dtype)
+            grad_hidden[sel] = g @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(g.t(), flat[sel])
+            if grad_bias is not None:
+                grad_bias += g.sum(0)
+        return grad_hidden.view(hidden.shape), grad_weight, grad_bias, None, None
+
+
+def _head(rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())

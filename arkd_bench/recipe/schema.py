@@ -163,6 +163,9 @@ class TrainSpec(Strict):
     chunk_size: int | None = Field(None, ge=1, description="token rows per divergence chunk; "
                                    "default: about 512k logits per chunk (16 rows at a 50k vocabulary)")
     log_every: int = Field(10, ge=1, description="a train_log.jsonl line every N steps (and at the last)")
+    fused_head: bool = Field(False, description="apply the student's LM head inside the divergence pass, chunk by "
+                             "chunk, so its N x V logits and their gradient never exist (a plain linear head, one "
+                             "process, temperature 1)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
@@ -191,6 +194,13 @@ class TrainSpec(Strict):
         if unused:
             raise ValueError(f"tracker_options for {', '.join(unused)}, which log_with does not list "
                              f"(log_with: {list(self.log_with)})")
+        return self
+
+    @model_validator(mode="after")
+    def _fused_head_at_temperature_one(self):
+        if self.fused_head and self.temperature != 1.0:
+            raise ValueError(f"fused_head needs temperature 1 (the cross-entropy feature is read from the "
+                             f"pass's own log-probs), got temperature {self.temperature}")
         return self
 
     @model_validator(mode="after")

@@ -50,6 +50,28 @@ def weighted_token_loss(values, weights):
     return (weights * values).sum(0)
 
 
+def student_head(student, accelerator):
+    """The student's LM head as a `LinearHead`, for `train.fused_head`; a clear error where the
+    head is more than a linear map or where several processes would need DDP's own forward."""
+    import torch
+
+    from arkd_bench.divergences import LinearHead
+
+    if accelerator.num_processes > 1:
+        raise ValueError("train.fused_head runs in a single process only (the pass reads the student's hidden "
+                         "states past DDP's forward); set fused_head: false for multi-process runs")
+    model = accelerator.unwrap_model(student)
+    head = model.get_output_embeddings()
+    config = model.config
+    extra = [k for k in ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
+             if getattr(config, k, None) not in (None, 1, 1.0)]
+    if type(head) is not torch.nn.Linear or extra or model.base_model is model:
+        raise ValueError(f"train.fused_head needs a plain linear LM head on a base model; "
+                         f"{type(model).__name__} has {type(head).__name__}"
+                         + (f" and {', '.join(extra)} in its config" if extra else ""))
+    return LinearHead(head.weight, head.bias)
+
+
 def response_tokens(batch) -> int:
     """Tokens that carry loss in a training batch (next-token targets that are not ignored)."""
     return int((batch["labels"][:, 1:] != -100).sum())
@@ -96,6 +118,7 @@ class Distiller:
         self.online_teacher_batches = 0
         self.trial_updates = 0  # hypothetical updates measured for the strategy (before_update)
         self.teacher_seconds = 0.0  # time spent in online teacher forwards
+        self.lm_head = student_head(student, accelerator) if train.fused_head else None
 
     def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None):
         from arkd_bench.divergences import divergence_pass
@@ -104,16 +127,21 @@ class Distiller:
         mu = getattr(self.strategy, "akl_mu", None)
         head = getattr(self.strategy, "akl_head", "paper") if mu is not None else "paper"
         mu = self.train.mu if mu is None else mu  # official mu may be 0
-        chunk = self.train.chunk_size or chunk_rows(model_logits.shape[-1])
+        chunk = self.train.chunk_size or chunk_rows(teacher_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
                                terms=terms, mu=mu, head=head, temperature=self.train.temperature, chunk_size=chunk,
-                               target_ids=target_ids)
+                               target_ids=target_ids, lm_head=self.lm_head)
 
     def _logits(self, batch):
+        """(student, teacher, labels) at the next-token positions; the student's side is its
+        logits, or with `train.fused_head` its last hidden states (the pass applies the head)."""
         import torch
 
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        student_logits = self.student(**inputs).logits
+        if self.lm_head is None:
+            student_logits = self.student(**inputs).logits
+        else:
+            student_logits = self.accelerator.unwrap_model(self.student).base_model(**inputs).last_hidden_state
         if "teacher_logits" in batch:
             teacher_logits = batch["teacher_logits"]
         elif self.teacher_outputs is not None and "index" in batch:
