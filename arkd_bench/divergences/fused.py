@@ -342,17 +342,22 @@ def _logit_grad_chunks(plan: _Plan, student_chunk, teacher: Tensor, grad_values:
         yield sel, s_in, out
 
 
+def _forward(ctx, plan: _Plan, student_chunk, teacher: Tensor, n_rows: int, like: Tensor, saved: tuple):
+    """An autograd Function's forward: the chunks' values and features; saves ``saved`` plus the
+    row log-normalisers for backward."""
+    values, feats, log_norms, finite = _forward_chunks(plan, student_chunk, teacher, n_rows, like)
+    ctx.save_for_backward(*saved, log_norms)
+    ctx.plan, ctx.finite = plan, finite
+    ctx.mark_non_differentiable(feats)
+    return values, feats
+
+
 class _FusedPass(torch.autograd.Function):
     @staticmethod
     def forward(ctx, student: Tensor, teacher: Tensor, plan: _Plan):
         s_rows = _Rows(student)
-        values, feats, log_norms, finite = _forward_chunks(
-            plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"), teacher,
-            student.shape[:-1].numel(), student)
-        ctx.save_for_backward(student, teacher, log_norms)
-        ctx.plan, ctx.finite = plan, finite
-        ctx.mark_non_differentiable(feats)
-        return values, feats
+        return _forward(ctx, plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"), teacher,
+                        student.shape[:-1].numel(), student, saved=(student, teacher))
 
     @staticmethod
     @once_differentiable
@@ -390,12 +395,8 @@ class _FusedLinearPass(torch.autograd.Function):
         def student_chunk(sel, scratch):
             return _head(flat[sel], weight, bias)
 
-        values, feats, log_norms, finite = _forward_chunks(plan, student_chunk, teacher,
-                                                           flat.shape[0], hidden)
-        ctx.save_for_backward(hidden, weight, bias, teacher, log_norms)
-        ctx.plan, ctx.finite = plan, finite
-        ctx.mark_non_differentiable(feats)
-        return values, feats
+        return _forward(ctx, plan, student_chunk, teacher, flat.shape[0], hidden,
+                        saved=(hidden, weight, bias, teacher))
 
     @staticmethod
     @once_differentiable
