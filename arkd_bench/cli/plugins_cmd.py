@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from arkd_bench.cli.common import err, out
-from arkd_bench.registry import choices, type_text  # noqa: F401 - re-exported for callers
 
 FORMATS = ("table", "text", "json")
 

@@ -307,8 +307,8 @@ def _forward_chunks(plan: _Plan, student_chunk, teacher: Tensor, n_rows: int, li
 
 def _logit_grad_chunks(plan: _Plan, student_chunk, teacher: Tensor, grad_values: Tensor, log_norms: Tensor,
                        finite: list, target):
-    """Per chunk of rows: ``(sel, student logits, gradient w.r.t. them)``, or ``(sel, None, None)``
-    when no term has weight there. ``target(sel)`` may give the tensor to write the gradient
+    """Per chunk of rows: ``(sel, gradient w.r.t. the student logits)``, or ``(sel, None)`` when
+    no term has weight there. ``target(sel)`` may give the tensor to write the gradient
     into (a view of the caller's gradient), else a scratch buffer is used."""
     t_rows = _Rows(teacher)
     scratch = Scratch(grad_values.device)
@@ -316,7 +316,7 @@ def _logit_grad_chunks(plan: _Plan, student_chunk, teacher: Tensor, grad_values:
         weights = grad_values[:, sel].to(plan.dtype)
         active = [i for i in range(len(plan.divs)) if bool(weights[i].any())]
         if not active:
-            yield sel, None, None
+            yield sel, None
             continue
         t_in = plan.take(t_rows, sel, scratch, "t.in")
         s_in = student_chunk(sel, scratch)
@@ -339,7 +339,7 @@ def _logit_grad_chunks(plan: _Plan, student_chunk, teacher: Tensor, grad_values:
         out.addcmul_(chunk.q, out.sum(-1, keepdim=True), value=-1.0)
         if plan.temperature != 1.0:
             out.div_(plan.temperature)
-        yield sel, s_in, out
+        yield sel, out
 
 
 def _forward(ctx, plan: _Plan, student_chunk, teacher: Tensor, n_rows: int, like: Tensor, saved: tuple):
@@ -373,13 +373,17 @@ class _FusedPass(torch.autograd.Function):
             unmasked[plan.rows] = True
             rows[~unmasked] = 0
         # accumulate straight into the gradient rows when they are a same-dtype view
-        in_place = rows.dtype == plan.dtype
-        target = lambda sel: rows[sel] if in_place and isinstance(sel, slice) else None  # noqa: E731
-        for sel, _, out in _logit_grad_chunks(plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"),
-                                              teacher, grad_values, log_norms, ctx.finite, target):
+        same_dtype = rows.dtype == plan.dtype
+
+        def in_place(sel) -> bool:
+            return same_dtype and isinstance(sel, slice)
+
+        for sel, out in _logit_grad_chunks(plan, lambda sel, scratch: plan.take(s_rows, sel, scratch, "s.in"),
+                                           teacher, grad_values, log_norms, ctx.finite,
+                                           target=lambda sel: rows[sel] if in_place(sel) else None):
             if out is None:
                 rows[sel] = 0
-            elif not (in_place and isinstance(sel, slice)):
+            elif not in_place(sel):
                 rows[sel] = out
         return grad, None, None
 
@@ -391,11 +395,7 @@ class _FusedLinearPass(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, teacher: Tensor, plan: _Plan):
         flat = hidden.reshape(-1, hidden.shape[-1])
-
-        def student_chunk(sel, scratch):
-            return _head(flat[sel], weight, bias)
-
-        return _forward(ctx, plan, student_chunk, teacher, flat.shape[0], hidden,
+        return _forward(ctx, plan, _head_logits(flat, weight, bias), teacher, flat.shape[0], hidden,
                         saved=(hidden, weight, bias, teacher))
 
     @staticmethod
@@ -407,9 +407,9 @@ class _FusedLinearPass(torch.autograd.Function):
         grad_hidden = torch.zeros_like(flat)
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
         grad_bias = torch.zeros_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
-        chunks = _logit_grad_chunks(plan, lambda sel, scratch: _head(flat[sel], weight, bias), teacher,
-                                    grad_values, log_norms, ctx.finite, target=lambda sel: None)
-        for sel, _, out in chunks:
+        chunks = _logit_grad_chunks(plan, _head_logits(flat, weight, bias), teacher, grad_values, log_norms,
+                                    ctx.finite, target=lambda sel: None)
+        for sel, out in chunks:
             if out is None:
                 continue
             g = out.to(weight.dtype)
@@ -421,5 +421,10 @@ class _FusedLinearPass(torch.autograd.Function):
         return grad_hidden.view(hidden.shape), grad_weight, grad_bias, None, None
 
 
-def _head(rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())
+def _head_logits(flat: Tensor, weight: Tensor, bias: Tensor | None):
+    """``student_chunk`` for hidden states ``flat`` ``[N, H]``: a chunk's logits through the head."""
+    def student_chunk(sel, scratch) -> Tensor:
+        rows = flat[sel]
+        return rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())
+
+    return student_chunk
