@@ -113,6 +113,24 @@ def test_shards_partition_the_grid(builtin_plugins):
         shard(cells, 4, 3)
 
 
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_shards_are_balanced_on_small_grids(builtin_plugins, count):
+    """Every shard of a grid with at least `count` cells gets work, and sizes differ by at
+    most one, for grids of 3 to 20 cells (ids hashed modulo n left shards idle)."""
+    recipe = load_recipe(FIXTURES / "tiny.yaml", plugins=builtin_plugins).recipe
+    cells = expand(recipe.model_copy(update={"seeds": list(range(10))}))
+    for size in range(3, 21):
+        if size < count:
+            continue
+        grid = cells[:size]
+        parts = [shard(grid, i, count) for i in range(1, count + 1)]
+        sizes = [len(p) for p in parts]
+        assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1, (size, sizes)
+        assert sorted(c.id for p in parts for c in p) == sorted(c.id for c in grid)
+        # a shard keeps the grid's order (baselines first)
+        assert all([c.id for c in p] == [c.id for c in grid if c in p] for p in parts)
+
+
 def test_checks_may_read_logged_weights_of_a_term(tmp_path, builtin_plugins):
     ok = TINY + "  - {method: mix, metric: weight/rkl, at_least: 0, at_most: 1}\n"
     path = tmp_path / "ok.yaml"

@@ -102,7 +102,13 @@ def _cell(kind, dataset, teacher, student, method, seed, config) -> Cell:
 
 
 def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
-    """Deterministic 1-based shard `index` of `count`, by cell id so every job agrees."""
+    """Deterministic 1-based shard `index` of `count`: the grid's cells sorted by id and dealt
+    round-robin, so every job agrees without talking and every shard of a grid with at least
+    `count` cells gets work (hashing ids modulo `count` left shards of small grids idle).
+    Shared prerequisites (an SFT student, the teacher cache) are built once by whichever
+    shard needs them first; the cache lock makes the others wait for it."""
     if not 1 <= index <= count:
         raise ValueError(f"shard {index}/{count}: index must be between 1 and {count}")
-    return [c for c in cells if int(c.id, 16) % count == index - 1]
+    ordered = sorted(cells, key=lambda c: c.id)
+    mine = {c.id for c in ordered[index - 1::count]}
+    return [c for c in cells if c.id in mine]
