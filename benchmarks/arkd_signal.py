@@ -14,9 +14,21 @@ is measured after it, in eval mode:
 and the paired versions of probe and batch (minus the same reward at alpha = 0.5 from the same
 state and batch). From the table r[checkpoint, batch, alpha] it reports the oracle reward curve
 over alpha, a variance decomposition (alpha, checkpoint, batch within checkpoint, residual), and
-the signal-to-noise ratio of a REINFORCE estimate of d E[r] / d alpha from N samples.
+the signal-to-noise ratio of a REINFORCE estimate of d E[r] / d alpha from N samples. SNR 2 means
+the sign of the estimate is right about 97.7% of the time (Phi(2), for a normal estimate).
 
-    python benchmarks/arkd_signal.py --recipe recipes/alpha-sweep.yaml --out benchmarks/results/arkd_signal.json
+    python benchmarks/arkd_signal.py --seed 0 --out benchmarks/results/arkd_signal.json
+    python benchmarks/arkd_signal.py --seed 1 --out benchmarks/results/arkd_signal_seed1.json
+
+Analysis of stored tables, no training (`--from-json`): the same SNR with three baselines
+subtracted from the reward, the global mean of the table (as above), the mean of the reward's
+own checkpoint, and ARKD's own advantage (the moving average it keeps, with its default decay,
+over the rewards in the order a run sees them; alone and with ARKD's running-rms normalisation
+and clip), from simulated 200-step runs over the table:
+
+    python benchmarks/arkd_signal.py --from-json benchmarks/results/arkd_signal.json \
+        benchmarks/results/arkd_signal_seed1.json --out benchmarks/results/arkd_signal_baselines.json
+    python benchmarks/arkd_signal.py --smoke     # the analysis on the stored seed-0 table, small, for the tests
 """
 from __future__ import annotations
 
@@ -135,17 +147,91 @@ def decompose(r: np.ndarray) -> dict[str, float]:
             (("alpha", alpha), ("checkpoint", step), ("batch", batch), ("residual", residual))}
 
 
-def reinforce_snr(r: np.ndarray, alphas) -> dict[str, float]:
+RUN_STEPS = 200  # a run of the alpha-sweep recipe
+UPDATE_EVERY = 4  # ArkdOptions.update_every: rewards per policy update
+
+
+def reinforce_snr(r: np.ndarray, alphas, baseline: np.ndarray | float | None = None) -> dict[str, float]:
     """One REINFORCE sample: a state and batch drawn at random, alpha drawn uniformly from the
-    grid, g = (r - mean r) * (alpha - mean alpha) / var(alpha), an unbiased estimate of the
-    least-squares slope of E[r] in alpha. SNR of the mean of N samples = sqrt(N) |E g| / sd g."""
+    grid, g = (r - b) * (alpha - mean alpha) / var(alpha), an unbiased estimate of the
+    least-squares slope of E[r] in alpha for any b that does not depend on the sample's alpha
+    (default: b = mean r, the global baseline). SNR of the mean of N independent samples =
+    sqrt(N) |E g| / sd g; N = 4 is one policy update, N = 200 a run's 50 updates pooled."""
     a = np.asarray(alphas, dtype=float)
-    g = (r - r.mean()) * ((a - a.mean()) / a.var())[None, None, :]
+    b = r.mean() if baseline is None else baseline
+    g = (r - b) * ((a - a.mean()) / a.var())[None, None, :]
     mean, sd = g.mean(), g.std()
     snr1 = abs(mean) / sd if sd > 0 else math.inf
     return {"slope": float(mean), "sd": float(sd), "snr_1": float(snr1),
-            "snr_4": float(snr1 * 2), "snr_50": float(snr1 * math.sqrt(50)),
+            "snr_4": float(snr1 * math.sqrt(UPDATE_EVERY)), "snr_200": float(snr1 * math.sqrt(RUN_STEPS)),
             "n_for_snr_2": float(math.inf if snr1 == 0 else (2 / snr1) ** 2)}
+
+
+def arkd_advantages(rewards: np.ndarray, decay: float, normalise: bool) -> np.ndarray:
+    """ARKD's advantage for each reward of a run, rewards [runs, steps] in step order, as
+    ArkdWeighting._advantage computes it (vectorised over runs): z = r - b with b the moving
+    average of the earlier rewards (the first reward only initialises b: z = 0); with
+    `normalise`, z / s clipped to +-5, s the bias-corrected running rms of the earlier z
+    (0 until there is one)."""
+    from arkd_bench.weighting.arkd import _ADV_CLIP, _SCALE_DECAY
+
+    runs, steps = rewards.shape
+    z = np.zeros_like(rewards, dtype=float)
+    b = rewards[:, 0].astype(float)
+    sq, n = np.zeros(runs), 0
+    for t in range(1, steps):
+        adv = rewards[:, t] - b
+        b = decay * b + (1.0 - decay) * rewards[:, t]
+        if not normalise:
+            z[:, t] = adv
+            continue
+        scale = np.sqrt(sq / (1.0 - _SCALE_DECAY**n)) if n else np.zeros(runs)
+        sq = _SCALE_DECAY * sq + (1.0 - _SCALE_DECAY) * adv * adv
+        n += 1
+        z[:, t] = np.where(scale > 0, np.clip(adv / np.where(scale > 0, scale, 1.0), -_ADV_CLIP, _ADV_CLIP), 0.0)
+    return z
+
+
+BASELINES = ("global", "checkpoint", "arkd ema", "arkd ema+norm")
+
+
+def simulated_snr(r: np.ndarray, alphas, runs: int, seed: int = 0, steps: int = RUN_STEPS) -> dict[str, dict]:
+    """SNR of the slope estimate in simulated runs over the stored table r[c, b, a]: a run of
+    `steps` steps spends steps / C consecutive steps at each checkpoint in order; each step
+    draws a batch and an alpha uniformly and gets r[c, b, a]. g = advantage * (alpha - mean
+    alpha) / var(alpha) with the advantage from each baseline in BASELINES. SNR of one reward
+    (all g pooled), of one policy update (the mean of 4 consecutive g) and of a whole run (the
+    mean of its `steps` g), each |mean| / sd over the simulated runs."""
+    from arkd_bench.weighting.arkd import ArkdOptions
+
+    decay = ArkdOptions.model_fields["baseline_decay"].default
+    n_cp, n_b, n_a = r.shape
+    a = np.asarray(alphas, dtype=float)
+    w = (a - a.mean()) / a.var()
+    cp = np.minimum(np.arange(steps) * n_cp // steps, n_cp - 1)
+    rng = np.random.default_rng(seed)
+    bi, ai = rng.integers(n_b, size=(runs, steps)), rng.integers(n_a, size=(runs, steps))
+    rewards = r[cp[None, :], bi, ai]
+    advantages = {
+        "global": rewards - r.mean(),
+        "checkpoint": rewards - r.mean((1, 2))[cp][None, :],
+        "arkd ema": arkd_advantages(rewards, decay, normalise=False),
+        "arkd ema+norm": arkd_advantages(rewards, decay, normalise=True),
+    }
+    out = {}
+    for name, adv in advantages.items():
+        g = adv * w[ai]
+
+        def snr(x: np.ndarray) -> float:
+            return float(abs(x.mean()) / x.std()) if x.std() > 0 else math.inf
+
+        usable = steps - steps % UPDATE_EVERY
+        snr1 = snr(g)
+        out[name] = {"slope_sign": int(np.sign(g.mean())), "snr_1": snr1,
+                     "snr_4": snr(g[:, :usable].reshape(runs, -1, UPDATE_EVERY).mean(2)),
+                     f"snr_{steps}": snr(g.mean(1)),
+                     "n_for_snr_2": float(math.inf if snr1 == 0 else (2 / snr1) ** 2)}
+    return out
 
 
 def summarise(data: dict) -> dict:
@@ -163,6 +249,7 @@ def summarise(data: dict) -> dict:
             "scale": float(r.std()),
             "shares": decompose(r),
             "reinforce": reinforce_snr(r, data["alphas"]),
+            "reinforce_checkpoint_baseline": reinforce_snr(r, data["alphas"], r.mean((1, 2), keepdims=True)),
         }
     return out
 
@@ -177,13 +264,84 @@ def markdown(data: dict, summary: dict) -> str:
     for kind, s in summary.items():
         curve = " | ".join(f"{v:+.2e}" for v in s["oracle_curve"])
         lines.append(f"| {kind} | {curve} | {s['best_alpha_per_checkpoint']} | {s['scale']:.2e} |")
-    lines += ["", "| reward | alpha | checkpoint | batch | residual | slope | SNR (N=1) | SNR (N=4) | SNR (N=50) "
-                  "| N for SNR 2 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Global baseline (b = mean of the table); N = 4 is one policy update, N = 200 the 50 updates "
+                  "of a 200-step run pooled (independent samples).", "",
+              "| reward | alpha | checkpoint | batch | residual | slope | SNR (N=1) | SNR (N=4) | SNR (N=200) "
+              "| N for SNR 2 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, s in summary.items():
-        sh, rf = s["shares"], s["reinforce"]
+        sh, rf = s["shares"], reinforce_snr(reward_array(data, kind), alphas)
         lines.append(f"| {kind} | {sh['alpha']:.1%} | {sh['checkpoint']:.1%} | {sh['batch']:.1%} | "
                      f"{sh['residual']:.1%} | {rf['slope']:+.2e} | {rf['snr_1']:.3f} | {rf['snr_4']:.2f} | "
-                     f"{rf['snr_50']:.2f} | {rf['n_for_snr_2']:.0f} |")
+                     f"{rf['snr_200']:.2f} | {rf['n_for_snr_2']:.0f} |")
+    return "\n".join(lines)
+
+
+PAIRS = (("probe-paired", "probe"), ("batch-paired", "batch"))
+
+
+def analyse(paths: list[str], runs: int, seed: int = 0) -> dict:
+    """Baseline comparison over stored tables (see the module docstring); no training."""
+    from arkd_bench.weighting.arkd import ArkdOptions
+
+    result = {"inputs": list(paths), "simulated_runs": runs, "simulation_seed": seed, "run_steps": RUN_STEPS,
+              "update_every": UPDATE_EVERY, "baseline_decay": ArkdOptions.model_fields["baseline_decay"].default,
+              "tables": {}}
+    for path in paths:
+        data = json.loads(Path(path).read_text())["data"]
+        summary = summarise(data)
+        per_kind = {}
+        for kind in summary:
+            r = reward_array(data, kind)
+            per_kind[kind] = {
+                "exact": {"global": summary[kind]["reinforce"],
+                          "checkpoint": summary[kind]["reinforce_checkpoint_baseline"]},
+                "simulated": simulated_snr(r, data["alphas"], runs, seed),
+            }
+        ratios = {}
+        for kind in ("probe", "batch", "rouge"):
+            if kind in per_kind:
+                ex, sim = per_kind[kind]["exact"], per_kind[kind]["simulated"]
+                ratios[f"{kind}: checkpoint / global"] = ex["checkpoint"]["snr_1"] / ex["global"]["snr_1"]
+                ratios[f"{kind}: arkd ema / global"] = sim["arkd ema"]["snr_1"] / sim["global"]["snr_1"]
+                ratios[f"{kind}: arkd ema+norm / global"] = sim["arkd ema+norm"]["snr_1"] / sim["global"]["snr_1"]
+        for paired, plain in PAIRS:
+            ex_p, ex_u = per_kind[paired]["exact"], per_kind[plain]["exact"]
+            sim_p, sim_u = per_kind[paired]["simulated"], per_kind[plain]["simulated"]
+            ratios[f"{paired} / {plain}: both global"] = ex_p["global"]["snr_1"] / ex_u["global"]["snr_1"]
+            ratios[f"{paired} / {plain}: both checkpoint"] = ex_p["checkpoint"]["snr_1"] / ex_u["checkpoint"]["snr_1"]
+            ratios[f"{paired} / {plain}: both arkd ema"] = sim_p["arkd ema"]["snr_1"] / sim_u["arkd ema"]["snr_1"]
+            ratios[f"{paired} / {plain}: both arkd ema+norm"] = (
+                sim_p["arkd ema+norm"]["snr_1"] / sim_u["arkd ema+norm"]["snr_1"])
+        result["tables"][str(data["seed"])] = {"input": path, "snr": per_kind, "ratios": ratios}
+    return result
+
+
+def analysis_markdown(result: dict) -> str:
+    n = result["run_steps"]
+    lines = [f"Simulated runs: {result['simulated_runs']} of {n} steps each ({n // result['update_every']} policy "
+             f"updates of {result['update_every']} rewards), the state at each stored checkpoint for an equal "
+             f"share of consecutive steps, batch and alpha drawn uniformly; ARKD's baseline decay "
+             f"{result['baseline_decay']}. SNR of the REINFORCE slope estimate: per reward (N=1), of one policy "
+             f"update (the mean of 4 consecutive rewards' estimates), of a whole run (the mean of its {n}); "
+             f"'N for SNR 2' = (2 / SNR(N=1))^2 (independent samples).", "",
+             f"| seed | reward | baseline | sign of slope | SNR (N=1) | SNR (N=4) | SNR (N={n}) | N for SNR 2 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for seed, table in result["tables"].items():
+        for kind, block in table["snr"].items():
+            for name, v in block["simulated"].items():
+                lines.append(f"| {seed} | {kind} | {name} | {v['slope_sign']:+d} | {v['snr_1']:.3f} | "
+                             f"{v['snr_4']:.2f} | {v[f'snr_{n}']:.2f} | {v['n_for_snr_2']:.0f} |")
+    lines += ["", "Exact per-reward SNR (every cell of the table equally likely) with the global and the "
+                  "per-checkpoint baseline, and ratios of per-reward SNRs (exact for global/checkpoint, "
+                  "simulated for ARKD's):", "", "| seed | reward | global | checkpoint |", "|---|---|---|---|"]
+    for seed, table in result["tables"].items():
+        for kind, block in table["snr"].items():
+            ex = block["exact"]
+            lines.append(f"| {seed} | {kind} | {ex['global']['snr_1']:.3f} | {ex['checkpoint']['snr_1']:.3f} |")
+    lines += ["", "| seed | ratio of SNR (N=1) | value |", "|---|---|---|"]
+    for seed, table in result["tables"].items():
+        for name, value in table["ratios"].items():
+            lines.append(f"| {seed} | {name} | {value:.2f} |")
     return "\n".join(lines)
 
 
@@ -194,16 +352,35 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-rouge", action="store_true")
-    parser.add_argument("--out", default="benchmarks/results/arkd_signal.json")
+    parser.add_argument("--out", default=None,
+                        help="JSON output (default benchmarks/results/arkd_signal.json; with --from-json: print only)")
+    parser.add_argument("--from-json", nargs="+", metavar="JSON",
+                        help="analyse stored tables (outputs of this script) instead of measuring")
+    parser.add_argument("--runs", type=int, default=4000, help="--from-json: simulated runs per reward")
+    parser.add_argument("--smoke", action="store_true",
+                        help="--from-json on the stored seed-0 table with 40 simulated runs (for the tests)")
     args = parser.parse_args()
+    if args.smoke:
+        args.from_json = [str(Path(__file__).parent / "results" / "arkd_signal.json")]
+        args.runs = 40
+    if args.from_json:
+        if args.out and any(Path(args.out).resolve() == Path(p).resolve() for p in args.from_json):
+            parser.error("--out must not overwrite an input table")
+        result = analyse(args.from_json, args.runs)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        print(analysis_markdown(result))
+        return
     import torch
 
     torch.set_num_threads(2)
+    out = args.out or "benchmarks/results/arkd_signal.json"
     data = collect(args.recipe, [int(s) for s in args.checkpoints.split(",")], args.batches, args.seed,
                    rouge=not args.no_rouge)
     summary = summarise(data)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"data": data, "summary": summary}, indent=1))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"data": data, "summary": summary}, indent=1))
     print(markdown(data, summary))
 
 
