@@ -1,0 +1,54 @@
+"""The ARKD benchmark scripts run (their --smoke modes), and the signal study's simulated
+advantage is the one ArkdWeighting computes."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _smoke(script: str, out: Path) -> dict:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
+def test_arkd_policy_budget_smoke(tmp_path):
+    result = _smoke("arkd_policy_budget.py", tmp_path / "budget.json")
+    assert set(result["states"]) == {"constant", "varying"}
+    for block in result["states"].values():
+        for row in block["window_mean"].values():
+            assert all(0.0 < v < 1.0 for v in row["per_seed"])
+        assert block["default_lr_long"]["first_step"]
+
+
+def test_arkd_signal_smoke(tmp_path):
+    result = _smoke("arkd_signal.py", tmp_path / "baselines.json")
+    table = result["tables"]["0"]
+    assert set(table["snr"]["probe"]["simulated"]) == {"global", "checkpoint", "arkd ema", "arkd ema+norm"}
+    assert table["snr"]["probe"]["exact"]["global"]["snr_1"] == pytest.approx(0.1732, abs=1e-4)
+
+
+def _signal_module():
+    spec = importlib.util.spec_from_file_location("arkd_signal", BENCHMARKS / "arkd_signal.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("reward_norm", [True, False])
+def test_simulated_advantage_is_arkds(reward_norm):
+    from arkd_bench.weighting import ArkdWeighting
+
+    rewards = np.random.default_rng(0).normal(0.01, 0.005, size=(1, 40))
+    rewards[0, 20:] += 0.02  # a jump, as between checkpoints
+    strategy = ArkdWeighting(reward_norm=reward_norm)
+    expected = [strategy._advantage(float(r)) for r in rewards[0]]
+    simulated = _signal_module().arkd_advantages(rewards, strategy.options.baseline_decay, normalise=reward_norm)
+    np.testing.assert_allclose(simulated[0], expected, rtol=1e-9, atol=1e-12)
