@@ -3,9 +3,11 @@
 From the exact pre-update state and on the step's own batch, the loop applies the update
 each candidate alpha would make (FKL weight alpha, RKL 1 - alpha), measures the criterion
 (on the held-out probe batch by default, in eval mode) and restores the state; the step then
-takes the candidate whose criterion ended lowest. No policy could pick better from an
-immediate reward of that criterion, so this is the upper bound of every immediate-reward
-strategy (ARKD included) on that criterion.
+takes the candidate whose criterion ended lowest. It is the best of its candidate grid
+(default five alphas) for the immediate reward of that criterion: from the same state, no
+strategy choosing among the same candidates gets a larger one-step decrease. It is not a bound
+on strategies that choose other alphas (between the grid points), nor on where any strategy
+ends a run: the greedy per-step choice need not give the best model after many steps.
 
 Cost per step, on top of a plain step: one backward per term instead of one in all (the
 terms' gradients are kept apart), and per candidate one optimizer step plus one forward of
