@@ -1,5 +1,5 @@
-"""The ARKD benchmark scripts run (their --smoke modes), and the signal study's simulated
-advantage is the one ArkdWeighting computes."""
+"""The ARKD and alpha-sweep benchmark scripts run (their --smoke modes), and the signal
+study's simulated advantage is the one ArkdWeighting computes."""
 import importlib.util
 import json
 import subprocess
@@ -52,3 +52,10 @@ def test_simulated_advantage_is_arkds(reward_norm):
     expected = [strategy._advantage(float(r)) for r in rewards[0]]
     simulated = _signal_module().arkd_advantages(rewards, strategy.options.baseline_decay, normalise=reward_norm)
     np.testing.assert_allclose(simulated[0], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_multiple_comparisons_smoke(tmp_path):
+    result = _smoke("multiple_comparisons.py", tmp_path / "holm.json")
+    verdicts = {(c["method"], c["column"]): c["holm"] for c in result["cells"]}
+    assert verdicts[("x", "a")] == "survives"  # ** with a half-width a tenth of the difference
+    assert verdicts[("y", "a")] == "does not survive"  # the interval contains 0
