@@ -296,6 +296,11 @@ def analyse(paths: list[str], runs: int, seed: int = 0) -> dict:
                 "exact": {"global": summary[kind]["reinforce"],
                           "checkpoint": summary[kind]["reinforce_checkpoint_baseline"]},
                 "simulated": simulated_snr(r, data["alphas"], runs, seed),
+                # each checkpoint's own least-squares slope of r in alpha, and the sd of its rewards
+                "per_checkpoint": {
+                    "slope": [reinforce_snr(r[c:c + 1], data["alphas"])["slope"] for c in range(r.shape[0])],
+                    "sd": r.std(axis=(1, 2)).tolist(),
+                },
             }
         ratios = {}
         for kind in ("probe", "batch", "rouge"):
