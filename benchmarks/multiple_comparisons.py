@@ -6,7 +6,10 @@ number of decimals, and bounds each cell's two-sided p-value from what is printe
 
 - the report's two-level interval is diff +- t(df) * SE (Student's t, Welch-Satterthwaite df
   between `--df-min` and `--df-max`: with 3 paired seeds and 200 test examples, 2 and 201), so
-  p = 2 * t.sf(t_975(df) * |diff| / half-width, df);
+  p = 2 * t.sf(t_975(df) * |diff| / half-width, df). This is how the interval was computed
+  when the alpha-sweep tables in RESULTS.md were printed (arkd_bench/evaluate/stats.py at
+  commit e446c85); tables rendered after commit ab4577f give each variance part its own t
+  quantile, and this model of the interval has to be revisited before reading them;
 - the unrounded diff, low and high lie within half a unit of the last printed digit, and diff
   is the interval's midpoint;
 - the star says on which side of 0.01 and 0.05 p lies.
