@@ -78,8 +78,75 @@ class RunContext:
     def student_spec(self, name: str):
         return next(s for s in self.recipe.students if s.name == name)
 
+    # -- content identities ------------------------------------------------------
+    def source_identity(self, spec):
+        """The content identity of a model spec's own files (arkd_bench.train.identity): a local
+        folder's files, a hub repo's resolved commit, a GGUF file's sha256; None for `scratch`
+        (its spec and seed are its identity) and `derive` (its teacher's is)."""
+        from arkd_bench.train.identity import gguf_identity, path_identity
+
+        if spec.gguf_file is not None:
+            from arkd_bench.train.pretrained import locate_gguf
+
+            return self._once(("source", "gguf", spec.distribution, spec.path, spec.revision, spec.gguf_file),
+                              lambda: gguf_identity(locate_gguf(spec, self.loaded.base_dir), self.cache.file_hashes))
+        if spec.path is not None:
+            return self._once(("source", "path", spec.path, spec.revision),
+                              lambda: path_identity(spec.path, spec.revision, self.cache.file_hashes))
+        return None
+
+    def tokenizer_source(self, teacher: str):
+        """The content identity of the tokenizer's files (None for one trained on the data, which
+        is keyed by the data): `tokenizer.path`, the teacher's folder or repo, or its GGUF file."""
+        from arkd_bench.train.identity import path_identity
+
+        spec, teacher_spec = self.recipe.tokenizer, self.teacher_spec(teacher)
+        if not spec.path and teacher_spec.gguf_file is not None:
+            return self.source_identity(teacher_spec)
+        path, revision = (spec.path, None) if spec.path else (teacher_spec.path, teacher_spec.revision)
+        if not path:
+            return None
+        return self._once(("source", "tokenizer", path, revision),
+                          lambda: path_identity(path, revision, self.cache.file_hashes, what="tokenizer"))
+
+    def sources(self, teacher: str, student: str | None = None) -> dict:
+        """{role: identity} of the files the teacher (or with `student`, that student) is built
+        from: its own files, a derived student's teacher, and the tokenizer. Cache entries built
+        from them pass these to the cache, which says when one changed."""
+        found: dict = {}
+
+        def add(role: str, identity) -> None:
+            if identity is not None and all(i.label != identity.label for i in found.values()):
+                found[role] = self.cache.use_source(role, identity)
+
+        if student is None or self.student_spec(student).derive is not None:
+            add(f"teacher {teacher!r}", self.source_identity(self.teacher_spec(teacher)))
+        if student is not None:
+            add(f"student {student!r}", self.source_identity(self.student_spec(student)))
+        add("tokenizer", self.tokenizer_source(teacher))
+        return found
+
+    def cell_sources(self, cell: Cell) -> dict:
+        """The sources a cell's result depends on (recorded in its provenance, checked on resume)."""
+        if cell.kind in TRIVIAL_BASELINES:
+            return {}
+        found = dict(self.sources(cell.teacher)) if cell.kind != "sft" else {}
+        if cell.student is not None:
+            found.update(self.sources(cell.teacher, cell.student))
+        return found
+
+    @staticmethod
+    def pinned(spec, identity):
+        """`spec` loading the hub commit its identity resolved (a moving branch cannot hand
+        over other weights than the ones its keys were computed from)."""
+        commit = identity.files.get("commit", "unresolved") if identity is not None else "unresolved"
+        if spec.path is None or spec.gguf_file is not None or "repo" not in identity.files or commit == "unresolved":
+            return spec
+        return spec.model_copy(update={"revision": commit})
+
     def tokenizer(self, dataset: str, teacher: str):
-        """(tokenizer, key): a given path, the pretrained teacher's, or a BPE trained on the data."""
+        """(tokenizer, key): a given path, the pretrained teacher's, or a BPE trained on the data.
+        The key follows the tokenizer's content (its files' hashes, its hub commit, its GGUF file)."""
         from arkd_bench.train.tokenizer import load_tokenizer, train_bpe_tokenizer
 
         spec, teacher_spec = self.recipe.tokenizer, self.teacher_spec(teacher)
@@ -88,7 +155,11 @@ class RunContext:
             return self._once(("tok", key), lambda: (load_tokenizer(folder), content_hash({"gguf": key})))
         if spec.path or teacher_spec.path:
             path = spec.path or teacher_spec.path
-            return self._once(("tok", path), lambda: (load_tokenizer(path), content_hash({"path": path})))
+            source = self.tokenizer_source(teacher)
+            commit = source.files.get("commit") if "repo" in source.files else None
+            revision = commit if commit != "unresolved" else None
+            key = content_hash({"tokenizer": source.sha256})
+            return self._once(("tok", key), lambda: (load_tokenizer(path, revision=revision), key))
         data = self.data(dataset)
         key = content_hash({"vocab_size": spec.vocab_size, "data": data.content_hash})
 
@@ -110,14 +181,17 @@ class RunContext:
 
         folder = self.gguf_folder(spec)[0] if spec.gguf_file is not None else None
         source = self.teacher(dataset, teacher)[0] if spec.derive is not None else None
-        return build_model(spec, tokenizer, folder=folder, teacher=source)
+        return build_model(self.pinned(spec, self.source_identity(spec)), tokenizer, folder=folder, teacher=source)
 
     def model_identity(self, spec, dataset: str, teacher: str) -> dict:
-        """What a model's weights depend on beyond its spec: the GGUF file, or the teacher it derives from."""
+        """What a model's weights depend on beyond its spec: the GGUF file, its folder's files or
+        hub commit, or the teacher it derives from (a scratch model's spec and seed say it all)."""
         if spec.gguf_file is not None:
             return {"gguf": self.gguf_folder(spec)[1]}
         if spec.derive is not None:
             return {"teacher": self.teacher_identity(dataset, teacher)}
+        if spec.path is not None:
+            return {"content": self.source_identity(spec).sha256}
         return {}
 
     def teacher_identity(self, dataset: str, teacher: str) -> str:
@@ -148,7 +222,8 @@ class RunContext:
             self.accelerator.free_memory()
             model.save_pretrained(str(folder), safe_serialization=True)
 
-        folder = self.cache.get_or_build(kind, key, build)
+        sources = self.sources(teacher, None if kind == "teachers" else spec.name)
+        folder = self.cache.get_or_build(kind, key, build, sources=sources)
         model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
         return model, key, self._once(("hash", str(folder)), lambda: hash_folder(folder))
 
@@ -245,7 +320,8 @@ class RunContext:
                                        vocab, k=k, device=self.accelerator.device)
             self.teacher_seconds += time.time() - started
 
-        return StoredTeacherOutputs(self.cache.get_or_build("teacher_outputs", key, build), layout, vocab)
+        folder = self.cache.get_or_build("teacher_outputs", key, build, sources=self.sources(teacher))
+        return StoredTeacherOutputs(folder, layout, vocab)
 
     # -- data policies -----------------------------------------------------------
     def training_sequences(self, dataset: str, teacher: str, method):
@@ -274,8 +350,10 @@ class RunContext:
         model, tokenizer = self.teacher(dataset, teacher)[0], self.tokenizer(dataset, teacher)[0]
         max_length = self.recipe.train.max_length
         prompts = self.train_items(dataset, teacher)  # their hash covers data, tokenizer and max length
+        teacher_identity = self.teacher_identity(dataset, teacher)
         key = content_hash({"policy": policy.name, "settings": policy.sequence_settings(),
-                            "teacher": self.teacher_identity(dataset, teacher), "items": items_hash(prompts)})
+                            "teacher": teacher_identity, "items": items_hash(prompts)})
+        sources = self.sources(teacher)
 
         def build(folder: Path) -> None:
             self.sequence_builds += 1
@@ -286,10 +364,12 @@ class RunContext:
             seconds = time.time() - started
             self.sequence_seconds += seconds
             save_sequences(folder, items, {"policy": policy.name, "settings": policy.sequence_settings(),
-                                           "sequences": len(items), "build_seconds": round(seconds, 2)})
+                                           "sequences": len(items), "build_seconds": round(seconds, 2),
+                                           "teacher": teacher_identity,
+                                           "sources": {role: i.record() for role, i in sources.items()}})
 
         def load():
-            items, meta = load_sequences(self.cache.get_or_build("sequences", key, build))
+            items, meta = load_sequences(self.cache.get_or_build("sequences", key, build, sources=sources))
             return items, {"key": key, **meta}
 
         return self._once(("sequences", key), load)
@@ -337,7 +417,11 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
     trivial = cell.kind in TRIVIAL_BASELINES
     teacher, teacher_key, teacher_hash = (None, None, None) if trivial else ctx.teacher(cell.dataset, cell.teacher)
     extra: dict[str, Any] = {"data_hash": data.content_hash, "tokenizer_key": tok_key,
-                             "teacher_key": teacher_key, "teacher_weights_sha256": teacher_hash, "seed": cell.seed}
+                             "teacher_key": teacher_key, "teacher_weights_sha256": teacher_hash, "seed": cell.seed,
+                             # what the models and tokenizer held (file hashes, hub commits), checked on resume
+                             "sources": {role: i.record() for role, i in ctx.cell_sources(cell).items()}}
+    if not trivial:
+        extra["teacher_identity"] = ctx.teacher_identity(cell.dataset, cell.teacher)
     if trivial:
         model = None
     elif cell.kind == "teacher":
@@ -398,6 +482,31 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         scores["data_policy"] = extra["data_policy"]
     rundir.write(cell.id, "scores.json", scores)
     return scores
+
+
+def changed_sources(cell: Cell, ctx: RunContext, rundir: RunDir) -> list[str]:
+    """The sources (model and tokenizer files, hub commits) a finished cell recorded in its
+    provenance that hold other content now: such a cell is not counted as done. A cell id
+    follows the recipe, not the files it names, so this is where new weights under an old path
+    are caught. Cells that recorded no sources (older runs) are taken as they are."""
+    from arkd_bench.train.identity import describe_change
+
+    try:
+        recorded = (rundir.read(cell.id, "provenance.json") or {}).get("sources") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not recorded:
+        return []
+    try:
+        current = ctx.cell_sources(cell)
+    except Exception:  # noqa: BLE001 - a source that cannot be read now fails the cells that use it
+        return []
+    changed = []
+    for role, old in recorded.items():
+        now = current.get(role)
+        if now is not None and isinstance(old, dict) and old.get("sha256") != now.sha256:
+            changed.append(f"{role}: {now.label}: {describe_change(old, now)}")
+    return changed
 
 
 def trivial_predictions(kind: str, examples, train) -> list[str]:
@@ -522,10 +631,14 @@ def _run_one(cell, ctx: RunContext, rundir: RunDir, summary: RunSummary, progres
     ctx.accelerator.wait_for_everyone()
     label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
     if rundir.is_done(cell.id):
-        summary.skipped.append(cell.id)
-        if progress:
-            progress.cell_done(label, skipped=True)
-        return
+        changed = changed_sources(cell, ctx, rundir)
+        if not changed:
+            summary.skipped.append(cell.id)
+            if progress:
+                progress.cell_done(label, skipped=True)
+            return
+        say(f"cell {label} was finished with other content than its sources hold now "
+            f"({'; '.join(changed)}); running it again")
     rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
     rundir.set_status(cell.id, RUNNING)
     on_step = progress.start_cell(label, cell) if progress else None
