@@ -1,16 +1,36 @@
 """Constant weights: FKL only, RKL only, 0.5/0.5 or any mix."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from arkd_bench.weighting.base import WeightingStrategy
 
 
+def _weight(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"a weight must be a finite number, got {value}")
+    if value < 0:
+        raise ValueError(f"a weight must be >= 0, got {value}: a negative weight makes training "
+                         "maximise its divergence")
+    return value
+
+
 class FixedOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    weights: list[float] | None = Field(
-        default=None, description="one weight per objective term; default: equal weights summing to 1"
+    weights: list[Annotated[float, AfterValidator(_weight)]] | None = Field(
+        default=None, description="one finite weight >= 0 per objective term, not all 0; "
+                                  "default: equal weights summing to 1"
     )
+
+    @field_validator("weights")
+    @classmethod
+    def _not_all_zero(cls, weights: list[float] | None) -> list[float] | None:
+        if weights is not None and weights and not any(weights):
+            raise ValueError(f"the weights {weights} are all 0: no term would be trained")
+        return weights
 
 
 class FixedWeighting(WeightingStrategy):
