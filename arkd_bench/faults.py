@@ -7,6 +7,8 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from arkd_bench.plugin_output import PluginOutputError
+
 INTERRUPTED = "interrupted"  # status of the cell a stopped run was working on: unfinished, redone on rerun
 
 
@@ -43,11 +45,16 @@ def stop_on_signals() -> Iterator[None]:
 
 def describe_failure(exc: BaseException, plugins) -> str:
     """`Type: message`, prefixed with the plugin and method it came from when a method of a
-    registered plugin class is on the failing stack (the innermost such call is named)."""
+    registered plugin class is on the failing stack (the innermost such call is named). A
+    plugin's bad return value (PluginOutputError) names the plugin itself; the plugin that
+    registered it is added."""
     message = f"{type(exc).__name__}: {exc}"
     if plugins is None:
         return message
     classes = {entry.factory: entry for entry in plugins.entries() if isinstance(entry.factory, type)}
+    if isinstance(exc, PluginOutputError):  # it names the plugin, its file and the method itself
+        entry = next((classes[cls] for cls in exc.plugin.__mro__ if cls in classes), None)
+        return message if entry is None else f"{message} (registered by plugin {entry.origin!r})"
     culprit = None
     tb = exc.__traceback__
     while tb is not None:

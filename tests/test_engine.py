@@ -98,7 +98,9 @@ def test_nan_loss_fails_only_its_cell_and_names_step_and_term(tmp_path):
     by_method = cells(out)
     assert by_method["fkl"]["status"] == "done" and by_method["mix"]["status"] == "done"
     assert by_method["boom"]["status"] == "failed"
-    assert "step 0: loss is nan; non-finite terms: explode" in by_method["boom"]["error"]
+    error = by_method["boom"]["error"]  # finite models, NaN values: the divergence is named, not the loss
+    assert error.startswith("PluginOutputError: divergence plugin 'explode' (Explode.per_token in ")
+    assert "per_token() at step 0: non-finite values on " in error and "explode.py" in error
     assert "boom (1 failed)" in (out / "leaderboard.md").read_text()
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from arkd_bench.plugin_output import check_step_outputs
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
 from arkd_bench.train.sft import TrainingDiverged
@@ -197,14 +198,17 @@ class Distiller:
                   F.cross_entropy(s_logits.detach().float().transpose(1, 2), labels.clamp_min(0), reduction="none"))
             features.ce = ce * mask
         weights = self.strategy.weights(features)
+        check_step_outputs(terms=self.terms, values=out.values, features=features, strategy=self.strategy,
+                           weights=weights, weighting=self.method.weighting.name,
+                           student_logits=s_logits, teacher_logits=t_logits)
         scale = self.accelerator.num_processes / max(n_tokens, 1)
         loss_sum = (weighted_token_loss(out.values, weights) * mask).sum()
         term_sums = (out.values * mask).flatten(1).sum(1)
         term_losses = {key: float(term_sums[i].detach()) / max(n_tokens, 1) for i, key in enumerate(self.terms)}
         if not torch.isfinite(loss_sum):
             bad = [k for k, v in term_losses.items() if not torch.isfinite(torch.tensor(v))]
-            raise TrainingDiverged(f"step {step}: loss is {loss_sum.item()}; "
-                                   f"non-finite terms: {', '.join(bad) if bad else 'none (the weights are)'}")
+            raise TrainingDiverged(f"step {step}: loss is {loss_sum.item()}; non-finite terms: "
+                                   + (", ".join(bad) if bad else "none (the weighted sum overflowed)"))
         if term_grads is None:
             self.accelerator.backward(loss_sum * scale)
         else:

@@ -125,3 +125,85 @@ class WeightingStrategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what state_dict returned, so a resumed run continues the strategy."""
+
+
+# -- what the loop checks of `weights()` ------------------------------------------------------
+# Weights are finite and >= 0: a negative weight turns its divergence into something the update
+# maximises, NaN or inf poisons the loss. All-zero weights are allowed (a strategy may skip a
+# batch: its loss and gradient are then 0).
+
+
+def weights_shape_problem(weights: Any, n_terms: int, token_shape: Sequence[int]) -> str | None:
+    """What is wrong with the type or shape of `weights` ([T] or [T, *token_shape]), or None.
+    Reads no tensor values (no device synchronisation)."""
+    import torch
+
+    if not isinstance(weights, torch.Tensor):
+        return (f"expected a torch.Tensor of shape [{n_terms}] or [{n_terms}, {', '.join(map(str, token_shape))}], "
+                f"got {type(weights).__name__}")
+    if weights.is_complex() or weights.dtype == torch.bool:
+        return f"expected real weights, got a tensor of dtype {weights.dtype}"
+    shape, token_shape = tuple(weights.shape), tuple(token_shape)
+    if shape not in ((n_terms,), (n_terms, *token_shape)):
+        per_token = (n_terms, *token_shape)
+        return (f"expected shape ({n_terms},) (one weight per term) or {per_token} (per term and token), "
+                f"got {shape}, for {n_terms} objective terms")
+    return None
+
+
+def weights_ok(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A 0-dim bool tensor on the weights' device (not read here: no synchronisation): every
+    weight finite (masked positions included: 0 * NaN is NaN in the loss), and >= 0 wherever
+    it multiplies a scored token."""
+    import torch
+
+    finite = torch.isfinite(weights).all()
+    if weights.dim() > 1:
+        weights = torch.where(mask.to(weights.device), weights, 0)
+    return finite & (weights >= 0).all()
+
+
+def weights_problem(weights: torch.Tensor, terms: Sequence[str], mask: torch.Tensor) -> str:
+    """Say what is wrong with weights that failed `weights_ok` (reads them: failure path only)."""
+    import torch
+
+    w = weights.detach().float().cpu()
+    listed = f" (weights {[round(v, 6) for v in w.tolist()]} for terms {list(terms)})" if w.dim() == 1 else ""
+    scored = mask.cpu().expand_as(w[0]) if w.dim() > 1 else None
+    for i, term in enumerate(terms):
+        row = w[i]
+        bad = ~torch.isfinite(row)
+        if bad.any():
+            where_ = _position(bad) if row.dim() else ""
+            return (f"weight of term {term!r} is {row[bad].flatten()[0].item()}{where_} "
+                    f"({int(bad.sum())} non-finite of {row.numel()}){listed}; weights must be finite and >= 0")
+    for i, term in enumerate(terms):
+        row = w[i] if scored is None else torch.where(scored, w[i], 0)
+        bad = row < 0
+        if bad.any():
+            value = row[bad].min().item()
+            where_ = _position(bad) if row.dim() else ""
+            return (f"weight of term {term!r} is negative: {value:g}{where_}{listed}; weights must be finite "
+                    "and >= 0 (a negative weight makes the update maximise its divergence)")
+    return f"the weights are not finite and >= 0{listed}"
+
+
+def _position(bad: torch.Tensor) -> str:
+    first = tuple(int(i) for i in bad.nonzero()[0])
+    return f" at token {first}"
+
+
+def check_weights(strategy: WeightingStrategy, weights: Any, features: StepFeatures,
+                  name: str | None = None) -> torch.Tensor:
+    """`weights` when they keep the contract of `WeightingStrategy.weights` for `features`, else
+    a PluginOutputError naming the strategy (`name`: its registered name), its file, the method
+    and the step. One device synchronisation; the training loop folds it into its own check."""
+    from arkd_bench.plugin_output import PluginOutputError, name_of
+
+    name = name or name_of(strategy)
+    problem = weights_shape_problem(weights, len(strategy.terms), features.mask.shape)
+    if problem is None and not bool(weights_ok(weights, features.mask)):
+        problem = weights_problem(weights, strategy.terms, features.mask)
+    if problem is not None:
+        raise PluginOutputError("weighting", name, type(strategy), "weights", problem, step=features.step)
+    return weights
