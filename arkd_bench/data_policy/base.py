@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import BaseModel
 
 from arkd_bench.options import PluginOptions
+from arkd_bench.plugin_output import check_on_return
 
 if TYPE_CHECKING:
     from arkd_bench.data_policy.session import DataSession, SequenceSource
@@ -46,6 +47,12 @@ class DataPolicy:
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The grid calls build_sequences (once, then caches its items): what it returns is
+        # checked on return, naming the policy. Online batches are checked by the session.
+        super().__init_subclass__(**kwargs)
+        check_on_return(cls, "build_sequences", _check_built)
 
     @property
     def targets(self) -> Literal["distribution", "tokens"]:
@@ -87,3 +94,9 @@ def prompt_ids_of(items: Sequence[dict]) -> list[list[int]]:
         start = next((i for i, label in enumerate(labels) if label != -100), len(labels))
         prompts.append(list(item["input_ids"][:start]))
     return prompts
+
+
+def _check_built(policy: DataPolicy, items: Any, *args: Any, **kwargs: Any) -> None:
+    from arkd_bench.data_policy.session import check_built_sequences
+
+    check_built_sequences(policy, items, args[0] if args else next(iter(kwargs.values())))

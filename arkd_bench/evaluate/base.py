@@ -8,6 +8,7 @@ compare methods over the same examples.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, ClassVar, Literal
@@ -96,6 +97,43 @@ def check_inputs(predictions: Sequence[str], references: Sequence[Sequence[str]]
         for ref in refs:
             if not isinstance(ref, str):
                 raise TypeError(f"a reference of example {i} is {type(ref).__name__}, expected str")
+
+
+def checked_scores(metric: Metric, values: Any, n_examples: int, method: str = "score") -> list[float]:
+    """A metric's per-example scores as floats, or a PluginOutputError naming the metric, its
+    file and `method`: one finite number per example is the contract. A metric that does not
+    apply to a dataset says so by raising (as the long-tail metrics do); NaN or inf is never
+    taken for "not applicable", since every mean, interval and check would then be NaN."""
+    from arkd_bench.plugin_output import PluginOutputError, name_of
+
+    def fail(problem: str):
+        return PluginOutputError("metric", name_of(metric), type(metric), method, problem)
+
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__"):
+        raise fail(f"expected a list of {n_examples} numbers (one per example), got {type(values).__name__}")
+    if len(values) != n_examples:
+        raise fail(f"{len(values)} scores for {n_examples} examples (one per example expected)")
+    scores = []
+    for i, value in enumerate(values):
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            score = float(value)
+        except (TypeError, ValueError):
+            raise fail(f"score of example {i} is {type(value).__name__} {value!r:.60}, not a number") from None
+        if not math.isfinite(score):
+            bad = sum(1 for v in values if not _finite(v))
+            raise fail(f"score of example {i} is {score} ({bad} of {n_examples} scores are not finite); a score "
+                       "must be a finite number; raise an error saying why when the metric does not apply")
+        scores.append(score)
+    return scores
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def package_version(name: str) -> str:

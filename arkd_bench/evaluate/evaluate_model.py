@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from arkd_bench.evaluate.base import checked_scores
+
 MODEL_KEY = "teacher_forced"  # the per_seed entry of a model metric (it has no generation seed)
 
 
@@ -65,7 +67,8 @@ def evaluate_model(
     for done, seed in enumerate(seeds):
         predictions = (list(fixed_predictions) if fixed_predictions is not None
                        else generate(model, tokenizer, prompts, settings, seed=seed))
-        scores = {m.name: m.score(predictions, references) for m in text_metrics}
+        scores = {m.name: checked_scores(m, m.score(predictions, references), len(predictions))
+                  for m in text_metrics}
         key = "greedy" if seed is None else str(seed)
         for metric_name, values in scores.items():
             result.per_seed.setdefault(metric_name, {})[key] = _mean(values)
@@ -88,10 +91,8 @@ def score_models(model, teacher, tokenizer, examples: Sequence, metrics: Sequenc
     out = {}
     with shared_passes():
         for m in metrics:
-            values = [float(v) for v in m.score_models(model, teacher, tokenizer, examples)]
-            if len(values) != len(examples):
-                raise ValueError(f"metric {m.name} returned {len(values)} scores for {len(examples)} examples")
-            out[m.name] = values
+            out[m.name] = checked_scores(m, m.score_models(model, teacher, tokenizer, examples), len(examples),
+                                         "score_models")
     return out
 
 
