@@ -147,6 +147,33 @@ def paired_bootstrap(
     )
 
 
+# -- multiple comparisons ------------------------------------------------------------------
+
+ADJUSTMENTS = ("holm", "bonferroni", "none")
+
+
+def adjust_p_values(p_values: Sequence[float], method: str = "holm") -> list[float]:
+    """p-values adjusted for testing them all, in the same order.
+
+    "bonferroni": min(1, m p). "holm": Holm's step-down, min(1, max over the j smallest of
+    (m - j + 1) p_(j)); it controls the family-wise error like Bonferroni and never
+    rejects less. "none": unchanged. A star on an adjusted p < 0.05 then means: the chance
+    that any star of the family is false is at most 5%."""
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"unknown adjustment {method!r}; valid: {', '.join(ADJUSTMENTS)}")
+    p = [float(v) for v in p_values]
+    m = len(p)
+    if method == "none" or m == 0:
+        return p
+    if method == "bonferroni":
+        return [min(1.0, m * v) for v in p]
+    out, running = [0.0] * m, 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: p[i])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
 # -- two levels: training seeds and test examples ------------------------------------------
 
 @dataclass(frozen=True)
@@ -304,15 +331,15 @@ def seeded_bootstrap(
     n - 1 and the interval shrinks when it should not (measured coverage of a nominal 95%
     interval: 0.87-0.92 at 2-3 paired seeds). One df rule for the total (containment,
     min(k-1) over sides) covers, but is t_1 = 12.7 times the SE at 2 seeds even when the
-    examples carry nearly all the variance (up to 3.6x wider than this rule). Welch within
+    examples carry nearly all the variance (up to 3.3x wider than this rule). Welch within
     the seed level (unpaired sides) undercovers (0.90) when the side with fewer seeds has
     the larger variance. Banerjee's rule covers at least nominally for two parts whatever
     their ratio, gives exactly t_{k-1} when seeds dominate and t_{n-1} when examples do,
     and is never wider than the containment rule; simulated coverage is 0.95-0.99 at 2-5
-    seeds, paired or not, 60 or 200 examples (tests/evaluate/test_evaluate_stats.py). The
-    price: where several small-df parts weigh alike (2 unpaired seeds a side) it covers
-    ~0.99. The p-value is the alpha at which h equals |diff|, so the interval excludes 0
-    exactly when p < 1 - confidence.
+    seeds, paired or not, 60 or 200 examples, and 1 seed against 3
+    (tests/evaluate/test_evaluate_stats.py). The price: where several small-df parts weigh
+    alike (2 unpaired seeds a side) it covers 0.99-1.00. The p-value is the alpha at which
+    h equals |diff|, so the interval excludes 0 exactly when p < 1 - confidence.
 
     A side with one seed (a failed cell, merged runs with other seeds) has no seed
     variance of its own. `pooled_seed_var` = (variance of one seed's mean score over

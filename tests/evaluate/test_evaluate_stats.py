@@ -200,6 +200,17 @@ def test_one_seed_side_borrows_a_seed_variance_and_says_so():
         stats.seeded_bootstrap(a[:1], b, pooled_seed_var=(-1.0, 3))
 
 
+def test_p_value_adjustments():
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert stats.adjust_p_values(p, "none") == p
+    assert stats.adjust_p_values(p, "bonferroni") == pytest.approx([0.04, 0.16, 0.12, 0.02])
+    # Holm: 4 x 0.005, 3 x 0.01, max(2 x 0.03, so far), max(1 x 0.04, so far)
+    assert stats.adjust_p_values(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.adjust_p_values([0.5, 0.9], "bonferroni") == [1.0, 1.0] and stats.adjust_p_values([], "holm") == []
+    with pytest.raises(ValueError, match="holm, bonferroni, none"):
+        stats.adjust_p_values(p, "fdr")
+
+
 # -- coverage by simulation: the protocol's promise at the 2-3 seeds users can afford ---------
 
 SETTINGS = {"seed-dominated": 0.9, "balanced": 0.5, "example-dominated": 0.1}  # seed level's share
