@@ -18,6 +18,9 @@ def report(
     reference: Annotated[str | None, typer.Option(help="method to compare with; default the recipe's")] = None,
     plugins_dir: Annotated[list[Path] | None, typer.Option(
         "--plugins-dir", help="folder of plugin .py files (the runs' recipe `plugins:` are loaded anyway)")] = None,
+    adjust: Annotated[str, typer.Option(
+        "--adjust", help="how stars account for the number of comparisons in each table: holm (default), "
+                         "bonferroni or none; the table says which and how many")] = "holm",
 ) -> None:
     """Render the leaderboard of run folders, merged (shards of one grid, several recipes)."""
     from arkd_bench.cli.check_cmd import check_run_dirs
@@ -25,7 +28,11 @@ def report(
     from arkd_bench.registry import RegistryError
     from arkd_bench.report.rows import load
 
+    from arkd_bench.evaluate.stats import ADJUSTMENTS
+
     check_run_dirs(run_dirs)
+    if adjust not in ADJUSTMENTS:
+        fail(f"--adjust {adjust!r}: valid: {', '.join(ADJUSTMENTS)}")
     if format is None:
         format = SUFFIX_FORMATS.get(output.suffix.lower(), "md") if output is not None else "md"
     plugins = run_plugins_or_exit(run_dirs, plugins_dir)
@@ -33,7 +40,7 @@ def report(
         reporter = plugins.create("reporter", format)
     except RegistryError as exc:
         fail(f"--format: {exc}")
-    text = reporter.render(load(run_dirs, plugins, reference=reference).results)
+    text = reporter.render(load(run_dirs, plugins, reference=reference, adjust=adjust).results)
     if output is None:
         print(text, end="")
     else:

@@ -5,7 +5,9 @@ Recipe checks (CheckSpec):
   {..., beats: B, significant: true}              ... and the paired comparison of A - B (the
                                                   leaderboard's: over training seeds and test
                                                   examples when either row has 2+ seeds) has p < 0.05
-                                                  and a 95% interval that excludes 0
+                                                  and a 95% interval that excludes 0; a check tests
+                                                  one comparison, so its p-value is not adjusted
+                                                  for multiplicity (the leaderboard's stars are)
   {method: A, metric: M, at_least: x, at_most: y} A's mean (over seeds) within the bounds
   metric `weight/<term>` or `strategy/<name>`     bounds on a value of A's training logs:
                                                   min and max over every logged step and seed
@@ -30,6 +32,7 @@ import yaml
 from arkd_bench.recipe.schema import LOG_PREFIXES
 from arkd_bench.report.read import train_logs
 from arkd_bench.report.rows import Collected, higher_is_better
+from arkd_bench.report.table import delta_digits
 
 ALPHA = 0.05
 BASELINE_VERSION = 2  # 2 adds each metric's interval (low, high) and scale
@@ -262,11 +265,16 @@ def _beats(collected: Collected, spec, a: dict) -> CheckResult:
         else:
             over = f"{c.n} paired test examples" + (f" and {c.seeds[0]} vs {c.seeds[1]} training seeds"
                                                      if c.interval != "examples" else " (one training seed)")
-            result.numbers += f"; diff {c.diff:+.2f} [{c.low:+.2f}, {c.high:+.2f}], p={c.p_value:.3g}, n={c.n}"
+            if c.seed_variance in ("pooled", "other side"):
+                over += (" (the one-seed side's seed variance pooled over the grid's multi-seed rows)"
+                         if c.seed_variance == "pooled" else " (the one-seed side borrows the other's seed variance)")
+            d = delta_digits(c.diff)
+            result.numbers += (f"; diff {c.diff:+.{d}f} [{c.low:+.{d}f}, {c.high:+.{d}f}], "
+                               f"p={c.p_value:.3g} (one comparison, unadjusted), n={c.n}")
             if c.p_value >= ALPHA:
                 reasons.append(f"not significant: p={c.p_value:.3g} >= {ALPHA} over {over}")
             if c.low <= 0 <= c.high:
-                reasons.append(f"the 95% interval [{c.low:+.2f}, {c.high:+.2f}] includes 0")
+                reasons.append(f"the 95% interval [{c.low:+.{d}f}, {c.high:+.{d}f}] includes 0")
     result.passed, result.reason = not reasons, "; ".join(reasons)
     return result
 

@@ -2,9 +2,11 @@
 
 Any two rows evaluated on the same test set can be paired example by example; pairing
 (rather than comparing two means) removes the between-example variance. A row trained
-with several seeds keeps its scores per seed, so its intervals can resample training
-seeds as well as test examples (`evaluate.stats.seeded_bootstrap`); a row of one seed
-has intervals over test examples only.
+with several seeds keeps its scores per seed, so its intervals cover training seeds as
+well as test examples (`evaluate.stats.seeded_bootstrap`). A row of one seed has no seed
+variance of its own: given one pooled over the other rows of its grid (`pool_seed_variance`,
+assuming methods share a seed variance) it is used; without one, a comparison of two
+one-seed rows covers test examples only.
 """
 from __future__ import annotations
 
@@ -49,39 +51,66 @@ def _common_examples(*rows: SeedScores) -> list[int]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
-def compare_rows(a: SeedScores, b: SeedScores, seed: int = 0):
+def seed_mean_variance(scores: SeedScores) -> tuple[float, int] | None:
+    """(sample variance of the row's seed means over the examples all its seeds scored,
+    its degrees of freedom k - 1), or None under 2 seeds or 2 common examples."""
+    if len(scores) < 2:
+        return None
+    examples = _common_examples(scores)
+    if len(examples) < 2:
+        return None
+    return float(_matrix(scores, examples).mean(axis=1).var(ddof=1)), len(scores) - 1
+
+
+def pool_seed_variance(estimates: list[tuple[float, int]]) -> tuple[float, int, int] | None:
+    """(pooled variance of one seed's mean, degrees of freedom, number of rows) from
+    `seed_mean_variance` of several rows: the df-weighted mean, as in a pooled t-test."""
+    if not estimates:
+        return None
+    df = sum(d for _, d in estimates)
+    return sum(v * d for v, d in estimates) / df, df, len(estimates)
+
+
+def compare_rows(a: SeedScores, b: SeedScores, seed: int = 0, pooled: tuple[float, int] | None = None):
     """Comparison of a - b over the test examples both score (None under 2 examples).
 
-    Both rows of one seed: the seed-averaged paired bootstrap over examples. Otherwise the
-    two-level bootstrap over seeds and examples, paired by seed when both rows have the same
-    seeds, each row's seeds resampled on their own when not."""
+    Both rows of one seed and no `pooled` seed variance: the seed-averaged paired bootstrap
+    over examples. Otherwise the two-level interval over seeds and examples, paired by seed
+    when both rows have the same 2+ seeds, each row's seeds on their own when not; a
+    one-seed side takes `pooled` = (variance of one seed's mean, df) when given, else the
+    other side's seed variance (`Comparison.seed_variance` says which)."""
     from arkd_bench.evaluate.stats import paired_bootstrap, seeded_bootstrap
 
     if not a or not b:
         return None
-    if len(a) == 1 and len(b) == 1:
+    one_seed = len(a) == 1 or len(b) == 1
+    if len(a) == 1 and len(b) == 1 and pooled is None:
         x, y = paired(next(iter(a.values())), next(iter(b.values())))
         return paired_bootstrap(x, y, seed=seed) if len(x) >= 2 else None
     examples = _common_examples(a, b)
     if len(examples) < 2:
         return None
-    return seeded_bootstrap(_matrix(a, examples), _matrix(b, examples), paired_seeds=sorted(a) == sorted(b),
-                            seed=seed)
+    return seeded_bootstrap(_matrix(a, examples), _matrix(b, examples),
+                            paired_seeds=sorted(a) == sorted(b) and not one_seed, seed=seed,
+                            pooled_seed_var=pooled if one_seed else None)
 
 
-def row_interval(scores: SeedScores, confidence: float = 0.95, seed: int = 0) -> dict:
-    """{low, high, interval} of a row's mean: over seeds and examples with 2+ seeds, over
-    examples alone with one ({} when there is nothing to resample)."""
+def row_interval(scores: SeedScores, confidence: float = 0.95, seed: int = 0,
+                 pooled: tuple[float, int] | None = None) -> dict:
+    """{low, high, interval, seed_variance} of a row's mean: over seeds and examples with 2+
+    seeds (or one seed and a `pooled` seed variance), over examples alone with one ({} when
+    there is nothing to resample)."""
     from arkd_bench.evaluate.stats import seeded_bootstrap
 
-    if len(scores) == 1:
+    if len(scores) == 1 and pooled is None:
         found = example_interval(next(iter(scores.values())), confidence, seed)
-        return {**found, "interval": EXAMPLES} if found else {}
+        return {**found, "interval": EXAMPLES, "seed_variance": "none"} if found else {}
     examples = _common_examples(scores)
     if len(examples) < 2:
         return {}
-    c = seeded_bootstrap(_matrix(scores, examples), confidence=confidence, seed=seed)
-    return {"low": c.low, "high": c.high, "interval": SEEDS_AND_EXAMPLES}
+    c = seeded_bootstrap(_matrix(scores, examples), confidence=confidence, seed=seed,
+                         pooled_seed_var=pooled if len(scores) == 1 else None)
+    return {"low": c.low, "high": c.high, "interval": c.interval, "seed_variance": c.seed_variance}
 
 
 def paired(a: dict[int, float], b: dict[int, float]) -> tuple[list[float], list[float]]:

@@ -75,8 +75,9 @@ def trajectories(curves: Curves, wanted: Callable[[str], bool], title: str, ylab
 def metric_bars(labels: list[str], means: list[float], intervals: list[tuple[float, float] | None],
                 metric: str, higher_is_better: bool, reference: list[bool] | None = None) -> bytes:
     """Bars of each row's mean with its 95% interval as error bars (over training seeds and
-    test examples for a row with 2+ seeds, over test examples for one seed);
-    `reference` rows (teacher, SFT, trivial baselines) in grey."""
+    test examples for a row with 2+ seeds or a one-seed row given its grid's pooled seed
+    variance, over test examples otherwise); `reference` rows (teacher, SFT, trivial
+    baselines) in grey."""
     reference = reference or [False] * len(labels)
     fig, (ax,) = _figure(1, width=max(5.0, 1.0 + 0.9 * len(labels)), panel_height=3.2)
     below = [m - iv[0] if iv else 0.0 for m, iv in zip(means, intervals)]
@@ -85,5 +86,5 @@ def metric_bars(labels: list[str], means: list[float], intervals: list[tuple[flo
            color=["C7" if ref else "C0" for ref in reference])
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
-    ax.set_title(f"{metric}: mean and 95% interval (seeds x examples; examples for one seed)", fontsize=10)
+    ax.set_title(f"{metric}: mean and 95% interval (seeds x examples; one-seed rows: see the notes)", fontsize=10)
     return _png(fig)

@@ -47,7 +47,7 @@ class CsvReporter(Reporter):
     # The first twelve columns are the original layout; later ones are appended, never reordered.
     COLUMNS = ["dataset", "teacher", "student", "method", "metric", "mean", "std", "n",
                "diff_vs_reference", "low", "high", "p_value",
-               "mean_low", "mean_high", "rank", "failed", "pending", "label", "reference"]
+               "mean_low", "mean_high", "rank", "failed", "pending", "label", "reference", "p_adjusted", "seeds"]
 
     def render(self, results):
         buffer = io.StringIO()
@@ -61,7 +61,8 @@ class CsvReporter(Reporter):
                                  stat["mean"], stat["std"], stat["n"], c.get("diff", ""), c.get("low", ""),
                                  c.get("high", ""), c.get("p_value", ""), stat.get("low", ""), stat.get("high", ""),
                                  "" if rank is None else rank, row.get("failed", 0), row.get("pending", 0),
-                                 row.get("label", row["method"]), c.get("reference", "")])
+                                 row.get("label", row["method"]), c.get("reference", ""), c.get("p_adjusted", ""),
+                                 len(row["seeds"]) if "seeds" in row else stat["n"]])
         return buffer.getvalue()
 
 

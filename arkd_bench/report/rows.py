@@ -9,28 +9,38 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
                                  a cell evaluated on an eval_only dataset appears again as
                                  `<id>@<dataset>` with that dataset's metrics (+source_cell, +trained_on)
   leaderboard: [{dataset, teacher, student, method, kind, failed,
-                 metrics: {name: {mean, std, n, +low, +high, +interval}},
+                 metrics: {name: {mean, std, n, +low, +high, +interval, +seed_variance}},
                  vs_reference: {name: {reference, diff, low, high, p_value, n_examples,
-                                       +interval, +seeds, +paired_seeds}},
-                 +label, +pending, +cells, +recipes, +rank: {name: int | null},
+                                       +interval, +seeds, +paired_seeds, +seed_variance,
+                                       +p_adjusted}},
+                 +label, +pending, +cells, +recipes, +seeds: [int] (distinct training seeds
+                 of the finished cells), +rank: {name: int | null},
                  +data_policy: {label, generation_seconds_per_step, build_seconds?} (rows not
                  trained on the ground truth: where their sequences came from and what generating
                  them cost, mean over seeds)}]
   reference: str                 the method each row is compared with
   comparisons: int               how many row-vs-reference tests the leaderboard reports
+  +adjustment: {method, family, comparisons: {dataset: int}}
+                                 how stars are adjusted for multiple comparisons: holm,
+                                 bonferroni or none, over each dataset's table
   settings: {seeds, eval}        the settings of the first run's recipe
   +metric_info: {name: {higher_is_better}}
   +primary_metric: str           the metric the rank column orders by
   +eval_settings: [{dataset, recipe, seeds, examples, generation, generation_seeds, metrics}]
 
 A row is one method on one (dataset, teacher, student) over its training seeds. Cells
-are merged by id, so shards of a grid give the rows of the whole grid. `metrics.low/high`
-is a 95% interval of the row's mean and `vs_reference` the paired difference with the
-reference row. `interval` says what they resample: "examples" (one training seed: test
-examples only, percentile bootstrap, sign-flip p-value) or "seeds+examples" (2+ seeds on
-either side: the two-level bootstrap of `evaluate.stats.seeded_bootstrap`); `seeds` is
-[row seeds, reference seeds]; `paired_seeds` is true when both rows have the same seeds
-and were compared seed by seed.
+are merged by id, so shards of a grid give the rows of the whole grid; two cells of one
+seed (merged runs) count as one seed, their scores averaged, so `n` counts distinct seeds.
+`metrics.low/high` is a 95% interval of the row's mean and `vs_reference` the paired
+difference with the reference row. `interval` says what they cover: "examples" (one
+training seed and no seed variance to borrow: test examples only, percentile bootstrap,
+sign-flip p-value) or "seeds+examples" (the two-level interval of
+`evaluate.stats.seeded_bootstrap`); `seeds` is [row seeds, reference seeds];
+`paired_seeds` is true when both rows have the same seeds and were compared seed by
+seed; `seed_variance` says where a one-seed row's seed variance came from: "pooled"
+over the multi-seed rows of its dataset, teacher and student (assuming methods share a
+seed variance), else "own", "other side" or "none". `p_adjusted` is the p-value adjusted
+for the comparisons of its table (`adjustment`); stars use it.
 """
 from __future__ import annotations
 
@@ -41,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.report.pairing import (ExampleScores, SeedScores, average_seeds, by_seed, compare_rows, paired,
-                                       rank_values, row_interval)
+                                       pool_seed_variance, rank_values, row_interval, seed_mean_variance)
 from arkd_bench.report.read import RunOrder, metric_names, per_example_scores, read_runs
 from arkd_bench.rundir.store import DONE, FAILED, RunDir
 
@@ -62,6 +72,7 @@ class Collected:
     results: dict[str, Any]
     scores: dict[str, ExampleScores] = field(default_factory=dict)  # cell id -> metric -> example -> score
     seeds: dict[str, int] = field(default_factory=dict)  # cell id -> training seed
+    _pooled: dict[tuple, tuple | None] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> list[dict[str, Any]]:
@@ -79,10 +90,23 @@ class Collected:
         """Training seed -> example -> score of a row (generation seeds averaged)."""
         return by_seed([(self.seeds.get(c, 0), self.scores[c]) for c in row["cells"] if c in self.scores], metric)
 
+    def pooled_seed_variance(self, row: dict[str, Any], metric: str) -> tuple[float, int, int] | None:
+        """(variance of one seed's mean, df, rows) pooled over the trained rows of the row's
+        dataset, teacher and student that have 2+ distinct seeds; None when there are none."""
+        key = (rank_group(row), metric)
+        if key not in self._pooled:
+            estimates = [seed_mean_variance(self.seed_scores(r, metric)) for r in self.rows
+                         if rank_group(r) == key[0] and r["kind"] not in REFERENCE_KINDS]
+            self._pooled[key] = pool_seed_variance([e for e in estimates if e is not None])
+        return self._pooled[key]
+
     def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
         """Comparison of a - b (`pairing.compare_rows`: over seeds and examples when either
-        row has 2+ seeds), or None with under 2 common examples."""
-        return compare_rows(self.seed_scores(row_a, metric), self.seed_scores(row_b, metric))
+        row has 2+ seeds, or when a one-seed row can borrow the seed variance pooled over its
+        grid's multi-seed rows), or None with under 2 common examples."""
+        a, b = self.seed_scores(row_a, metric), self.seed_scores(row_b, metric)
+        pooled = self.pooled_seed_variance(row_a, metric) if min(len(a), len(b)) == 1 else None
+        return compare_rows(a, b, pooled=None if pooled is None else pooled[:2])
 
     @cached_property
     def _cell_index(self) -> dict[str, dict[str, Any]]:
@@ -145,9 +169,14 @@ def _eval_settings(cells: list[dict], extras: dict) -> list[dict[str, Any]]:
     return [{**e, "seeds": sorted(e["seeds"])} for e in out.values()]
 
 
-def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None) -> Collected:
-    """Merge run folders into one Collected; with `plugins`, metric directions and ranks too."""
-    from arkd_bench.evaluate.stats import mean_std
+def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None, adjust: str = "holm") -> Collected:
+    """Merge run folders into one Collected; with `plugins`, metric directions and ranks too.
+    `adjust` (holm, bonferroni, none) sets how each table's stars account for its number
+    of comparisons."""
+    from arkd_bench.evaluate.stats import ADJUSTMENTS, mean_std
+
+    if adjust not in ADJUSTMENTS:
+        raise ValueError(f"unknown adjustment {adjust!r}; valid: {', '.join(ADJUSTMENTS)}")
 
     order = RunOrder()
     cells, extras, runs = read_runs(run_dirs, order)
@@ -170,11 +199,11 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
         row.update(kind=members[0]["kind"], label=labels[key],
                    failed=sum(c["status"] == FAILED for c in members),
                    pending=sum(c["status"] not in (DONE, FAILED) for c in members),
-                   cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}), metrics={})
+                   cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}),
+                   seeds=sorted({c["seed"] for c in done}), metrics={})
         for m in sorted({m for c in done for m in c["metrics"]}):
-            mean, std, n = mean_std([c["metrics"][m] for c in done if m in c["metrics"]])
+            mean, std, n = mean_std(_per_seed([c for c in done if m in c["metrics"]], m))
             row["metrics"][m] = {"mean": mean, "std": std, "n": n}
-            row["metrics"][m].update(row_interval(collected.seed_scores(row, m)))
         costs = [c["data_policy"] for c in done if c.get("data_policy")]
         if costs:  # ground-truth rows have none, and their results stay as they were
             row["data_policy"] = {**costs[0], "generation_seconds_per_step": round(
@@ -190,10 +219,40 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None)
         "primary_metric": next((m for _, r in runs for m in metric_names(r)), None),
         "eval_settings": _eval_settings(ordered_cells, extras),
     }
+    for row in leaderboard:  # after all rows: a one-seed row borrows the pooled seed variance of its grid
+        for m, stat in row["metrics"].items():
+            scores = collected.seed_scores(row, m)
+            trained = row["kind"] not in REFERENCE_KINDS  # the teacher and the floors have no seed variance
+            pooled = collected.pooled_seed_variance(row, m) if len(scores) == 1 and trained else None
+            stat.update(row_interval(scores, pooled=None if pooled is None else pooled[:2]))
     _compare_with_reference(collected)
+    adjust_comparisons(collected.results, adjust)
     if plugins is not None:
         annotate_metrics(collected.results, plugins)
     return collected
+
+
+def _per_seed(cells: list[dict], metric: str) -> list[float]:
+    """One value per distinct training seed: cells of one seed (merged runs) averaged."""
+    by_seed: dict[int, list[float]] = defaultdict(list)
+    for c in cells:
+        by_seed[c["seed"]].append(c["metrics"][metric])
+    return [sum(v) / len(v) for _, v in sorted(by_seed.items())]
+
+
+def adjust_comparisons(results: dict[str, Any], method: str = "holm") -> None:
+    """`p_adjusted` on every comparison with the reference, adjusted (`evaluate.stats.
+    adjust_p_values`) over the family of its table: every row and metric of its dataset."""
+    from arkd_bench.evaluate.stats import adjust_p_values
+
+    families: dict[str, list[dict]] = defaultdict(list)
+    for row in results["leaderboard"]:
+        families[row["dataset"]] += list(row.get("vs_reference", {}).values())
+    for comparisons in families.values():
+        for c, p in zip(comparisons, adjust_p_values([c["p_value"] for c in comparisons], method)):
+            c["p_adjusted"] = p
+    results["adjustment"] = {"method": method, "family": "table",
+                             "comparisons": {d: len(c) for d, c in families.items()}}
 
 
 def reference_row(rows: list[dict], row: dict, reference: str) -> dict | None:
@@ -218,14 +277,15 @@ def _compare_with_reference(collected: Collected) -> None:
             if c is not None:
                 row["vs_reference"][m] = {"reference": ref["label"], "diff": c.diff, "low": c.low, "high": c.high,
                                           "p_value": c.p_value, "n_examples": c.n, "interval": c.interval,
-                                          "seeds": list(c.seeds), "paired_seeds": c.paired_seeds}
+                                          "seeds": list(c.seeds), "paired_seeds": c.paired_seeds,
+                                          "seed_variance": c.seed_variance}
                 comparisons += 1
     results["comparisons"] = comparisons
 
 
-def collect(run_dirs: list[str | Path], reference: str | None = None) -> dict[str, Any]:
+def collect(run_dirs: list[str | Path], reference: str | None = None, adjust: str = "holm") -> dict[str, Any]:
     """The results dict of run folders (without metric directions; see `annotate_metrics`)."""
-    return load(run_dirs, reference=reference).results
+    return load(run_dirs, reference=reference, adjust=adjust).results
 
 
 def annotate_metrics(results: dict[str, Any], plugins) -> dict[str, Any]:

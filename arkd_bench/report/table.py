@@ -2,10 +2,12 @@
 
 One pure function of the results dict: rows are methods (teacher and SFT baselines first),
 columns are mean ± std per metric with the metric's direction, then the paired difference
-with the reference, its 95% interval and a significance mark.
+with the reference, its 95% interval and a significance mark (on the p-value adjusted for
+the table's number of comparisons, `results["adjustment"]`).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,15 +28,64 @@ class Table:
     context: list[str]  # lines shown above the table: recipe, models, seeds, evaluation
 
 
+LOW_POWER = "†"  # fewer than 3 training seeds
+BORROWED = "‡"  # a one-seed row's seed variance, pooled over its grid's multi-seed rows
+MIN_SEEDS = 3
+
+ADJUSTMENT_NAMES = {"holm": "Holm-adjusted", "bonferroni": "Bonferroni-adjusted", "none": "unadjusted"}
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def significance(p_value: float, low: float, high: float) -> str:
-    """** p<0.01, * p<0.05; only when the interval agrees (excludes 0)."""
+    """** p<0.01, * p<0.05; only when the interval agrees (excludes 0). Give it the
+    adjusted p-value (`comparison_p`)."""
     if low <= 0 <= high:
         return ""
     return "**" if p_value < 0.01 else "*" if p_value < 0.05 else ""
+
+
+def comparison_p(c: dict[str, Any]) -> float:
+    """The p-value stars are read from: adjusted for the table's comparisons when the
+    results say how (`p_adjusted`), else the raw one."""
+    return c.get("p_adjusted", c["p_value"])
+
+
+def delta_digits(diff: float) -> int:
+    """Decimals for a difference: 2, or enough to show two significant digits of a
+    difference under 0.1 (a gain of 0.004 nats must not print as +0.00 with stars)."""
+    size = abs(diff)
+    if size == 0 or size >= 0.1 or math.isnan(size):
+        return 2
+    return min(6, 1 - math.floor(math.log10(size)))
+
+
+def delta_text(c: dict[str, Any]) -> str:
+    """`+1.23 [+0.45, +2.01]**`, `‡` when a one-seed side's seed variance was borrowed."""
+    d = delta_digits(c["diff"])
+    mark = BORROWED if c.get("seed_variance") in ("pooled", "other side") else ""
+    return (f"{c['diff']:+.{d}f} [{c['low']:+.{d}f}, {c['high']:+.{d}f}]"
+            f"{significance(comparison_p(c), c['low'], c['high'])}{mark}")
+
+
+def trained(row: dict) -> bool:
+    """A row whose training seeds matter (not the teacher, a bound, nor a floor)."""
+    return row["kind"] not in REFERENCE_KINDS
+
+
+def seed_count(row: dict) -> int:
+    """Distinct training seeds of the row's finished cells (merged runs that repeat a seed
+    count it once)."""
+    if "seeds" in row:
+        return len(row["seeds"])
+    return max((s["n"] for s in row["metrics"].values()), default=0)
+
+
+def seeds_text(row: dict) -> str:
+    k = seed_count(row)
+    return f"{k}{LOW_POWER}" if trained(row) and 0 < k < MIN_SEEDS else str(k)
 
 
 def _seeds(values: list) -> str:
@@ -74,7 +125,20 @@ def context_lines(results: dict[str, Any], dataset: str, rows: list[dict]) -> li
     students = sorted({r["student"] for r in rows if r["student"]})
     lines.append(f"teacher {', '.join(teachers)}; student {', '.join(students) or '-'}")
     data = data_policy_line(rows)
-    return lines + ([data] if data else []) + [interval_note(rows)]
+    return lines + ([data] if data else []) + [interval_note(rows), adjustment_note(results, dataset)]
+
+
+def adjustment_note(results: dict[str, Any], dataset: str) -> str:
+    """How the table's stars account for its number of comparisons."""
+    adjustment = results.get("adjustment")
+    if not adjustment:
+        return "stars: unadjusted p-values"
+    m = adjustment.get("comparisons", {}).get(dataset, 0)
+    method = adjustment.get("method", "none")
+    if method == "none":
+        return f"stars: unadjusted p-values ({m} comparison{'' if m == 1 else 's'} in this table)"
+    return (f"stars: {ADJUSTMENT_NAMES.get(method, method)} p-values over this table's "
+            f"{m} comparison{'' if m == 1 else 's'}")
 
 
 def data_policy_line(rows: list[dict]) -> str | None:
@@ -95,20 +159,31 @@ def data_policy_line(rows: list[dict]) -> str | None:
     return "training sequences (others: ground truth): " + "; ".join(parts)
 
 
+def _borrowed(row: dict) -> bool:
+    """Whether the row's interval or a comparison used a borrowed (pooled) seed variance."""
+    entries = list(row["metrics"].values()) + list(row.get("vs_reference", {}).values())
+    return any(e.get("seed_variance") in ("pooled", "other side") for e in entries)
+
+
 def interval_note(rows: list[dict]) -> str:
     """What the table's intervals cover, said above it: a one-seed table must not read as if
-    its intervals held training-seed variance."""
-    def seeds(r):
-        return max((s["n"] for s in r["metrics"].values()), default=0)
-
-    trained = [r for r in rows if r["kind"] not in REFERENCE_KINDS and r["metrics"]]
-    single = [r.get("label", r["method"]) for r in trained if seeds(r) < 2]
-    if not trained or len(single) == len(trained):
+    its intervals held training-seed variance, nor a table whose rows repeat one seed."""
+    students = [r for r in rows if trained(r) and r["metrics"]]
+    single = [r for r in students if seed_count(r) < 2]
+    if not students or len(single) == len(students):
         return ("one training seed: intervals and p-values cover test-example variance only, "
                 "not training-seed variance")
-    line = "intervals and p-values resample training seeds and test examples (two-level bootstrap)"
-    return line + (f"; rows with one training seed ({', '.join(single)}) and their comparisons with one-seed "
-                   "rows cover test examples only" if single else "")
+    line = ("intervals and p-values cover training seeds and test examples (two levels, each with "
+            "Student's t at its own degrees of freedom)")
+    pooled = [r.get("label", r["method"]) for r in single if _borrowed(r)]
+    alone = [r.get("label", r["method"]) for r in single if not _borrowed(r)]
+    if pooled:
+        line += (f"; rows with one training seed ({', '.join(pooled)}) take the seed variance pooled over the "
+                 f"multi-seed rows of their teacher and student, assuming methods share it ({BORROWED})")
+    if alone:
+        line += (f"; rows with one training seed ({', '.join(alone)}) have no seed variance to borrow: their "
+                 "intervals cover test examples only")
+    return line
 
 
 def _arrow(results, metric: str) -> str:
@@ -160,7 +235,7 @@ def make_table(results: dict[str, Any], dataset: str) -> Table:
         rank = (r.get("rank") or {}).get(primary)
         line = [Cell("-" if rank is None else str(rank)), Cell(_method_text(r))]
         line += [Cell(r["teacher"])] * many_teachers + [Cell(r["student"] or "-")] * many_students
-        line.append(Cell(str(max((s["n"] for s in r["metrics"].values()), default=0))))
+        line.append(Cell(seeds_text(r)))
         for m in metrics:
             stat = r["metrics"].get(m)
             if stat is None:
@@ -170,26 +245,36 @@ def make_table(results: dict[str, Any], dataset: str) -> Table:
             line.append(Cell(text, bold=r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[rank_group(r), m]))
         for m in metrics:
             c = r.get("vs_reference", {}).get(m)
-            line.append(Cell("-" if c is None else f"{c['diff']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
-                                                  f"{significance(c['p_value'], c['low'], c['high'])}"))
+            line.append(Cell("-" if c is None else delta_text(c)))
         body.append(line)
     return Table(dataset, header, body, context_lines(results, dataset, rows))
 
 
 def legend(results: dict[str, Any]) -> str:
     primary = results.get("primary_metric")
+    adjustment = (results.get("adjustment") or {}).get("method")
+    if adjustment in ("holm", "bonferroni"):
+        stars = (f"* p<0.05, ** p<0.01 on p-values {ADJUSTMENT_NAMES[adjustment]} for the number of comparisons in "
+                 "each table (said above it; the 95% intervals themselves are not adjusted), shown only when the "
+                 "interval excludes 0")
+    else:
+        stars = (f"* p<0.05, ** p<0.01, unadjusted for the {results.get('comparisons', 0)} comparisons, shown only "
+                 "when the interval excludes 0")
     return ("Mean ± std over training seeds (each seed: mean over test examples and generation seeds; "
-            "no ± with one seed). "
+            "no ± with one seed; seeds counts distinct training seeds). "
+            f"{LOW_POWER} fewer than {MIN_SEEDS} training seeds: low power (wide intervals; a real difference "
+            "may not reach a star). "
             f"Rank by {primary or 'the first metric'} among the students of one teacher and student model "
             "(not ranked: the teacher, a bound, "
             "and the echo/constant baselines, floors); "
             "the best student value of each metric is in bold; ↑ higher is better, ↓ lower is better. "
-            f"Δ is the paired difference with `{results.get('reference')}` with a 95% interval; "
-            "* p<0.05, ** p<0.01 (shown only when the interval excludes 0; "
-            f"{results.get('comparisons', 0)} comparisons, uncorrected). With 2+ training seeds on either side the "
-            "interval and p-value come from a two-level bootstrap over training seeds and test examples (paired by "
-            "seed when both rows have the same seeds; Student t on its standard error); with one seed each, from a "
-            "percentile bootstrap over test examples (seeds averaged) and the paired sign-flip permutation test.")
+            f"Δ is the paired difference with `{results.get('reference')}` with a 95% interval; {stars}. "
+            "With 2+ training seeds the interval and p-value cover training seeds and test examples: "
+            "sqrt(t_seeds^2 V_seeds + t_examples^2 V_examples), each variance part with Student's t at its own "
+            "degrees of freedom (seeds - 1, examples - 1), compared seed by seed when both rows have the same seeds; "
+            f"{BORROWED} a one-seed row takes the seed variance pooled over the multi-seed rows of its teacher and "
+            "student. With one seed everywhere, a percentile bootstrap over test examples (seeds averaged) and "
+            "the paired sign-flip permutation test.")
 
 
 def datasets(results: dict[str, Any]) -> list[str]:

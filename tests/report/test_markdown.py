@@ -1,6 +1,8 @@
 """The leaderboard table from hand-built results: rank, bold, direction, significance, failures."""
+import pytest
+
 from arkd_bench.report.markdown import render_markdown
-from arkd_bench.report.rows import add_ranks
+from arkd_bench.report.rows import add_ranks, adjust_comparisons
 
 
 def row(method, kind="distill", vs=None, failed=0, **metrics):
@@ -37,8 +39,8 @@ def test_rank_bold_best_and_baselines():
         row("a", rougeL=(30.0, 1.5, 2)), row("b", rougeL=(25.0, 0.5, 2)), row("c", rougeL=(25.0, 2.0, 2))]))
     assert "| rank (rougeL) | method | seeds | rougeL ↑ | ΔrougeL vs sft [95% CI] |" in md
     assert line_of(md, "teacher").startswith("| - | teacher | 1 | 50.00 |")  # a bound: not ranked, not bold
-    assert line_of(md, "a").startswith("| 1 | a | 2 | **30.00 ± 1.50** |")
-    assert line_of(md, "b").startswith("| 2 | b | 2 | 25.00 ± 0.50 |")
+    assert line_of(md, "a").startswith("| 1 | a | 2† | **30.00 ± 1.50** |")  # 2 seeds: low power
+    assert line_of(md, "b").startswith("| 2 | b | 2† | 25.00 ± 0.50 |")
     assert line_of(md, "c").startswith("| 2 | c |")  # ties share a rank
     assert line_of(md, "sft").startswith("| 4 | sft |")
     assert sum(l.count("**") for l in md.splitlines() if l.startswith("|")) == 2
@@ -47,8 +49,8 @@ def test_rank_bold_best_and_baselines():
 def test_lower_is_better_metric_ranks_and_bolds_the_smallest():
     md = render_markdown(results([row("a", ppl=(12.0, 0.0, 1)), row("b", ppl=(9.5, 0.0, 1))], lower={"ppl"}))
     assert "ppl ↓" in md
-    assert line_of(md, "b").startswith("| 1 | b | 1 | **9.50** |")  # one seed: no ± std
-    assert line_of(md, "a").startswith("| 2 | a | 1 | 12.00 |")
+    assert line_of(md, "b").startswith("| 1 | b | 1† | **9.50** |")  # one seed: no ± std
+    assert line_of(md, "a").startswith("| 2 | a | 1† | 12.00 |")
 
 
 def test_significance_marks_need_p_and_an_interval_excluding_zero():
@@ -109,7 +111,68 @@ def test_the_table_says_above_it_which_variance_its_intervals_cover():
     assert note in head and note not in table
     seeds = render_markdown(results([row("teacher", "teacher", rougeL=(50.0, 0.0, 1)),
                                      row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 1.0, 3))]))
-    assert "- intervals and p-values resample training seeds and test examples (two-level bootstrap)\n" in seeds
+    two_levels = ("- intervals and p-values cover training seeds and test examples (two levels, each with "
+                  "Student's t at its own degrees of freedom)")
+    assert two_levels + "\n" in seeds
     assert "cover test-example variance only" not in seeds  # the teacher is one model, not a one-seed student
-    mixed = render_markdown(results([row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 0.0, 1))]))
-    assert "rows with one training seed (a) and their comparisons with one-seed rows cover test examples only" in mixed
+    pooled = comparison(1.0, -2.0, 4.0, 0.3)
+    pooled["rougeL"]["seed_variance"] = "pooled"
+    mixed = render_markdown(results([row("sft", "sft", rougeL=(20.0, 1.0, 3)),
+                                     row("a", vs=pooled, rougeL=(22.0, 0.0, 1))]))
+    assert ("rows with one training seed (a) take the seed variance pooled over the multi-seed rows of their "
+            "teacher and student, assuming methods share it (‡)") in mixed
+    assert line_of(mixed, "a").endswith("| +1.00 [-2.00, +4.00]‡ |")
+    alone = render_markdown(results([row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 0.0, 1))]))
+    assert "rows with one training seed (a) have no seed variance to borrow: their intervals cover test examples only" \
+        in alone
+    # merged runs repeating one seed: the cells are two, the seeds one, and the note says so
+    repeated = [dict(row("sft", "sft", rougeL=(20.0, 0.0, 1)), seeds=[0]),
+                dict(row("a", rougeL=(22.0, 0.0, 1)), seeds=[0])]
+    md = render_markdown(results(repeated))
+    assert "- one training seed: intervals and p-values cover test-example variance only" in md
+    assert "two levels" not in md.split("| rank", 1)[0].split("## d", 1)[1]
+    assert line_of(md, "a").startswith("| 1 | a | 1† |")
+
+
+def test_low_power_rows_are_marked_and_the_legend_says_why():
+    md = render_markdown(results([row("teacher", "teacher", rougeL=(50.0, 0.0, 1)),
+                                  row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 1.0, 2)),
+                                  dict(row("b", rougeL=(21.0, 1.0, 5)), seeds=[0, 1, 2, 3, 4])]))
+    assert "† fewer than 3 training seeds: low power" in md
+    assert line_of(md, "a").startswith("| 1 | a | 2† |")
+    assert line_of(md, "sft").startswith("| 3 | sft | 3 |") and line_of(md, "b").startswith("| 2 | b | 5 |")
+    assert line_of(md, "teacher").startswith("| - | teacher | 1 |")  # a bound, not a low-power student
+
+
+def test_adjustment_sets_the_stars_and_the_table_says_which():
+    def build(method):
+        res = results([row("sft", "sft", rougeL=(20.0, 0.0, 3)),
+                       row("a", vs=comparison(2.0, 1.0, 3.0, 0.008), rougeL=(22.0, 0.0, 3)),
+                       row("b", vs=comparison(1.0, 0.2, 1.8, 0.03), rougeL=(21.0, 0.0, 3)),
+                       row("c", vs=comparison(0.5, -1.0, 2.0, 0.4), rougeL=(20.5, 0.0, 3))])
+        adjust_comparisons(res, method)
+        return res, render_markdown(res)
+
+    stars = {}
+    for method in ("none", "holm", "bonferroni"):
+        res, md = build(method)
+        stars[method] = tuple(line_of(md, m).rsplit("]", 1)[1].rstrip(" |") for m in "abc")
+        assert res["adjustment"] == {"method": method, "family": "table", "comparisons": {"d": 3}}
+    assert stars == {"none": ("**", "*", ""), "holm": ("*", "", ""), "bonferroni": ("*", "", "")}
+    res, md = build("holm")
+    assert [r["vs_reference"]["rougeL"]["p_adjusted"] for r in res["leaderboard"][1:]] == \
+        pytest.approx([0.024, 0.06, 0.4])
+    assert "- stars: Holm-adjusted p-values over this table's 3 comparisons" in md
+    assert "Holm-adjusted for the number of comparisons in each table" in md
+    _, md = build("none")
+    assert "- stars: unadjusted p-values (3 comparisons in this table)" in md
+    _, md = build("bonferroni")
+    assert "- stars: Bonferroni-adjusted p-values over this table's 3 comparisons" in md
+
+
+def test_small_differences_get_the_digits_they_need():
+    md = render_markdown(results([row("sft", "sft", kl=(0.5, 0.0, 3)),
+                                  row("a", vs={"kl": {"reference": "sft", "diff": -0.0042, "low": -0.0061,
+                                                      "high": -0.0023, "p_value": 0.001, "n_examples": 50}},
+                                      kl=(0.4958, 0.0, 3))], lower={"kl"}))
+    assert line_of(md, "a").endswith("| -0.0042 [-0.0061, -0.0023]** |")

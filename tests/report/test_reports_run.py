@@ -89,7 +89,8 @@ def test_any_two_rows_can_be_paired(grid):
     assert one.interval == "examples"
     assert one.p_value == pytest.approx(np.mean([f >= abs(d.mean()) - 1e-9 for f in flips]))
     html = (run / "report.html").read_text()
-    assert "intervals and p-values resample training seeds and test examples (two-level bootstrap)" in html
+    assert "intervals and p-values cover training seeds and test examples (two levels" in html
+    assert "stars: Holm-adjusted p-values over this table&#x27;s 2 comparisons" in html
 
 
 def test_merged_report_lists_failed_cells(grid, failed_run):
