@@ -310,7 +310,8 @@ def seeded_bootstrap(
     columns; `b=None` gives the interval of a's own mean. With `paired_seeds` the two
     share their seeds row by row (same seed, same data order and initialisation) and
     the comparison is made on the per-seed differences; otherwise each method's seeds
-    count on their own, while examples are always shared.
+    count on their own, while examples are always shared. One seed on a side cannot be
+    paired: `paired_seeds` is then ignored (`Comparison.paired_seeds` is False).
 
     Model: score = grand mean + seed effect + example effect + seed x example residual
     (two-way random effects; each method on its own, or the difference when paired). The
@@ -357,8 +358,9 @@ def seeded_bootstrap(
     y = None if b is None else _as_matrix(b, "b")
     if y is not None and y.shape[1] != x.shape[1]:
         raise ValueError(f"a and b must score the same examples, got {x.shape[1]} and {y.shape[1]} columns")
-    if paired_seeds and (y is None or y.shape != x.shape):
+    if paired_seeds and (y is None or (y.shape != x.shape and min(x.shape[0], y.shape[0]) > 1)):
         raise ValueError("paired_seeds needs b with the same seeds x examples shape as a")
+    paired_seeds = paired_seeds and y is not None and y.shape == x.shape and x.shape[0] >= 2
     if pooled_seed_var is not None:
         variance, df = pooled_seed_var
         if not (math.isfinite(variance) and variance >= 0 and df > 0):
@@ -376,5 +378,5 @@ def seeded_bootstrap(
     k_b = 0 if y is None else y.shape[0]
     interval = "examples" if level.seed_variance == "none" else "seeds+examples"
     return Comparison(diff=diff, low=diff - half, high=diff + half, p_value=p_value, n=n, interval=interval,
-                      seeds=(x.shape[0], k_b), paired_seeds=paired_seeds and x.shape[0] >= 2,
+                      seeds=(x.shape[0], k_b), paired_seeds=paired_seeds,
                       seed_variance=level.seed_variance)

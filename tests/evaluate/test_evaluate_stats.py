@@ -196,6 +196,8 @@ def test_one_seed_side_borrows_a_seed_variance_and_says_so():
     assert (both.interval, both.seed_variance) == ("examples", "none")
     both = stats.seeded_bootstrap(a[:1], b[:1], paired_seeds=True, pooled_seed_var=(4.0, 10))
     assert (both.interval, both.seed_variance, both.paired_seeds) == ("seeds+examples", "pooled", False)
+    lone = stats.seeded_bootstrap(a[:1], b, paired_seeds=True)  # one seed cannot be paired: as unpaired
+    assert lone == stats.seeded_bootstrap(a[:1], b) and not lone.paired_seeds
     with pytest.raises(ValueError, match="pooled_seed_var"):
         stats.seeded_bootstrap(a[:1], b, pooled_seed_var=(-1.0, 3))
 
