@@ -174,9 +174,9 @@ def weights_problem(weights: torch.Tensor, terms: Sequence[str], mask: torch.Ten
         row = w[i]
         bad = ~torch.isfinite(row)
         if bad.any():
-            where_ = _position(bad) if row.dim() else ""
-            return (f"weight of term {term!r} is {row[bad].flatten()[0].item()}{where_} "
-                    f"({int(bad.sum())} non-finite of {row.numel()}){listed}; weights must be finite and >= 0")
+            where_ = f"{_position(bad)} ({int(bad.sum())} non-finite of {row.numel()})" if row.dim() else ""
+            return (f"weight of term {term!r} is {row[bad].flatten()[0].item()}{where_}{listed}; "
+                    "weights must be finite and >= 0")
     for i, term in enumerate(terms):
         row = w[i] if scored is None else torch.where(scored, w[i], 0)
         bad = row < 0
