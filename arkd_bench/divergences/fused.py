@@ -147,16 +147,24 @@ def run_pass(
         values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
     else:
         values, feats = _FusedLinearPass.apply(student_logits, lm_head.weight, lm_head.bias,
-                                               teacher_logits.detach(), plan)
+                                               teacher_logits.detach(), plan, lm_head.dtype or lm_head.weight.dtype)
     return values, feats, token_mask
 
 
 @dataclass
 class LinearHead:
-    """A plain linear LM head, ``logits = hidden @ weight.T + bias`` (weight ``[V, H]``)."""
+    """A plain linear LM head, ``logits = hidden @ weight.T + bias`` (weight ``[V, H]``).
+
+    ``dtype``: what its matrix products run in, as ``nn.Linear`` does under autocast (the
+    autocast dtype under mixed precision, so the logits are rounded as the dense path rounds
+    them); default the weight's own dtype. Whatever it is, the weight's and bias's gradients
+    are summed over chunks in float32 (float64 for float64 weights) and cast to their dtype
+    once, at the end.
+    """
 
     weight: Tensor
     bias: Tensor | None = None
+    dtype: torch.dtype | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -389,13 +397,16 @@ class _FusedPass(torch.autograd.Function):
 
 
 class _FusedLinearPass(torch.autograd.Function):
-    """The fused pass with the LM head inside: a chunk's logits are ``hidden[rows] @ W.T + b``,
-    computed in forward and again in backward, never kept."""
+    """The fused pass with the LM head inside: a chunk's logits are ``hidden[rows] @ W.T + b``
+    in the head's compute dtype, computed in forward and again in backward, never kept."""
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, teacher: Tensor, plan: _Plan):
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, teacher: Tensor, plan: _Plan,
+                dtype: torch.dtype):
         flat = hidden.reshape(-1, hidden.shape[-1])
-        return _forward(ctx, plan, _head_logits(flat, weight, bias), teacher, flat.shape[0], hidden,
+        ctx.head_dtype = dtype
+        w, b = _cast_head(weight, bias, dtype)
+        return _forward(ctx, plan, _head_logits(flat, w, b), teacher, flat.shape[0], hidden,
                         saved=(hidden, weight, bias, teacher))
 
     @staticmethod
@@ -403,28 +414,46 @@ class _FusedLinearPass(torch.autograd.Function):
     def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
         hidden, weight, bias, teacher, log_norms = ctx.saved_tensors
         plan: _Plan = ctx.plan
+        w, b = _cast_head(weight, bias, ctx.head_dtype)
         flat = hidden.reshape(-1, hidden.shape[-1])
         grad_hidden = torch.zeros_like(flat)
-        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
-        grad_bias = torch.zeros_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
-        chunks = _logit_grad_chunks(plan, _head_logits(flat, weight, bias), teacher, grad_values, log_norms,
+        # the head's gradients are sums over every chunk: accumulated in float32 (or float64),
+        # whatever the weights are stored in, and rounded to their dtype once at the end
+        acc_dtype = torch.promote_types(weight.dtype, torch.float32)
+        grad_weight = grad_bias = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros(weight.shape, dtype=acc_dtype, device=weight.device)
+        if bias is not None and ctx.needs_input_grad[2]:
+            grad_bias = torch.zeros(bias.shape, dtype=acc_dtype, device=bias.device)
+        scratch = Scratch(weight.device)
+        chunks = _logit_grad_chunks(plan, _head_logits(flat, w, b), teacher, grad_values, log_norms,
                                     ctx.finite, target=lambda sel: None)
         for sel, out in chunks:
             if out is None:
                 continue
-            g = out.to(weight.dtype)
-            grad_hidden[sel] = g @ weight
+            g, rows = out.to(w.dtype), flat[sel].to(w.dtype)
+            grad_hidden[sel] = (g @ w).to(grad_hidden.dtype)
             if grad_weight is not None:
-                grad_weight.addmm_(g.t(), flat[sel])
+                if w.dtype == acc_dtype:
+                    grad_weight.addmm_(g.t(), rows)
+                else:  # the chunk's product in the compute dtype, its sum over chunks in acc_dtype
+                    grad_weight += torch.mm(g.t(), rows, out=scratch.get("grad_weight", *w.shape, w.dtype))
             if grad_bias is not None:
-                grad_bias += g.sum(0)
-        return grad_hidden.view(hidden.shape), grad_weight, grad_bias, None, None
+                grad_bias += g.sum(0, dtype=acc_dtype)
+        return (grad_hidden.view(hidden.shape), None if grad_weight is None else grad_weight.to(weight.dtype),
+                None if grad_bias is None else grad_bias.to(bias.dtype), None, None, None)
+
+
+def _cast_head(weight: Tensor, bias: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """The head's parameters in its compute dtype (no copy when they already are)."""
+    return weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
 def _head_logits(flat: Tensor, weight: Tensor, bias: Tensor | None):
-    """``student_chunk`` for hidden states ``flat`` ``[N, H]``: a chunk's logits through the head."""
+    """``student_chunk`` for hidden states ``flat`` ``[N, H]``: a chunk's logits through the head
+    (in the dtype of ``weight``, the head's compute dtype)."""
     def student_chunk(sel, scratch) -> Tensor:
-        rows = flat[sel]
+        rows = flat[sel].to(weight.dtype)
         return rows @ weight.t() if bias is None else torch.addmm(bias, rows, weight.t())
 
     return student_chunk
