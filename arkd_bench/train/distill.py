@@ -12,7 +12,7 @@ from arkd_bench.plugin_output import check_step_outputs
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
 from arkd_bench.train.sft import TrainingDiverged
-from arkd_bench.train.trial import TermGradients, TrialUpdate, eval_mode
+from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, eval_mode
 
 # Criteria measured on a held-out probe batch for strategies that request feedback.
 PROBE_CRITERIA = ("fkl", "rkl", "tvd")
@@ -53,7 +53,9 @@ def weighted_token_loss(values, weights):
 
 def student_head(student, accelerator):
     """The student's LM head as a `LinearHead`, for `train.fused_head`; a clear error where the
-    head is more than a linear map or where several processes would need DDP's own forward."""
+    head is more than a linear map or where several processes would need DDP's own forward.
+    Under mixed precision its products run in the autocast dtype, as the dense path's head
+    (an `nn.Linear` inside the prepared model's autocast) does."""
     import torch
 
     from arkd_bench.divergences import LinearHead
@@ -70,7 +72,16 @@ def student_head(student, accelerator):
         raise ValueError(f"train.fused_head needs a plain linear LM head on a base model; "
                          f"{type(model).__name__} has {type(head).__name__}"
                          + (f" and {', '.join(extra)} in its config" if extra else ""))
-    return LinearHead(head.weight, head.bias)
+    return LinearHead(head.weight, head.bias, dtype=autocast_dtype(accelerator))
+
+
+def autocast_dtype(accelerator):
+    """The dtype `accelerator.autocast()` computes matrix products in, or None (no autocast)."""
+    import torch
+
+    device = accelerator.device.type
+    with accelerator.autocast():
+        return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
 
 
 def response_tokens(batch) -> int:
@@ -142,7 +153,9 @@ class Distiller:
         if self.lm_head is None:
             student_logits = self.student(**inputs).logits
         else:
-            student_logits = self.accelerator.unwrap_model(self.student).base_model(**inputs).last_hidden_state
+            # the body runs under the autocast the prepared model's forward would apply
+            with self.accelerator.autocast():
+                student_logits = self.accelerator.unwrap_model(self.student).base_model(**inputs).last_hidden_state
         if "teacher_logits" in batch:
             teacher_logits = batch["teacher_logits"]
         elif self.teacher_outputs is not None and "index" in batch:
@@ -269,7 +282,9 @@ class Distiller:
             if data is not None:  # an online data policy decides what each micro-batch holds
                 micro_batches = [data.next_batch(batch, step) for batch in micro_batches]
             n_tokens = self._step_tokens(micro_batches)
-            term_grads = TermGradients(self.student.parameters(), len(self.terms)) if trials else None
+            # under fp16 the terms' gradients are of the scaled losses, as accelerate's backward's are
+            term_grads = (TermGradients(self.student.parameters(), len(self.terms), scaler=active_scaler(optimizer))
+                          if trials else None)
             micro = []
             for k, batch in enumerate(micro_batches):
                 # Skip the gradient all-reduce on all but the last micro-batch.
