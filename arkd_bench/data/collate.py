@@ -79,6 +79,25 @@ def join_ids(prompt_ids: Sequence[int], target_ids: Sequence[int], max_length: i
     }
 
 
+def prompt_for_continuation(prompt_ids: Sequence[int], max_length: int, max_new_tokens: int,
+                            bos_token_id: int | None = None, min_prompt: int | None = None) -> list[int]:
+    """The prompt a model should continue when its continuation (at most `max_new_tokens`) is
+    then joined to it by `join_ids(prompt, continuation, max_length, ...)`: cut from the left
+    beforehand, as `join_ids` would cut it, so that `join_ids` keeps it whole and the sequence
+    trained on has exactly the prompt the continuation was generated from.
+
+    A leading BOS stays in front; the rest keeps its last `max_length - max_new_tokens` tokens
+    in all, but never fewer than `join_ids` reserves for a prompt (`min_prompt` after BOS, or
+    all of a shorter prompt): there `join_ids` cuts the continuation instead.
+    """
+    prompt_ids = list(prompt_ids)
+    min_prompt = min_prompt_tokens(max_length) if min_prompt is None else min_prompt
+    head = prompt_ids[:1] if prompt_ids and bos_token_id is not None and prompt_ids[0] == bos_token_id else []
+    body = prompt_ids[len(head):]
+    keep = max(max_length - max_new_tokens - len(head), min(len(body), min_prompt))
+    return head + (body[len(body) - keep:] if len(body) > keep else body)
+
+
 def encode_for_training(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
     """input_ids, labels (IGNORE_INDEX on the prompt) and attention_mask for one example."""
     return join_ids(encode_prompt(tokenizer, prompt), encode_response(tokenizer, response), max_length,

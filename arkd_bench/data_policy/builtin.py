@@ -27,6 +27,14 @@ class SamplingOptions(DataPolicyOptions):
                                   max_new_tokens=self.max_new_tokens, max_prompt_length=max(1, max_length - 1),
                                   batch_size=batch_size)
 
+    def fit_prompts(self, prompts, max_length: int, bos_token_id: int | None) -> list[list[int]]:
+        """The prompts as the model is to continue them: cut from the left (BOS kept) to leave
+        `max_new_tokens` of room in `max_length`, so the training sequence (`join_ids`) keeps
+        exactly the prompt its continuation was generated from."""
+        from arkd_bench.data.collate import prompt_for_continuation
+
+        return [prompt_for_continuation(p, max_length, self.max_new_tokens, bos_token_id) for p in prompts]
+
 
 class GroundTruth(DataPolicy):
     """The dataset's reference responses (the default)."""
@@ -60,12 +68,14 @@ class TeacherGenerated(DataPolicy):
 
     def sequence_settings(self):
         # SFT on the tokens and distillation on the distributions share one set of generations.
-        return self.options.model_dump(mode="json", exclude={"targets"})
+        # "prompts": generated from prompts cut to leave room for max_new_tokens (sequences built
+        # before that were generated from longer prompts than they train on: another key).
+        return {**self.options.model_dump(mode="json", exclude={"targets"}), "prompts": "fit_continuation"}
 
     def build_sequences(self, source):
         from arkd_bench.data_policy.session import generated_items
 
-        prompts = source.prompts
+        prompts = self.options.fit_prompts(source.prompts, source.max_length, source.tokenizer.bos_token_id)
         settings = self.options.settings(source.max_length)
         items = []
         for k in range(self.options.samples):
@@ -105,7 +115,7 @@ class OnPolicy(DataPolicy):
         if self._coin.random() >= self.options.lmbda:
             return batch
         self.on_policy_batches += 1
-        prompts = session.prompts(batch)
+        prompts = self.options.fit_prompts(session.prompts(batch), session.max_length, session.tokenizer.bos_token_id)
         items = session.sample(prompts, self.options.settings(session.max_length, len(prompts)), self.options.seed)
         return session.collate(items)
 
@@ -173,7 +183,8 @@ class Replay(DataPolicy):
         r = self._rng.random()
         fresh_below = self.sample_threshold(session.step, session.total_steps)
         if r < fresh_below or (r < self.threshold and len(self.buffer) < self.options.capacity):
-            prompts = session.prompts(batch)
+            prompts = self.options.fit_prompts(session.prompts(batch), session.max_length,
+                                               session.tokenizer.bos_token_id)
             items = session.sample(prompts, self.options.settings(session.max_length, len(prompts)),
                                    self.options.seed)
             self.buffer.extend(items)
