@@ -81,7 +81,8 @@ def test_on_policy_samples_train_on_the_prompt_they_were_sampled_from(tok, name)
         bos = tok.bos_token_id if full[0] == tok.bos_token_id and tok.bos_token_id is not None else None
         if bos is not None:
             assert prompt[0] == bos
-        assert full[len(full) - len(prompt) + (bos is not None):] == prompt[bos is not None:]  # its end, cut on the left
+        skip = int(bos is not None)
+        assert full[len(full) - len(prompt) + skip:] == prompt[skip:]  # its end: cut on the left
         assert len(prompt) == MAX_LENGTH - 24
 
 
@@ -105,7 +106,8 @@ def test_join_ids_keeps_the_fitted_prompt_whole():
         max_length = rng.randint(8, 80)
         max_new = rng.randint(1, 2 * max_length)
         with_bos = rng.random() < 0.5
-        prompt = ([bos] if with_bos else []) + [rng.randint(1, 9) for _ in range(rng.randint(0 if with_bos else 1, 150))]
+        body = [rng.randint(1, 9) for _ in range(rng.randint(0 if with_bos else 1, 150))]
+        prompt = ([bos] if with_bos else []) + body
         fitted = prompt_for_continuation(prompt, max_length, max_new, bos_token_id=bos)
         continuation = [rng.randint(1, 9) for _ in range(rng.randint(1, max_new))]
         if with_bos:
