@@ -2,19 +2,30 @@
 of training steps, read from the cells' train_log.jsonl.
 
     python benchmarks/alpha_trajectories.py runs/alpha-sweep
+    python benchmarks/alpha_trajectories.py --smoke   # a tiny 8-step grid run here, in a temp folder
 
 For `arkd` the policy's mean alpha (`strategy/alpha_expected`) is reported beside the
 sampled one; for the others the batch-mean weight of the first term (`weight/<label>`).
 Methods whose weights never change (fixed mixes) are left out.
+
+--smoke runs arkd_bench.testing's tiny grid (1-layer GPT-2s, 8 steps) with a fixed 0.5/0.5 mix,
+AKL and ARKD in a temporary folder, prints its table and a JSON line of the rows, and deletes
+the folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 WINDOWS = ((0, 50), (50, 100), (100, 150), (150, 200))
+SMOKE_METHODS = [
+    {"name": "mix", "objective": ["fkl", "rkl"], "weighting": {"name": "fixed", "options": {"weights": [0.5, 0.5]}}},
+    {"name": "akl", "objective": ["fkl", "rkl"], "weighting": {"name": "greedy"}},
+    {"name": "arkd", "objective": ["fkl", "rkl"], "weighting": {"name": "arkd"}},
+]
 
 
 def series(log: list[dict], key: str) -> dict[int, float]:
@@ -30,11 +41,8 @@ def window_means(values: dict[int, float], total: int) -> list[float | None]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rundir")
-    args = parser.parse_args()
-    run = Path(args.rundir)
+def trajectories(run: Path) -> dict[tuple[str, str], list[tuple[int, list[float | None]]]]:
+    """(method, logged quantity) -> [(seed, window means)] for every finished cell of `run`."""
     rows = defaultdict(list)
     for folder in sorted((run / "cells").iterdir()):
         cell = json.loads((folder / "cell.json").read_text())
@@ -50,6 +58,10 @@ def main() -> None:
             values = series(log, key)
             if len(set(values.values())) > 1:  # a fixed mix has nothing to show
                 rows[(cell["method"], key)].append((cell["seed"], window_means(values, total)))
+    return rows
+
+
+def print_table(rows) -> None:
     header = "| method | quantity | seed | " + " | ".join(f"steps {lo}-{hi - 1}" for lo, hi in WINDOWS) + " |"
     print(header)
     print("|---|---|---|" + "---|" * len(WINDOWS))
@@ -57,6 +69,38 @@ def main() -> None:
         for seed, means in sorted(per_seed):
             cells = " | ".join("-" if m is None else f"{m:.3f}" for m in means)
             print(f"| {method} | {key} | {seed} | {cells} |")
+
+
+def smoke_run(folder: Path) -> Path:
+    from arkd_bench.testing import run_tiny
+
+    tiny = run_tiny(folder, methods=SMOKE_METHODS, train={"steps": 8, "batch_size": 4, "max_length": 48,
+                                                          "log_every": 1},
+                    eval={"metrics": ["tf_fkl"], "generation": {"max_new_tokens": 2, "batch_size": 8},
+                          "baselines": []})
+    return tiny.out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rundir", nargs="?")
+    parser.add_argument("--smoke", action="store_true",
+                        help="run a tiny 8-step grid (fixed mix, AKL, ARKD) in a temp folder and read it")
+    args = parser.parse_args()
+    if args.smoke == (args.rundir is not None):
+        parser.error("give a run folder, or --smoke")
+    if not args.smoke:
+        print_table(trajectories(Path(args.rundir)))
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = trajectories(smoke_run(Path(tmp)))
+    print_table(rows)
+    print(json.dumps({"smoke": True, "windows": [list(w) for w in WINDOWS], "rows": [
+        {"method": method, "quantity": key, "seed": seed, "means": means}
+        for (method, key), per_seed in sorted(rows.items()) for seed, means in per_seed]}))
 
 
 if __name__ == "__main__":

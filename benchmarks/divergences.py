@@ -16,6 +16,7 @@ N x V logit gradient. Time is the median of ``--repeats`` runs (the first one in
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/divergences.py   # N=2048, V=50257, 2 threads
     python benchmarks/divergences.py --tokens 256 --vocab 8192 --repeats 2   # quick look
+    python benchmarks/divergences.py --smoke   # N=64, V=512, chunks of 16, 1 run, 1 thread: checks that it runs
 
 On a machine shared with other jobs, the default (spinning) OpenMP wait policy slows the pass's
 many parallel regions far more than the floor's few; ``OMP_WAIT_POLICY=PASSIVE`` avoids that.
@@ -188,8 +189,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk-size", type=int, default=64, help="divergence_pass chunk_size")
+    ap.add_argument("--smoke", action="store_true",
+                    help="N=64, V=512, chunk size 16, 1 run, 1 thread; ends with a JSON line of the results")
     ap.add_argument("--child", choices=[*VARIANTS, "compare"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.smoke:
+        args.tokens, args.vocab, args.repeats, args.threads, args.chunk_size = 64, 512, 1, 1, 16
     global CHUNK_SIZE
     CHUNK_SIZE = args.chunk_size
     common = [f"--tokens={args.tokens}", f"--vocab={args.vocab}", f"--threads={args.threads}",
@@ -218,6 +223,10 @@ def main() -> None:
     print(f"reference / fused time: {ref['median_s'] / fu['median_s']:.1f}x")
     print(f"fused / reference extra memory: 1/{ref['peak_extra_mb'] / fu['peak_extra_mb']:.1f}")
     print("accuracy (max abs differences):", json.dumps(cmp, indent=1))
+    if args.smoke:
+        print(json.dumps({"smoke": True, "tokens": args.tokens, "vocab": args.vocab,
+                          "median_s": {v: r["median_s"] for v, r in res.items()},
+                          "peak_extra_mb": {v: r["peak_extra_mb"] for v, r in res.items()}, "accuracy": cmp}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: batched vs one-at-a-time greedy generation, and BERTScore throughput.
 
     HF_HUB_OFFLINE=1 python benchmarks/generation.py [--threads 2] [--results benchmarks/RESULTS.md]
+    HF_HUB_OFFLINE=1 python benchmarks/generation.py --smoke   # 4 prompts, 4 new tokens, 4 pairs, seconds
 
 The student is quickstart-sized: GPT-2 built from a config (2 layers, n_embd 128,
 vocabulary 2048 from a byte-level BPE trained on standard-library docstrings),
@@ -10,11 +11,15 @@ and padding excluded). Each timing is the best of `--repeats` interleaved rounds
 after a warm-up round.
 With `--results FILE`, the section "## Generation and BERTScore" of FILE is
 replaced (or appended); the rest of the file is left alone.
+--smoke runs the same code on 4 prompts (vocabulary 512, 4 new tokens, batch sizes 1, 32 and 4)
+and 4 BERTScore pairs, one round after the warm-up, prints the section and a JSON line of its
+numbers, and writes no file.
 """
 from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import platform
 import re
 import shlex
@@ -81,13 +86,13 @@ def best_times(fns: list, repeats: int) -> tuple[list[float], list]:
     return best, results
 
 
-def bench_generation(n_prompts: int, max_new_tokens: int, repeats: int) -> tuple[list, dict]:
+def bench_generation(n_prompts: int, max_new_tokens: int, repeats: int, vocab_size: int = 2048) -> tuple[list, dict]:
     from arkd_bench.evaluate.generate import GenerationSettings, generate
     from arkd_bench.testing import tiny_gpt2
     from arkd_bench.train.tokenizer import train_bpe_tokenizer
 
     sentences = docstring_sentences()
-    tokenizer = train_bpe_tokenizer(sentences, vocab_size=2048)
+    tokenizer = train_bpe_tokenizer(sentences, vocab_size=vocab_size)
     model = tiny_gpt2(tokenizer, n_layer=2, n_embd=128, n_head=4, seed=0)
     # Prompts of 1 to 4 sentences: lengths vary, so batches are padded.
     prompts = [" ".join(sentences[i : i + 1 + i % 4]) for i in range(n_prompts)]
@@ -221,15 +226,28 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", type=Path, help="update this markdown file's section")
+    parser.add_argument("--smoke", action="store_true",
+                        help="4 prompts, 4 new tokens, vocabulary 512, 4 BERTScore pairs, 1 round: checks that it "
+                             "runs; prints a JSON line, writes no file")
     args = parser.parse_args()
+    vocab_size = 2048
+    if args.smoke:
+        if args.results:
+            parser.error("--smoke writes no results file")
+        args.threads, args.prompts, args.max_new_tokens, args.pairs, args.repeats = 1, 4, 4, 4, 1
+        vocab_size = 512
 
     import torch
 
     torch.set_num_threads(args.threads)
-    gen_rows, gen_info = bench_generation(args.prompts, args.max_new_tokens, args.repeats)
+    gen_rows, gen_info = bench_generation(args.prompts, args.max_new_tokens, args.repeats, vocab_size)
     bert = bench_bertscore(args.pairs, args.repeats)
     section = render(args, gen_rows, gen_info, bert)
     print(section)
+    if args.smoke:
+        print(json.dumps({"smoke": True, "generation": [dict(zip(("batch_size", "tokens", "seconds", "tokens_per_s"),
+                                                                  row)) for row in gen_rows],
+                          "same_as_one_at_a_time": gen_info["same_as_one_at_a_time"], "bertscore": bert}))
     if args.results:
         write_section(args.results, section)
 
