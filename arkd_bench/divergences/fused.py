@@ -392,7 +392,7 @@ class _FusedPass(torch.autograd.Function):
             if out is None:
                 rows[sel] = 0
             elif not in_place(sel):
-                rows[sel] = out
+                rows[sel] = out.to(rows.dtype)  # float32 chunk into a bf16/fp16 gradient
         return grad, None, None
 
 

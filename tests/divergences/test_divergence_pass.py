@@ -210,6 +210,23 @@ def test_bf16_student_gets_bf16_gradient():
     assert student.grad.dtype == torch.bfloat16 and torch.isfinite(student.grad.float()).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_student_with_masked_tokens_gets_the_float32_gradient_rounded(dtype):
+    """Padding or prompt tokens in a bf16/fp16 batch: the chunks' float32 gradients are written
+    into the student's low-precision gradient rows (they once raised 'Index put requires the
+    source and destination dtypes match'), equal to float32 autograd up to that rounding."""
+    student, teacher = _inputs(shape=(2, 5), vocab=50)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0]], dtype=torch.bool)
+    low = student.detach().to(dtype).requires_grad_(True)
+    terms = {"f": FKL(), "r": RKL()}
+    divergence_pass(student_logits=low, teacher_logits=teacher, mask=mask, terms=terms).values.sum().backward()
+    reference = low.detach().float().requires_grad_(True)
+    _unfused(terms, reference, teacher, mask).sum().backward()
+    assert low.grad.dtype == dtype
+    assert torch.all(low.grad[~mask] == 0)
+    torch.testing.assert_close(low.grad.float(), reference.grad.to(dtype).float(), rtol=0, atol=1e-6)
+
+
 def test_terms_share_the_pass_temperature():
     student, teacher = _inputs()
     common = dict(student_logits=student, teacher_logits=teacher)
