@@ -11,11 +11,13 @@ Environment switches:
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,7 +46,12 @@ DEFAULT_PLUGINS = (
 
 
 class PluginLoadError(Exception):
-    """A plugin could not be loaded and strict mode is on (or the file does not exist)."""
+    """A plugin could not be loaded and strict mode is on, a plugin file does not exist, a
+    plugin implements a hook that does not exist, or a hook implementation raised."""
+
+
+class PluginsDirError(PluginLoadError):
+    """`--plugins-dir` names no folder of single-file plugins: bad usage, not a bad plugin."""
 
 
 @dataclass(frozen=True)
@@ -115,11 +122,44 @@ def _import_file(path: Path):
     return module
 
 
+# What marks a folder as a Python package (or a distribution's root), not a folder of plugin files.
+PACKAGE_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "__init__.py")
+
+
 def plugin_files_in(directory: str | Path) -> list[Path]:
+    """The single-file plugins of a `--plugins-dir` folder: its `*.py` files, except those
+    starting with `_`. A folder that is missing, a package (or a distribution's root) or
+    has no plugin file is a PluginsDirError saying what was expected."""
     directory = Path(directory)
+    if not directory.exists():
+        raise PluginsDirError(f"--plugins-dir {directory}: no such folder")
     if not directory.is_dir():
-        raise PluginLoadError(f"--plugins-dir {directory}: not a directory")
-    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+        raise PluginsDirError(f"--plugins-dir {directory}: not a folder; give the folder that holds the plugin "
+                              f".py files (one file can be listed in a recipe's `plugins:`)")
+    markers = [name for name in PACKAGE_MARKERS if (directory / name).is_file()]
+    if markers:
+        raise PluginsDirError(f"--plugins-dir {directory}: {_package_advice(directory, markers)}")
+    files = sorted(p for p in directory.glob("*.py") if not p.name.startswith("_") and p.is_file())
+    if not files:
+        packages = sorted(p.name for p in directory.iterdir()
+                          if p.is_dir() and any((p / name).is_file() for name in PACKAGE_MARKERS))
+        inside = (f"; it holds the package(s) {', '.join(packages)}: `pip install -e` a package instead"
+                  if packages else "")
+        raise PluginsDirError(f"--plugins-dir {directory}: no plugin files (*.py not starting with '_') in it{inside}")
+    return files
+
+
+def _package_advice(directory: Path, markers: list[str]) -> str:
+    """What to do with a package folder given as `--plugins-dir`."""
+    expected = (f"a Python package (it has {' and '.join(markers)}), but --plugins-dir expects a folder of "
+                "single-file .py plugins")
+    dists = [d for d in (directory, directory.parent)
+             if any((d / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg"))]
+    if dists:
+        return (f"{expected}; install the package with `pip install -e {dists[0]}` (its `arkd_bench` "
+                "entry point makes every command see it)")
+    return (f"{expected}; list {directory / '__init__.py'} in a recipe's `plugins:`, or give the package a "
+            "pyproject.toml with an `arkd_bench` entry point and `pip install -e` it (`arkd-bench new-plugin` writes one)")
 
 
 def load_plugins(
@@ -162,9 +202,14 @@ def load_plugins(
             if pm.get_plugin(ep.name) is not None:
                 continue
             try:
-                pm.register(ep.load(), name=ep.name)
-            except Exception as exc:
+                plugin = ep.load()
+                _register(pm, plugin, ep.name, f"entry point {ep.value}")
+            except PluginLoadError:
+                raise
+            except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() must not end the command
                 failed(ep.name, f"entry point {ep.value}", exc)
+            else:
+                _check_marked(pm, ep.name, plugin, f"entry point {ep.value}")
 
     files = [Path(p) for p in plugin_files]
     for directory in plugins_dirs:
@@ -177,12 +222,74 @@ def load_plugins(
         if pm.get_plugin(name) is not None:
             continue
         try:
-            pm.register(_import_file(path), name=name)
-        except Exception as exc:
+            plugin = _import_file(path)
+            _register(pm, plugin, name, str(path))
+        except PluginLoadError:
+            raise
+        except (Exception, SystemExit) as exc:
             failed(name, str(path), exc)
+        else:
+            _check_marked(pm, name, plugin, str(path))
 
+    _check_hook_names(pm)
     pm.check_pending()
     return Plugins(pm=pm, registries=_fill_registries(pm), failures=failures)
+
+
+def _where(function: Any, fallback: str = "") -> str:
+    """`file:line` of a function's definition (the file alone when it has no code)."""
+    code = _code_of(function)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else fallback
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str, source: str) -> None:
+    """pm.register, with pluggy's multi-line refusal of a bad hook implementation (arguments
+    the hook does not pass, a wrong wrapper) as one line naming the file and line."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        found = re.search(r"for hook '(\w+)'", str(exc))
+        hook = found.group(1) if found else None
+        where = _where(getattr(plugin, hook, None), source) if hook else source
+        caller = getattr(pm.hook, hook, None) if hook else None
+        extra = re.search(r"Argument\(s\) (\{.*?\}) are declared", str(exc))
+        if extra and caller is not None and caller.spec is not None:
+            text = (f"{hook} takes {extra.group(1)}, which the hook does not pass; a hook implementation takes "
+                    f"only the hook's arguments ({', '.join(caller.spec.argnames)}), e.g. `def {hook}(register):`")
+        else:
+            text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PluginLoadError(f"{where}: plugin {name!r}: {text}") from None
+
+
+def _hook_names(pm: pluggy.PluginManager) -> list[str]:
+    return sorted(name for name, caller in vars(pm.hook).items() if not name.startswith("_") and caller.has_spec())
+
+
+def _check_hook_names(pm: pluggy.PluginManager) -> None:
+    """A hook implementation whose name is no hook (a typo) would register nothing: say which
+    file, which name and which hook was meant, in one line (pluggy's check_pending would
+    raise too, naming the module object)."""
+    hooks = _hook_names(pm)
+    for name, caller in vars(pm.hook).items():
+        if name.startswith("_") or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}?" if close else f"the hooks are: {', '.join(hooks)}"
+            raise PluginLoadError(f"{_where(impl.function, impl.plugin_name)}: plugin {impl.plugin_name!r} implements "
+                                  f"{name!r}, which is not an arkd-bench hook; {hint}")
+
+
+def _check_marked(pm: pluggy.PluginManager, name: str, plugin: Any, source: str) -> None:
+    """A function named like a hook but without `@hookimpl` is silently ignored by pluggy."""
+    for attr in sorted(set(dir(plugin)) & set(_hook_names(pm))):
+        function = getattr(plugin, attr, None)
+        if callable(function) and pm.parse_hookimpl_opts(plugin, attr) is None:
+            raise PluginLoadError(f"{_where(function, source)}: plugin {name!r} defines {attr} without "
+                                  "`@hookimpl`, so it is never called; decorate it with `@arkd_bench.hookimpl` "
+                                  "(from arkd_bench import hookimpl)")
 
 
 def recipe_plugin_files(run_dir: str | Path, search: Iterable[str | Path] = ()) -> list[Path]:
@@ -234,6 +341,10 @@ def _fill_registries(pm: pluggy.PluginManager) -> dict[str, Registry]:
         # work: a plugin's implementation may take any subset of the spec's arguments.
         try:
             hook(register=register)
+        except RegistryError:
+            raise
+        except Exception as exc:  # a bug in a hook implementation: one line naming where it is
+            raise PluginLoadError(register.describe_failure(kind.hook, exc)) from exc
         finally:
             register.closed = True
     return registries
@@ -257,16 +368,31 @@ class _Register:
         if self.closed:
             raise RegistryError(f"register({getattr(factory, '__qualname__', factory)!r}) was called after its "
                                 "hook returned; call it inside the hook implementation")
-        self.registry.register(factory, origin=self._caller(), name=name)
+        origin, frame = self._caller()
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
+        self.registry.register(factory, origin=origin, name=name, where=where)
 
-    def _caller(self) -> str:
+    def _caller(self):
+        """The plugin calling register, and its hook implementation's frame."""
         frame = sys._getframe(2)
         while frame is not None:
             origin = self._origins.get(frame.f_code)
             if origin is not None:
-                return origin
+                return origin, frame
             frame = frame.f_back
-        return "<unknown plugin>"
+        return "<unknown plugin>", None
+
+    def describe_failure(self, hook: str, exc: BaseException) -> str:
+        """`file:line: plugin 'x' failed in `hook`: Error: message`, at the innermost line of
+        the plugin's hook implementation the traceback went through."""
+        origin, where = "<unknown plugin>", ""
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code in self._origins:
+                origin = self._origins[tb.tb_frame.f_code]
+                where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}: "
+            tb = tb.tb_next
+        return f"{where}plugin {origin!r} failed in `{hook}`: {type(exc).__name__}: {exc}"
 
 
 def _code_of(function: Any):
@@ -294,6 +420,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginFailure",
     "PluginLoadError",
+    "PluginsDirError",
     "Plugins",
     "RegistryError",
     "default_plugins",

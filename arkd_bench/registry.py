@@ -21,6 +21,7 @@ class Entry:
     kind: str
     factory: Any
     origin: str
+    where: str = ""  # file:line of the register(...) call, for errors that name both registrations
 
     @property
     def options_model(self):
@@ -105,21 +106,41 @@ class Registry:
             f"but a {self.kind} must be a subclass of {kind.base_name}{hint}; see {kind.guide}"
         )
 
-    def register(self, factory: Any, origin: str, name: str | None = None) -> None:
-        self.check_kind(factory, origin, name)
-        name = name or getattr(factory, "name", None)
-        if not name or not isinstance(name, str):
-            raise RegistryError(
-                f"plugin {origin!r} registered a {self.kind} without a name: "
-                f"give {getattr(factory, '__name__', factory)!r} a `name` attribute or pass name=..."
-            )
+    def check_options(self, factory: Any, origin: str) -> None:
+        """An `Options` that is not a pydantic model would fail every listing and recipe check."""
+        from pydantic import BaseModel
+
+        model = getattr(factory, "Options", None)
+        if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
+            return
+        raise RegistryError(
+            f"plugin {origin!r} registered {factory.__qualname__} whose `Options` is {model!r}, not a pydantic "
+            f"model; subclass arkd_bench.PluginOptions (see {PLUGIN_KINDS[self.kind].guide})"
+        )
+
+    def register(self, factory: Any, origin: str, name: str | None = None, where: str = "") -> None:
+        """Add `factory` under `name` (or its `name` attribute). `where` is the file:line of the
+        plugin's register(...) call: a refusal starts with it (a name registered twice gives
+        both places instead), so the message says what to fix."""
+        try:
+            self.check_kind(factory, origin, name)
+            self.check_options(factory, origin)
+            name = name or getattr(factory, "name", None)
+            if not name or not isinstance(name, str):
+                raise RegistryError(
+                    f"plugin {origin!r} registered a {self.kind} without a name: "
+                    f"give {getattr(factory, '__name__', factory)!r} a `name` attribute or pass name=..."
+                )
+        except RegistryError as exc:
+            raise RegistryError(f"{where}: {exc}" if where else str(exc)) from None
         if name in self._entries:
-            first = self._entries[name].origin
+            first = self._entries[name]
             raise RegistryError(
-                f"{self.kind} {name!r} is registered by both plugin {first!r} and plugin {origin!r}; "
+                f"{self.kind} {name!r} is registered by both plugin {first.origin!r}"
+                f"{f' ({first.where})' if first.where else ''} and plugin {origin!r}{f' ({where})' if where else ''}; "
                 "uninstall or disable one of them, or rename one"
             )
-        self._entries[name] = Entry(name=name, kind=self.kind, factory=factory, origin=origin)
+        self._entries[name] = Entry(name=name, kind=self.kind, factory=factory, origin=origin, where=where)
 
     def get(self, name: str) -> Entry:
         try:

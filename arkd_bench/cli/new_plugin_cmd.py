@@ -77,9 +77,9 @@ def scaffold(name: str, kind: str, directory: Path) -> Path:
 def _taken(kind: str, name: str, plugins_dirs: list[Path]) -> str | None:
     """The plugin that already registers `name` for `kind` (builtins, installed, and the
     single-file plugins of `plugins_dirs`), if any."""
-    from arkd_bench.plugins import load_plugins
+    from arkd_bench.cli.plugins_cmd import load_plugins_or_exit
 
-    registry = load_plugins(plugins_dirs=plugins_dirs).registry(kind)
+    registry = load_plugins_or_exit(plugins_dirs).registry(kind)
     return registry.get(name).origin if name in registry else None
 
 
