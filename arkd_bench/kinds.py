@@ -38,7 +38,7 @@ PLUGIN_KINDS: dict[str, PluginKind] = {k.name: k for k in (
     PluginKind("dataset", "arkd_register_datasets", "arkd_bench.data.base:DatasetSource", True),
     PluginKind("metric", "arkd_register_metrics", "arkd_bench.evaluate.base:Metric", True),
     PluginKind("reporter", "arkd_register_reporters", "arkd_bench.report.reporters:Reporter", True),
-    PluginKind("data_policy", "arkd_register_data_policies", "arkd_bench.data_policy.base:DataPolicy", False),
+    PluginKind("data_policy", "arkd_register_data_policies", "arkd_bench.data_policy.base:DataPolicy", True),
 )}
 
 KINDS: tuple[str, ...] = tuple(PLUGIN_KINDS)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from enum import Enum
 from pathlib import Path
 from string import Template
@@ -16,13 +17,23 @@ NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 # The kinds with templates (`<kind>.py.tmpl`, `<kind>_test.py.tmpl`), from the table of kinds.
 Kind = Enum("Kind", {k.name: k.name for k in PLUGIN_KINDS.values() if k.scaffold}, type=str)
 
-# What each template implements.
-SUMMARIES = {
+# What each kind is called in prose, and the working example its template starts from (said
+# in the module's docstring only: the README and pyproject describe the user's plugin).
+KIND_TEXT = {
+    "weighting": "weighting strategy",
+    "divergence": "divergence",
+    "metric": "metric",
+    "dataset": "dataset source",
+    "reporter": "reporter",
+    "data_policy": "data policy",
+}
+EXAMPLES = {
     "weighting": "per-batch weights inversely proportional to each objective term's value",
     "divergence": "the squared Hellinger distance between teacher and student",
     "metric": "exact match (x100) of predictions against references",
     "dataset": "prompt/response pairs read from a CSV file",
     "reporter": "the leaderboard as tab-separated values",
+    "data_policy": "distillation on the first few tokens of each response only",
 }
 
 USAGE = {
@@ -31,22 +42,34 @@ USAGE = {
     "metric": "eval:\n  metrics: [rougeL, {name}]",
     "dataset": "datasets:\n  - name: my-data\n    source: {name}\n    options: {{path: pairs.csv, test_size: 0.1}}",
     "reporter": "# arkd-bench report RUNDIR --format {name} -o leaderboard.tsv",
+    "data_policy": "methods:\n  - name: fkl-{name}\n    objective: [fkl]\n    data: {{name: {name}, options: {{tokens: 16}}}}",
 }
 
 
+def module_doc(kind: str, name: str) -> str:
+    """The scaffolded module's docstring: a TODO for the user's one-line description, and what
+    the example it starts from does."""
+    example = (f"It starts as a small working example, {EXAMPLES[kind]}, so that its tests pass from the "
+               "first run; replace it with yours, and the class docstring with what yours does "
+               "(`arkd-bench plugins` shows it).")
+    return (f'"""arkd-bench {KIND_TEXT[kind]} `{name}`: TODO: say in one line what it does.\n\n'
+            f'{textwrap.fill(example, 92)}\n"""')
+
+
 def plugin_names(name: str, kind: str) -> dict[str, str]:
-    """Every spelling of the plugin's name: registered name, distribution, module, class."""
+    """Every spelling of the plugin's name (registered name, distribution, module, class)
+    and the texts the templates fill in."""
     base = name.lower().removeprefix("arkd-bench-").removeprefix("arkd_bench_")
     if not NAME.match(base):
         raise ValueError(f"plugin name {name!r}: use lower-case letters, digits, '-' or '_', starting with a letter")
     registered = base.replace("-", "_")
+    suffix = "".join(part.capitalize() for part in kind.split("_"))
     cls = "".join(part.capitalize() for part in registered.split("_"))
-    cls += "" if cls.endswith(kind.capitalize()) else kind.capitalize()
-    summary = SUMMARIES[kind]
+    cls += "" if cls.endswith(suffix) else suffix
     return {"name": registered, "dist": f"arkd-bench-{registered.replace('_', '-')}",
-            "module": f"arkd_bench_{registered}", "cls": cls, "kind": kind, "summary": summary,
-            "summary_cap": summary[0].upper() + summary[1:], "usage": USAGE[kind].format(name=registered),
-            "guide": PLUGIN_KINDS[kind].guide}
+            "module": f"arkd_bench_{registered}", "cls": cls, "kind": kind, "kind_text": KIND_TEXT[kind],
+            "module_doc": module_doc(kind, registered),
+            "usage": USAGE[kind].format(name=registered), "guide": PLUGIN_KINDS[kind].guide}
 
 
 def scaffold(name: str, kind: str, directory: Path) -> Path:

@@ -18,7 +18,7 @@ KINDS = tuple(k.name for k in PLUGIN_KINDS.values() if k.scaffold)
 def scaffold(tmp_path, kind):
     result = runner.invoke(app, ["new-plugin", f"my-{kind}", "--kind", kind, "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    return tmp_path / f"arkd-bench-my-{kind}"
+    return tmp_path / f"arkd-bench-my-{kind.replace('_', '-')}"
 
 
 def exercise(plugins, kind, name, tmp_path):
@@ -45,6 +45,12 @@ def exercise(plugins, kind, name, tmp_path):
                "metrics": {"rougeL": {"mean": 1.5, "std": 0.0, "n": 1}}}
         assert plugins.create("reporter", name).render({"leaderboard": [row]}).splitlines()[1] == \
             "d\tt\t\tfkl\trougeL\t1.5\t0.0\t1"
+    elif kind == "data_policy":
+        policy = plugins.create("data_policy", name, tokens=1)
+        labels = torch.tensor([[-100, 5, 6, 7]])
+        batch = {"input_ids": torch.arange(4).view(1, 4), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+                 "labels": labels}
+        assert policy.online and policy.batch(batch, session=None)["labels"].tolist() == [[-100, 5, -100, -100]]
     else:
         with open(tmp_path / "pairs.csv", "w", newline="") as handle:
             csv.writer(handle).writerows([["prompt", "response"]] + [[f"q{i}", f"a{i}"] for i in range(10)])
@@ -63,6 +69,42 @@ def test_scaffolded_plugin_registers_a_working_name(kind, tmp_path):
     assert not plugins.failures
     assert f"my_{kind}" in plugins.registry(kind).names()
     exercise(plugins, kind, f"my_{kind}", tmp_path)
+
+
+def test_data_policy_has_a_template():
+    assert "data_policy" in KINDS
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_readme_and_pyproject_describe_the_users_plugin_not_the_template(kind, tmp_path):
+    from arkd_bench.cli.new_plugin_cmd import EXAMPLES
+
+    root = tmp_path / "arkd-bench-entropy-gap"
+    result = runner.invoke(app, ["new-plugin", "entropy-gap", "--kind", kind, "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    readme, pyproject = (root / "README.md").read_text(), (root / "pyproject.toml").read_text()
+    lead = readme.split("\n\n")[1]  # the paragraph under the title
+    assert "`entropy_gap`" in lead and "TODO: say in one line what" in lead
+    description = next(line for line in pyproject.splitlines() if line.startswith("description = "))
+    assert "entropy_gap" in description and "TODO" in description
+    example = EXAMPLES[kind]
+    assert example not in readme and example not in pyproject
+    # the module keeps saying what the example it starts from does, for the user to replace
+    assert example in " ".join((root / "arkd_bench_entropy_gap" / "__init__.py").read_text().split())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_options_are_plugin_options(kind, tmp_path):
+    from arkd_bench import PluginOptions
+
+    root = scaffold(tmp_path, kind)
+    source = (root / f"arkd_bench_my_{kind}" / "__init__.py").read_text()
+    assert "BaseModel" not in source
+    entry = load_plugins([root / f"arkd_bench_my_{kind}" / "__init__.py"], autoload=False).registry(kind).get(
+        f"my_{kind}")
+    options = getattr(entry.factory, "Options", None)
+    assert options is None or issubclass(options, PluginOptions)
+    assert all(o["description"] for o in entry.options_schema().values())  # `arkd-bench plugins` shows them
 
 
 def test_refuses_taken_names_bad_names_and_existing_folders(tmp_path):
