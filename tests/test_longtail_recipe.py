@@ -58,7 +58,8 @@ def test_reduced_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread
     assert "5 checks: 5 passed, 0 failed" in output
     # model metrics reach the leaderboard like text metrics: direction, interval, paired comparison
     rows = {r["method"]: r for r in results["leaderboard"]}
-    assert results["metric_info"]["tf_fkl"] == {"higher_is_better": False, "scale": "nats"}
+    assert results["metric_info"]["tf_fkl"] == {"higher_is_better": False, "scale": "nats", "bounds": [0.0, None],
+                                                "teacher_value": 0.0}
     assert rows["teacher"]["metrics"]["tf_fkl"]["mean"] == 0.0
     fkl = rows["fkl"]["metrics"]["tf_fkl"]
     assert fkl["low"] <= fkl["mean"] <= fkl["high"] and fkl["mean"] > 0

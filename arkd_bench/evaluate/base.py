@@ -39,6 +39,13 @@ class Metric:
     # What a unit of the metric is: "percent" (x100 scores, a point is a unit), "nats" or
     # "count". CI tolerances follow it: a point for percentages, a share for nats.
     scale: ClassVar[Literal["percent", "nats", "count"]] = "percent"
+    # The values the metric can take, (low, high), None where unbounded: reports clip a
+    # mean's interval to it and a difference's to +-(high - low), so a 0-100 score's
+    # interval never reads as reaching below 0.
+    bounds: ClassVar[tuple[float | None, float | None]] = (None, None)
+    # The value the metric takes by definition when the teacher is scored against itself
+    # (0 for a divergence from the teacher): reports show `-` there instead of a measurement.
+    teacher_value: ClassVar[float | None] = None
     needs_models: ClassVar[bool] = False
     Options: ClassVar[type[BaseModel]] = NoOptions
 

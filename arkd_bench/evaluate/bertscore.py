@@ -184,6 +184,8 @@ class BertScore(Metric):
 
     name: ClassVar[str] = "bertscore"
     higher_is_better: ClassVar[bool] = True
+    # At most 100; no lower bound: a score rescaled with a baseline is negative below it.
+    bounds = (None, 100.0)
     Options: ClassVar[type[BaseModel]] = BertScoreOptions
 
     def model_path(self) -> str:

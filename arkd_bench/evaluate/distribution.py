@@ -51,6 +51,7 @@ class HeadTailOptions(TeacherForcedOptions):
 class _TeacherForced(ModelMetric):
     Options: ClassVar[type[BaseModel]] = TeacherForcedOptions
     unit: ClassVar[str] = "x100"
+    bounds = (0.0, 100.0)
 
     def score_models(self, student, teacher, tokenizer, examples) -> list[float]:
         if teacher is None:
@@ -74,6 +75,8 @@ class TFForwardKL(_TeacherForced):
     higher_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = "nats"
     scale = "nats"
+    bounds = (0.0, None)
+    teacher_value = 0.0
 
 
 class TFReverseKL(_TeacherForced):
@@ -83,6 +86,8 @@ class TFReverseKL(_TeacherForced):
     higher_is_better: ClassVar[bool] = False
     unit: ClassVar[str] = "nats"
     scale = "nats"
+    bounds = (0.0, None)
+    teacher_value = 0.0
 
 
 class TFTotalVariation(_TeacherForced):
@@ -90,6 +95,7 @@ class TFTotalVariation(_TeacherForced):
 
     name: ClassVar[str] = "tf_tvd"
     higher_is_better: ClassVar[bool] = False
+    teacher_value = 0.0
 
 
 class TFHeadMass(_TeacherForced):
@@ -104,6 +110,7 @@ class TFTailCoverage(_TeacherForced):
 
     name: ClassVar[str] = "tf_tail_coverage"
     Options: ClassVar[type[BaseModel]] = HeadTailOptions
+    teacher_value = 100.0  # the teacher covers all of its own tail
 
 
 DISTRIBUTION_METRICS: tuple[type[ModelMetric], ...] = (TFForwardKL, TFReverseKL, TFTotalVariation, TFHeadMass,

@@ -47,6 +47,7 @@ class TailCoverageOptions(CandidateOptions):
 class _Longtail(ModelMetric):
     Options: ClassVar[type[BaseModel]] = CandidateOptions
     unit: ClassVar[str] = "x100"
+    bounds = (0.0, 100.0)
 
     def score_models(self, student, teacher, tokenizer, examples) -> list[float]:
         answer_sets = check_answer_sets(self.name, examples)
@@ -104,6 +105,7 @@ class LongtailEntropy(_Longtail):
     name: ClassVar[str] = "lt_entropy"
     unit: ClassVar[str] = "nats"
     scale = "nats"
+    bounds = (0.0, None)
 
     def of(self, P, truth):
         return -sum(x * math.log(x) for x in P if x > 0)

@@ -23,6 +23,7 @@ class RougeL(Metric):
 
     name: ClassVar[str] = "rougeL"
     higher_is_better: ClassVar[bool] = True
+    bounds = (0.0, 100.0)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -24,7 +24,8 @@ results.json (schema_version 1; keys marked + are extras beyond the documented m
                                  how stars are adjusted for multiple comparisons: holm,
                                  bonferroni or none, over each dataset's table
   settings: {seeds, eval}        the settings of the first run's recipe
-  +metric_info: {name: {higher_is_better}}
+  +metric_info: {name: {higher_is_better, scale, bounds: [low | null, high | null],
+                 teacher_value: number | null}}
   +primary_metric: str           the metric the rank column orders by
   +eval_settings: [{dataset, recipe, seeds, examples, generation, generation_seeds, metrics}]
 
@@ -304,10 +305,14 @@ def rank_group(row: dict[str, Any]) -> tuple:
 
 
 def _metric_info(factory) -> dict[str, Any]:
-    """Direction and scale of a metric (percent, nats or count); unknown metrics count as
+    """Direction and scale of a metric (percent, nats or count), the range of its values
+    (`bounds`, None where open) and its value by definition for the teacher against itself
+    (`teacher_value`, None when it has none); unknown metrics count as unbounded
     higher-is-better percentages, the common case."""
+    low, high = getattr(factory, "bounds", (None, None))
     return {"higher_is_better": getattr(factory, "higher_is_better", True),
-            "scale": getattr(factory, "scale", "percent")}
+            "scale": getattr(factory, "scale", "percent"), "bounds": [low, high],
+            "teacher_value": getattr(factory, "teacher_value", None)}
 
 
 def higher_is_better(results: dict[str, Any], metric: str) -> bool:
