@@ -1,7 +1,7 @@
 """The report as one self-contained HTML page: tables plus plots embedded as base64 PNG.
 
-`render_html(results, logs)` is a pure function of the results dict and the cells' training
-logs; a figure that cannot be drawn is replaced by its error, so one odd log never costs
+`render_html(results, logs, view)` is a pure function of the results dict, the cells' training
+logs and the table view; a figure that cannot be drawn is replaced by its error, so one odd log never costs
 the page.
 """
 from __future__ import annotations
@@ -11,7 +11,8 @@ from html import escape
 from typing import Any
 
 from arkd_bench.report.rows import higher_is_better
-from arkd_bench.report.table import Table, datasets, legend, make_table, row_label, unfinished_cells
+from arkd_bench.report.table import (Table, View, clip, datasets, legend, make_table, metric_bounds, row_label,
+                                     teacher_defined, unfinished_cells)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -64,19 +65,28 @@ def _series(curves: dict[str, list[list[dict]]], wanted) -> str:
     return "; ".join(f"{label}: {', '.join(k)}" for label, k in keys.items() if k)
 
 
-def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]]) -> list[str]:
+def bar_intervals(results: dict[str, Any], metric: str, stats: list[dict]) -> list[tuple[float, float] | None]:
+    """Each row's 95% interval of its mean, clipped to the metric's range as the tables are."""
+    bounds = metric_bounds(results, metric)
+    return [clip(s["low"], s["high"], bounds)[:2] if "low" in s else None for s in stats]
+
+
+def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]], view: View) -> list[str]:
     from arkd_bench.report import plots
 
     rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
     out = []
-    for m in sorted({m for r in rows for m in r["metrics"]}):
-        with_m = [r for r in rows if m in r["metrics"]]
+    measured = sorted({m for r in rows for m in r["metrics"]})
+    for m in measured if view.metrics is None else [m for m in view.metrics if m in measured]:
+        # the teacher is left out where the metric fixes its value (the teacher against itself)
+        with_m = [r for r in rows if m in r["metrics"] and not teacher_defined(results, r, m)]
         stats = [r["metrics"][m] for r in with_m]
-        intervals = [(s["low"], s["high"]) if "low" in s else None for s in stats]
+        intervals = bar_intervals(results, m, stats)
         labels = [row_label(r, rows) for r in with_m]
         out.append(_image(f"{m} by method", lambda: plots.metric_bars(
             labels, [s["mean"] for s in stats], intervals, m, higher_is_better(results, m),
-            reference=[r["kind"] in ("teacher", "sft", "echo", "constant") for r in with_m]),
+            reference=[r["kind"] in ("teacher", "sft", "echo", "constant") for r in with_m],
+            bounds=metric_bounds(results, m)),
             "bars: " + ", ".join(labels)))
     curves = {row_label(r, rows): [logs[c] for c in r["cells"] if c in logs] for r in rows if r["kind"] == "distill"}
     curves = {k: v for k, v in curves.items() if v}
@@ -88,21 +98,24 @@ def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]])
     return out
 
 
-def render_html(results: dict[str, Any], logs: dict[str, list[dict]]) -> str:
+def render_html(results: dict[str, Any], logs: dict[str, list[dict]], view: View | None = None) -> str:
+    view = view or View()
     title = f"Leaderboard: {results['recipe']}"
-    parts = [f"<h1>{escape(title)}</h1>", f'<p class="note">{escape(legend(results))}</p>']
+    parts = [f"<h1>{escape(title)}</h1>"]
     for dataset in datasets(results):
-        table = make_table(results, dataset)
+        table = make_table(results, dataset, view)
         parts.append(f"<h2>{escape(dataset)}</h2>")
         parts.append("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in table.context) + "</ul>")
         parts.append(_table_html(table))
-        parts += _figures(results, dataset, logs)
+        parts.append(f'<p class="note">{escape("; ".join(table.key + ["full legend at the end"]))}.</p>')
+        parts += _figures(results, dataset, logs, view)
     unfinished = unfinished_cells(results)
     if unfinished:
         parts.append("<h2>Failed or unfinished cells</h2><ul>")
         parts += [f"<li><code>{escape(c['id'])}</code> {escape(c['method'])} seed={c['seed']} {escape(c['status'])}: "
                   f"{escape(c.get('error') or '')}</li>" for c in unfinished]
         parts.append("</ul>")
+    parts.append(f'<h2>Legend</h2><p class="note">{escape(legend(results))}</p>')
     body = "\n".join(p for p in parts if p)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n")

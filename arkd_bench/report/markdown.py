@@ -1,9 +1,9 @@
-"""The leaderboard as markdown: one pure function of the results dict."""
+"""The leaderboard as markdown: one pure function of the results dict (and a `View`)."""
 from __future__ import annotations
 
 from typing import Any
 
-from arkd_bench.report.table import Table, datasets, legend, make_table, unfinished_cells
+from arkd_bench.report.table import Table, View, datasets, legend, make_table, unfinished_cells
 
 
 def _one_line(text: str) -> str:
@@ -17,11 +17,17 @@ def _escape(text: str) -> str:
 
 
 def table_markdown(table: Table) -> str:
-    lines = ["| " + " | ".join(table.header) + " |", "|" + "|".join("---" for _ in table.header) + "|"]
+    lines = ["| " + " | ".join(_escape(h) for h in table.header) + " |",
+             "|" + "|".join("---" for _ in table.header) + "|"]
     for row in table.rows:
         cells = [f"**{_escape(c.text)}**" if c.bold else _escape(c.text) for c in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def key_markdown(table: Table) -> str:
+    """The short legend under a table; the full one closes the page."""
+    return _one_line("; ".join(table.key + ["full legend below"])) + "."
 
 
 def unfinished_markdown(results: dict[str, Any]) -> list[str]:
@@ -36,12 +42,13 @@ def unfinished_markdown(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    out = [f"# Leaderboard: {_one_line(results['recipe'])}", "", legend(results)]
+def render_markdown(results: dict[str, Any], view: View | None = None) -> str:
+    out = [f"# Leaderboard: {_one_line(results['recipe'])}"]
     for dataset in datasets(results):
-        table = make_table(results, dataset)
+        table = make_table(results, dataset, view)
         out += ["", f"## {_one_line(dataset)}", ""]
         out += [f"- {_one_line(line)}" for line in table.context]
-        out += ["", table_markdown(table)]
+        out += ["", table_markdown(table), "", key_markdown(table)]
     out += unfinished_markdown(results)
+    out += ["", "## Legend", "", _one_line(legend(results))]
     return "\n".join(out) + "\n"

@@ -73,17 +73,22 @@ def trajectories(curves: Curves, wanted: Callable[[str], bool], title: str, ylab
 
 
 def metric_bars(labels: list[str], means: list[float], intervals: list[tuple[float, float] | None],
-                metric: str, higher_is_better: bool, reference: list[bool] | None = None) -> bytes:
+                metric: str, higher_is_better: bool, reference: list[bool] | None = None,
+                bounds: tuple[float | None, float | None] = (None, None)) -> bytes:
     """Bars of each row's mean with its 95% interval as error bars (over training seeds and
     test examples for a row with 2+ seeds or a one-seed row given its grid's pooled seed
     variance, over test examples otherwise); `reference` rows (teacher, SFT, trivial
-    baselines) in grey."""
+    baselines) in grey. Give intervals clipped to the metric's `bounds`; the y axis stops at
+    them too, so a 0-100 score's bars never reach below 0."""
     reference = reference or [False] * len(labels)
     fig, (ax,) = _figure(1, width=max(5.0, 1.0 + 0.9 * len(labels)), panel_height=3.2)
     below = [m - iv[0] if iv else 0.0 for m, iv in zip(means, intervals)]
     above = [iv[1] - m if iv else 0.0 for m, iv in zip(means, intervals)]
     ax.bar(range(len(labels)), means, yerr=[below, above], capsize=4,
            color=["C7" if ref else "C0" for ref in reference])
+    low, high = bounds
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom if low is None else max(bottom, low), top if high is None else min(top, high))
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(f"{metric} ({'higher' if higher_is_better else 'lower'} is better)")
     ax.set_title(f"{metric}: mean and 95% interval (seeds x examples; one-seed rows: see the notes)", fontsize=10)

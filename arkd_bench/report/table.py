@@ -1,23 +1,61 @@
-"""The leaderboard table of one dataset as plain data, shared by the markdown and HTML reporters.
+"""The leaderboard table of one dataset as plain data, shared by the markdown, HTML and
+LaTeX reporters.
 
 One pure function of the results dict: rows are methods (teacher and SFT baselines first),
 columns are mean ± std per metric with the metric's direction, then the paired difference
 with the reference, its 95% interval and a significance mark (on the p-value adjusted for
-the table's number of comparisons, `results["adjustment"]`).
+the table's number of comparisons, `results["adjustment"]`). A `View` picks the metrics,
+the columns and fixed decimals; by default each number gets two significant digits of its
+interval's half-width. Intervals are clipped to the metric's range (`metric_info.bounds`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arkd_bench.report.rows import REFERENCE_KINDS, higher_is_better, rank_group
 
+# Column names `report --columns` takes; `mean` and `delta` give one column per metric.
+COLUMNS = ("rank", "method", "teacher", "student", "seeds", "mean", "delta")
+MAX_DIGITS = 8
+
+
+@dataclass(frozen=True)
+class View:
+    """What a table shows: `metrics` and `columns` in that order (None: every metric; rank,
+    method, teacher and student when they vary, seeds, mean, delta) and `digits` fixed
+    decimals (None: two significant digits of each interval's half-width)."""
+
+    metrics: tuple[str, ...] | None = None
+    columns: tuple[str, ...] | None = None
+    digits: int | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # one of COLUMNS
+    title: str  # as markdown and HTML show it
+    metric: str | None = None
+
 
 @dataclass(frozen=True)
 class Cell:
-    text: str
+    """A table cell in parts, so each format can lay them out: `value`, then `± spread`,
+    then `[low, high]`, then stars and marks (`†` low power, `‡` a borrowed seed variance)."""
+
+    value: str
     bold: bool = False
+    spread: str | None = None
+    interval: tuple[str, str] | None = None
+    stars: str = ""
+    marks: str = ""
+
+    @property
+    def text(self) -> str:
+        out = self.value + (f" ± {self.spread}" if self.spread is not None else "")
+        out += f" [{self.interval[0]}, {self.interval[1]}]" if self.interval is not None else ""
+        return out + self.stars + self.marks
 
 
 @dataclass
@@ -26,6 +64,8 @@ class Table:
     header: list[str]
     rows: list[list[Cell]]
     context: list[str]  # lines shown above the table: recipe, models, seeds, evaluation
+    columns: list[Column] = field(default_factory=list)
+    key: list[str] = field(default_factory=list)  # the short legend: what this table's marks mean
 
 
 LOW_POWER = "†"  # fewer than 3 training seeds
@@ -62,12 +102,79 @@ def delta_digits(diff: float) -> int:
     return min(6, 1 - math.floor(math.log10(size)))
 
 
-def delta_text(c: dict[str, Any]) -> str:
-    """`+1.23 [+0.45, +2.01]**`, `‡` when a one-seed side's seed variance was borrowed."""
-    d = delta_digits(c["diff"])
+def interval_digits(low: float | None, high: float | None) -> int | None:
+    """Decimals that show two significant digits of an interval's half-width (a half-width
+    of 23 points: none; of 0.0019 nats: 4); None for an empty or unknown interval."""
+    if low is None or high is None:
+        return None
+    half = (high - low) / 2
+    if not math.isfinite(half) or half <= 0:
+        return None
+    return max(0, min(MAX_DIGITS, 1 - math.floor(math.log10(half))))
+
+
+def _prints_as_zero(value: float, digits: int) -> bool:
+    return float(f"{value:.{digits}f}") == 0
+
+
+def metric_bounds(results: dict[str, Any], metric: str) -> tuple[float | None, float | None]:
+    """(low, high) a metric's values can take, None where open (`metric_info.bounds`)."""
+    low, high = results.get("metric_info", {}).get(metric, {}).get("bounds") or (None, None)
+    return low, high
+
+
+def delta_bounds(bounds: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
+    """A difference of two values in [lo, hi] lies in [-(hi - lo), hi - lo]; open otherwise."""
+    low, high = bounds
+    if low is None or high is None:
+        return None, None
+    return -(high - low), high - low
+
+
+def clip(low: float, high: float, bounds: tuple[float | None, float | None]) -> tuple[float, float, bool]:
+    """(low, high) clipped to `bounds`, and whether either end reached past them."""
+    lo, hi = bounds
+    new_low = low if lo is None else max(low, lo)
+    new_high = high if hi is None else min(high, hi)
+    return new_low, new_high, (new_low, new_high) != (low, high)
+
+
+def teacher_defined(results: dict[str, Any], row: dict, metric: str) -> bool:
+    """Whether the row is the teacher and the metric is fixed for it by definition (the
+    teacher scored against itself: a divergence from the teacher is 0)."""
+    return row["kind"] == "teacher" and \
+        results.get("metric_info", {}).get(metric, {}).get("teacher_value") is not None
+
+
+def delta_cell(c: dict[str, Any], bounds: tuple[float | None, float | None] = (None, None),
+               digits: int | None = None) -> Cell:
+    """`+1.2 [+0.4, +2.0]**` (`‡` when a one-seed side's seed variance was borrowed): the
+    interval clipped to the difference's range (`delta_bounds` of the metric's), decimals
+    from the interval's half-width unless `digits` fixes them; a starred difference gets the
+    decimals it needs not to print as 0."""
+    low, high, _ = clip(c["low"], c["high"], delta_bounds(bounds))
+    stars = significance(comparison_p(c), c["low"], c["high"])
+    d = digits if digits is not None else interval_digits(c["low"], c["high"])
+    d = delta_digits(c["diff"]) if d is None else d
+    while stars and d < MAX_DIGITS and _prints_as_zero(c["diff"], d):
+        d += 1
+    if stars and _prints_as_zero(c["diff"], d):
+        stars = ""
     mark = BORROWED if c.get("seed_variance") in ("pooled", "other side") else ""
-    return (f"{c['diff']:+.{d}f} [{c['low']:+.{d}f}, {c['high']:+.{d}f}]"
-            f"{significance(comparison_p(c), c['low'], c['high'])}{mark}")
+    return Cell(f"{c['diff']:+.{d}f}", interval=(f"{low:+.{d}f}", f"{high:+.{d}f}"), stars=stars, marks=mark)
+
+
+def delta_text(c: dict[str, Any], bounds: tuple[float | None, float | None] = (None, None),
+               digits: int | None = None) -> str:
+    """`+1.23 [+0.45, +2.01]**`, `‡` when a one-seed side's seed variance was borrowed."""
+    return delta_cell(c, bounds, digits).text
+
+
+def mean_cell(stat: dict[str, Any], digits: int | None = None, bold: bool = False) -> Cell:
+    """`25.3 ± 1.2` (no ± with one seed), decimals from the mean's 95% interval."""
+    d = digits if digits is not None else interval_digits(stat.get("low"), stat.get("high"))
+    d = 2 if d is None else d
+    return Cell(fmt(stat["mean"], d), bold=bold, spread=fmt(stat["std"], d) if stat["n"] >= 2 else None)
 
 
 def trained(row: dict) -> bool:
@@ -81,11 +188,6 @@ def seed_count(row: dict) -> int:
     if "seeds" in row:
         return len(row["seeds"])
     return max((s["n"] for s in row["metrics"].values()), default=0)
-
-
-def seeds_text(row: dict) -> str:
-    k = seed_count(row)
-    return f"{k}{LOW_POWER}" if trained(row) and 0 < k < MIN_SEEDS else str(k)
 
 
 def _seeds(values: list) -> str:
@@ -216,41 +318,98 @@ def _method_text(row: dict) -> str:
     return row.get("label", row["method"]) + (f" ({', '.join(notes)})" if notes else "")
 
 
-def make_table(results: dict[str, Any], dataset: str) -> Table:
-    rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
-    metrics = sorted({m for r in rows for m in r["metrics"]})
-    primary = results.get("primary_metric") if results.get("primary_metric") in metrics else (metrics or [None])[0]
+def default_columns(rows: list[dict]) -> list[str]:
+    """rank, method, teacher and student when a merged table has several, seeds, mean, delta."""
     many_teachers = len({r["teacher"] for r in rows}) > 1
     many_students = len({r["student"] for r in rows if r["student"]}) > 1
+    return ["rank", "method", *["teacher"] * many_teachers, *["student"] * many_students, "seeds", "mean", "delta"]
+
+
+def _columns(results: dict[str, Any], rows: list[dict], metrics: list[str], primary: str | None,
+             view: View) -> list[Column]:
     reference = results.get("reference", "sft")
-    header = [f"rank ({primary})" if primary else "rank", "method"]
-    header += ["teacher"] * many_teachers + ["student"] * many_students + ["seeds"]
-    header += [f"{m} {_arrow(results, m)}" for m in metrics]
-    header += [f"Δ{m} vs {reference} [95% CI]" for m in metrics]
+    columns = []
+    for key in view.columns or default_columns(rows):
+        if key == "mean":
+            columns += [Column("mean", f"{m} {_arrow(results, m)}", m) for m in metrics]
+        elif key == "delta":
+            columns += [Column("delta", f"Δ{m} vs {reference} [95% CI]", m) for m in metrics]
+        elif key == "rank":
+            columns.append(Column("rank", f"rank ({primary})" if primary else "rank"))
+        else:
+            columns.append(Column(key, key))
+    return columns
+
+
+def seeds_cell(row: dict) -> Cell:
+    k = seed_count(row)
+    return Cell(str(k), marks=LOW_POWER if trained(row) and 0 < k < MIN_SEEDS else "")
+
+
+def make_table(results: dict[str, Any], dataset: str, view: View | None = None) -> Table:
+    view = view or View()
+    rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
+    measured = sorted({m for r in rows for m in r["metrics"]})
+    metrics = measured if view.metrics is None else [m for m in view.metrics if m in measured]
+    primary = results.get("primary_metric") if results.get("primary_metric") in measured else (measured or [None])[0]
+    columns = _columns(results, rows, metrics, primary, view)
     # Best per rank group: a student is only compared with rows of its own teacher and student.
     best = {(g, m): _best(results, [r for r in rows if rank_group(r) == g], m)
             for g in {rank_group(r) for r in rows} for m in metrics}
-    body = []
+    body, clipped, defined = [], [], []
     for r in rows:
-        rank = (r.get("rank") or {}).get(primary)
-        line = [Cell("-" if rank is None else str(rank)), Cell(_method_text(r))]
-        line += [Cell(r["teacher"])] * many_teachers + [Cell(r["student"] or "-")] * many_students
-        line.append(Cell(seeds_text(r)))
-        for m in metrics:
-            stat = r["metrics"].get(m)
-            if stat is None:
+        line = []
+        for col in columns:
+            m = col.metric
+            if col.key == "rank":
+                rank = (r.get("rank") or {}).get(primary)
+                line.append(Cell("-" if rank is None else str(rank)))
+            elif col.key == "method":
+                line.append(Cell(_method_text(r)))
+            elif col.key == "teacher":
+                line.append(Cell(r["teacher"]))
+            elif col.key == "student":
+                line.append(Cell(r["student"] or "-"))
+            elif col.key == "seeds":
+                line.append(seeds_cell(r))
+            elif teacher_defined(results, r, m):
+                defined += [m] if m not in defined else []
                 line.append(Cell("-"))
-                continue
-            text = fmt(stat["mean"]) + (f" ± {fmt(stat['std'])}" if stat["n"] >= 2 else "")
-            line.append(Cell(text, bold=r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[rank_group(r), m]))
-        for m in metrics:
-            c = r.get("vs_reference", {}).get(m)
-            line.append(Cell("-" if c is None else delta_text(c)))
+            elif col.key == "mean":
+                stat = r["metrics"].get(m)
+                bold = stat is not None and r["kind"] not in REFERENCE_KINDS and stat["mean"] == best[rank_group(r), m]
+                line.append(Cell("-") if stat is None else mean_cell(stat, view.digits, bold))
+            else:
+                c = r.get("vs_reference", {}).get(m)
+                if c is not None and clip(c["low"], c["high"], delta_bounds(metric_bounds(results, m)))[2]:
+                    clipped.append(f"{r.get('label', r['method'])} ({m})")
+                line.append(Cell("-") if c is None else delta_cell(c, metric_bounds(results, m), view.digits))
         body.append(line)
-    return Table(dataset, header, body, context_lines(results, dataset, rows))
+    context = context_lines(results, dataset, rows)
+    if clipped:
+        context.append("Δ intervals reaching past their metric's range, clipped to it: " + ", ".join(clipped))
+    return Table(dataset, [c.title for c in columns], body, context, columns,
+                 table_key(results, columns, body, defined))
+
+
+def table_key(results: dict[str, Any], columns: list[Column], body: list[list[Cell]], defined: list[str]) -> list[str]:
+    """The short legend: what the marks this table uses mean, one phrase each."""
+    cells = [c for line in body for c in line]
+    keys = {c.key for c in columns}
+    key = ["mean ± std over seeds"] if "mean" in keys else []
+    key += ["bold: best student"] if any(c.bold for c in cells) else []
+    if "delta" in keys:
+        method = (results.get("adjustment") or {}).get("method", "none")
+        key.append(f"Δ vs {results.get('reference', 'sft')} [95% interval], * p<0.05, ** p<0.01 "
+                   f"{ADJUSTMENT_NAMES.get(method, method)}")
+    key += [f"{LOW_POWER} under {MIN_SEEDS} seeds: low power"] if any(LOW_POWER in c.marks for c in cells) else []
+    key += [f"{BORROWED} pooled seed variance"] if any(BORROWED in c.marks for c in cells) else []
+    key += [f"teacher -: {', '.join(defined)} fixed by definition"] if defined else []
+    return key
 
 
 def legend(results: dict[str, Any]) -> str:
+    """The full legend (the tables carry a short one each)."""
     primary = results.get("primary_metric")
     adjustment = (results.get("adjustment") or {}).get("method")
     if adjustment in ("holm", "bonferroni"):
@@ -268,13 +427,37 @@ def legend(results: dict[str, Any]) -> str:
             "(not ranked: the teacher, a bound, "
             "and the echo/constant baselines, floors); "
             "the best student value of each metric is in bold; ↑ higher is better, ↓ lower is better. "
+            "The teacher shows - where a metric is fixed by definition when the teacher is scored against itself "
+            "(a divergence from the teacher is 0). "
             f"Δ is the paired difference with `{results.get('reference')}` with a 95% interval; {stars}. "
+            "Numbers carry two significant digits of their 95% interval's half-width (a mean its own interval's, "
+            "a Δ the Δ's), a starred Δ enough not to print as 0; intervals are clipped to the metric's range "
+            "(a Δ's to ±(high - low)), and the table names any that reached past it. "
             "With 2+ training seeds the interval and p-value cover training seeds and test examples: "
             "sqrt(t_seeds^2 V_seeds + t_examples^2 V_examples), each variance part with Student's t at its own "
             "degrees of freedom (seeds - 1, examples - 1), compared seed by seed when both rows have the same seeds; "
             f"{BORROWED} a one-seed row takes the seed variance pooled over the multi-seed rows of its teacher and "
             "student. With one seed everywhere, a percentile bootstrap over test examples (seeds averaged) and "
             "the paired sign-flip permutation test.")
+
+
+def view_problems(results: dict[str, Any], view: View) -> list[str]:
+    """What is wrong with a view of these results: unknown metrics or columns (with a
+    "did you mean"), digits out of range."""
+    from arkd_bench.registry import unknown_name_message
+
+    measured = list(dict.fromkeys(m for r in results["leaderboard"] for m in r["metrics"]))
+    problems = [f"--metrics: {unknown_name_message('metric', m, measured)}"
+                for m in view.metrics or () if m not in measured]
+    problems += [f"--columns: {unknown_name_message('column', c, list(COLUMNS))}"
+                 for c in view.columns or () if c not in COLUMNS]
+    if view.metrics is not None and not view.metrics:
+        problems.append("--metrics: name at least one metric")
+    if view.columns is not None and not view.columns:
+        problems.append("--columns: name at least one column")
+    if view.digits is not None and not 0 <= view.digits <= MAX_DIGITS:
+        problems.append(f"--digits {view.digits}: give 0 to {MAX_DIGITS} decimals")
+    return problems
 
 
 def datasets(results: dict[str, Any]) -> list[str]:

@@ -60,10 +60,10 @@ def test_significance_marks_need_p_and_an_interval_excluding_zero():
         row("weak", vs=comparison(-1.0, -1.8, -0.2, 0.03), rougeL=(19.0, 0.0, 1)),
         row("noisy", vs=comparison(1.0, -0.5, 2.5, 0.03), rougeL=(21.0, 0.0, 1)),
         row("null", vs=comparison(0.5, -1.0, 2.0, 0.4), rougeL=(20.5, 0.0, 1))]))
-    assert line_of(md, "strong").endswith("| +2.00 [+1.00, +3.00]** |")
-    assert line_of(md, "weak").endswith("| -1.00 [-1.80, -0.20]* |")
-    assert line_of(md, "noisy").endswith("| +1.00 [-0.50, +2.50] |")
-    assert line_of(md, "null").endswith("| +0.50 [-1.00, +2.00] |")
+    assert line_of(md, "strong").endswith("| +2.0 [+1.0, +3.0]** |")  # half-width 1: one decimal
+    assert line_of(md, "weak").endswith("| -1.00 [-1.80, -0.20]* |")  # half-width 0.8: two
+    assert line_of(md, "noisy").endswith("| +1.0 [-0.5, +2.5] |")
+    assert line_of(md, "null").endswith("| +0.5 [-1.0, +2.0] |")
     assert line_of(md, "sft").endswith("| - |")
 
 
@@ -121,7 +121,7 @@ def test_the_table_says_above_it_which_variance_its_intervals_cover():
                                      row("a", vs=pooled, rougeL=(22.0, 0.0, 1))]))
     assert ("rows with one training seed (a) take the seed variance pooled over the multi-seed rows of their "
             "teacher and student, assuming methods share it (‡)") in mixed
-    assert line_of(mixed, "a").endswith("| +1.00 [-2.00, +4.00]‡ |")
+    assert line_of(mixed, "a").endswith("| +1.0 [-2.0, +4.0]‡ |")
     alone = render_markdown(results([row("sft", "sft", rougeL=(20.0, 1.0, 3)), row("a", rougeL=(22.0, 0.0, 1))]))
     assert "rows with one training seed (a) have no seed variance to borrow: their intervals cover test examples only" \
         in alone
