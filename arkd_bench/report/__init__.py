@@ -1,8 +1,9 @@
 """Leaderboards and reports built from run folders."""
-from arkd_bench.report.reporters import CsvReporter, HtmlReporter, JsonReporter, MarkdownReporter, Reporter
+from arkd_bench.report.reporters import (CsvReporter, HtmlReporter, JsonReporter, LatexReporter, MarkdownReporter,
+                                         Reporter)
 
 BUILTIN_REPORTERS: dict[str, type[Reporter]] = {
-    cls.name: cls for cls in (MarkdownReporter, JsonReporter, CsvReporter, HtmlReporter)
+    cls.name: cls for cls in (MarkdownReporter, JsonReporter, CsvReporter, HtmlReporter, LatexReporter)
 }
 
 __all__ = ["BUILTIN_REPORTERS", "Reporter"]

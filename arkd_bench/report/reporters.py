@@ -4,19 +4,44 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from pydantic import BaseModel, Field
+
+from arkd_bench.options import NoOptions, PluginOptions
 from arkd_bench.report.markdown import render_markdown
+from arkd_bench.report.table import MAX_DIGITS, View
 
 
 class Reporter:
-    """Base class: `render(results) -> str`; `suffix` names the file it writes."""
+    """Base class: `render(results) -> str`; `suffix` names the file it writes; `Options`
+    is what `Reporter(**options)` accepts (none unless a reporter declares them)."""
 
     name: ClassVar[str]
     suffix: ClassVar[str]
+    Options: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.Options(**options)
 
     def render(self, results: dict[str, Any]) -> str:
         raise NotImplementedError
+
+
+class TableOptions(PluginOptions):
+    """What the leaderboard tables show (`report --metrics/--columns/--digits`)."""
+
+    metrics: list[str] | None = Field(None, description="metrics to show, in this order; default: every metric")
+    columns: list[Literal["rank", "method", "teacher", "student", "seeds", "mean", "delta"]] | None = Field(
+        None, description="columns in this order (mean and delta: one per metric); default: rank, method, "
+                          "teacher and student when they vary, seeds, mean, delta")
+    digits: int | None = Field(None, ge=0, le=MAX_DIGITS, description="decimals of every number; default: two "
+                               "significant digits of each 95% interval's half-width")
+
+    @property
+    def view(self) -> View:
+        return View(tuple(self.metrics) if self.metrics is not None else None,
+                    tuple(self.columns) if self.columns is not None else None, self.digits)
 
 
 class MarkdownReporter(Reporter):
@@ -24,9 +49,10 @@ class MarkdownReporter(Reporter):
 
     name = "md"
     suffix = ".md"
+    Options = TableOptions
 
     def render(self, results):
-        return render_markdown(results)
+        return render_markdown(results, self.options.view)
 
 
 class JsonReporter(Reporter):
@@ -71,9 +97,23 @@ class HtmlReporter(Reporter):
 
     name = "html"
     suffix = ".html"
+    Options = TableOptions
 
     def render(self, results):
         from arkd_bench.report.html import render_html
         from arkd_bench.report.read import train_logs
 
-        return render_html(results, train_logs(results))
+        return render_html(results, train_logs(results), self.options.view)
+
+
+class LatexReporter(Reporter):
+    """The tables as LaTeX (booktabs): best in bold, intervals on a second line, stars and marks kept."""
+
+    name = "latex"
+    suffix = ".tex"
+    Options = TableOptions
+
+    def render(self, results):
+        from arkd_bench.report.latex import render_latex
+
+        return render_latex(results, self.options.view)

@@ -1,13 +1,19 @@
 """The published table, from hand-built results: digits that follow the interval, intervals
-clipped to the metric's range, the teacher's by-definition values, the table options and
-the short legend."""
+clipped to the metric's range, the teacher's by-definition values, the table options, the
+short legend, and the LaTeX reporter."""
 import re
+import shutil
+import subprocess
+
+import pytest
 
 from arkd_bench.evaluate.bertscore import BertScore
 from arkd_bench.evaluate.distribution import TFForwardKL, TFTailCoverage, TFTotalVariation
 from arkd_bench.evaluate.rouge import RougeL
 from arkd_bench.report.html import bar_intervals, render_html
+from arkd_bench.report.latex import escape, render_latex
 from arkd_bench.report.markdown import render_markdown
+from arkd_bench.report.reporters import LatexReporter, TableOptions
 from arkd_bench.report.rows import _metric_info, add_ranks, adjust_comparisons
 from arkd_bench.report.table import COLUMNS, View, view_problems
 
@@ -141,6 +147,8 @@ def test_metrics_columns_and_digits_choose_what_the_table_shows():
         "--columns: unknown column 'methd'; did you mean 'method'? valid: " + ", ".join(sorted(COLUMNS)),
         "--digits 12: give 0 to 8 decimals"]
     assert view_problems(results, View(metrics=("rougeL",), columns=("method", "teacher"), digits=0)) == []
+    # the reporter's options model accepts exactly the columns the table knows
+    assert TableOptions.model_fields["columns"].annotation.__args__[0].__args__[0].__args__ == COLUMNS
 
 
 def test_a_short_legend_under_each_table_and_the_full_one_at_the_end():
@@ -159,4 +167,54 @@ def test_a_short_legend_under_each_table_and_the_full_one_at_the_end():
 def test_low_power_marks_agree_across_formats():
     results = two_seed_results()
     assert "<td>2†</td>" in render_html(results, {})
+    latex = render_latex(results)
+    assert r"fkl & 2$^{\dagger}$ &" in latex and r"teacher & 1 &" in latex
 
+
+# -- LaTeX -------------------------------------------------------------------------------------
+
+def latex_results():
+    results = two_seed_results()
+    fkl = results["leaderboard"][2]
+    fkl["vs_reference"]["tf_fkl"]["seed_variance"] = "pooled"
+    results["leaderboard"].append(row("a_b", metrics={"rougeL": stat(4.0, 1.0, 2, 1.0, 7.0)},
+                                      label="a_b & 50% {x} #1 $y ^~\\", seeds=(0, 1, 2)))
+    add_ranks(results)
+    return results
+
+
+def test_latex_structure_escapes_bolds_and_keeps_the_marks():
+    text = LatexReporter().render(latex_results())
+    assert LatexReporter.name == "latex" and LatexReporter.suffix == ".tex"
+    lines = text.splitlines()
+    assert lines.count(r"\toprule") == lines.count(r"\midrule") == lines.count(r"\bottomrule") == 1
+    begin = lines.index(r"\begin{tabular}{rlrrrrrrr}")
+    assert lines.index(r"\toprule") == begin + 1 and lines.index(r"\bottomrule") + 1 == lines.index(r"\end{tabular}")
+    assert lines[begin + 2] == (r"Rank (rougeL) & Method & Seeds & rougeL $\uparrow$ & tf\_fkl $\downarrow$ & "
+                                r"tf\_tvd $\downarrow$ & $\Delta$rougeL & $\Delta$tf\_fkl & $\Delta$tf\_tvd \\")
+    assert r"a\_b \& 50\% \{x\} \#1 \$y \textasciicircum{}\textasciitilde{}\textbackslash{} & 3 &" in text
+    fkl = next(line for line in lines if line.startswith("3 & fkl &"))
+    assert r"\textbf{\boldmath$0.0121 \pm 0.0001$}" in fkl  # best tf_fkl
+    assert r"$-0.00230^{**\ddagger}$" in fkl  # stars, and the pooled seed variance mark
+    interval_line = lines[lines.index(fkl) + 1]
+    assert interval_line.startswith(" & ") and r"{\scriptsize$[-26, +20]$}" in interval_line
+    assert r"1 & sft & 2$^{\dagger}$ & \textbf{\boldmath$5 \pm 1$}" in text  # sft's 5 beats a_b's 4.0
+    assert text.count(r"\textbf{") == 3  # one best per metric column: rougeL (sft), tf_fkl, tf_tvd (fkl)
+    assert r"-- & teacher & 1 & $31.0$ & -- & -- & -- & -- & -- \\" in lines
+    assert r"\caption{d. mean $\pm$ std over seeds; bold: best student;" in text
+    assert all(line.startswith("%") for line in lines if "Legend:" in line or "fewer than 3" in line)
+
+
+def test_latex_escape_keeps_hostile_text_on_one_line():
+    assert escape("x\n\\end{tabular}%") == r"x \textbackslash{}end\{tabular\}\%"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no TeX engine (pdflatex) installed")
+def test_latex_output_compiles(tmp_path):
+    body = render_latex(latex_results())
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs}\n"
+                                      "\\begin{document}\n" + body + "\\end{document}\n", encoding="utf-8")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0
