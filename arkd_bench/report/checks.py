@@ -15,13 +15,17 @@ Recipe checks (CheckSpec):
                                                   student or recipe name (default: all rows)
 A row with failed or unfinished cells fails every check that reads it.
 
-Golden baseline: per-row metric means and 95% intervals written by `write_baseline`; a row
-fails when it moved in its metric's worse direction by more than the tolerance (see
-`Tolerance`: absolute, relative or both per metric; by default the baseline's own interval,
-capped by what the metric's scale calls a real change).
+Golden baseline: per-row metric means and 95% intervals written by `write_baseline`, with
+the resolved spec of each distilled row's method (objective, weighting and its options, data
+policy) and its hash; a row fails when it moved in its metric's worse direction by more than
+the tolerance (see `Tolerance`: absolute, relative or both per metric; by default the
+baseline's own interval, capped by what the metric's scale calls a real change), and a row
+whose method spec is not the one the baseline recorded fails as "changed: re-baseline"
+(its numbers belong to another method, whether they rose or fell).
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ from arkd_bench.report.rows import Collected, higher_is_better
 from arkd_bench.report.table import delta_digits
 
 ALPHA = 0.05
-BASELINE_VERSION = 2  # 2 adds each metric's interval (low, high) and scale
+BASELINE_VERSION = 3  # 2 adds each metric's interval (low, high) and scale; 3 each method's spec and its hash
 
 
 @dataclass
@@ -434,6 +438,54 @@ def _row_id(row: dict) -> tuple:
     return (row["dataset"], row["teacher"], row["student"], row.get("label", row["method"]))
 
 
+def method_spec(collected: Collected, row: dict) -> dict[str, Any] | None:
+    """What the row's method was, as its cells' `cell.json` resolved it: the objective, the
+    weighting with its options and the data policy (left out when it is the ground truth),
+    without the name; None for rows with no method (teacher, SFT, floors) or no readable cell."""
+    from arkd_bench.rundir.store import RunDir, RunDirError
+
+    for cell_id in row["cells"]:
+        cell = collected.cell(cell_id)
+        if "run" not in cell:
+            continue
+        try:
+            config = RunDir(cell["run"]).read(cell.get("source_cell", cell_id), "cell.json").get("config") or {}
+        except (OSError, ValueError, RunDirError):
+            continue
+        if isinstance(config.get("method"), dict):
+            return {k: v for k, v in config["method"].items() if k != "name"}
+    return None
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    from arkd_bench.recipe.matrix import content_hash
+
+    return content_hash(spec)
+
+
+def _flat(value: Any, prefix: str = ""):
+    """(dotted path, leaf value) pairs of a spec: `weighting.options.weights[0]`."""
+    if isinstance(value, dict):
+        for k in sorted(value):
+            yield from _flat(value[k], f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _flat(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def spec_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """`weighting.options.k: 1 -> -50; ...`, or a note when the baseline kept only the hash."""
+    if old is None:
+        return "the baseline recorded only the spec's hash"
+    a, b = dict(_flat(old)), dict(_flat(new))
+    missing = object()
+    changes = [f"{k}: {json.dumps(a[k]) if k in a else '(unset)'} -> {json.dumps(b[k]) if k in b else '(unset)'}"
+               for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+    return "; ".join(changes) or "the same settings in another form"
+
+
 def write_baseline(collected: Collected, path: Path, tolerance: Tolerance | None = None) -> dict[str, Any]:
     """Per-row metric means and intervals of complete rows; refuses when a row has failed or
     unfinished cells, so a broken run never becomes the reference."""
@@ -447,12 +499,16 @@ def write_baseline(collected: Collected, path: Path, tolerance: Tolerance | None
     def stat(r, key):
         return {m: s[key] for m, s in r["metrics"].items() if key in s}
 
+    def identity(r):
+        spec = method_spec(collected, r)
+        return {} if spec is None else {"spec": spec, "spec_hash": spec_hash(spec)}
+
     baseline = {
         "baseline_version": BASELINE_VERSION, "recipe": results["recipe"],
         "metric_info": results.get("metric_info", {}),
         "rows": [{"dataset": r["dataset"], "teacher": r["teacher"], "student": r["student"],
-                  "method": r.get("label", r["method"]), "metrics": stat(r, "mean"), "std": stat(r, "std"),
-                  "n": stat(r, "n"), "low": stat(r, "low"), "high": stat(r, "high")}
+                  "method": r.get("label", r["method"]), **identity(r), "metrics": stat(r, "mean"),
+                  "std": stat(r, "std"), "n": stat(r, "n"), "low": stat(r, "low"), "high": stat(r, "high")}
                  for r in collected.rows],
     }
     if tolerance is not None:
@@ -474,6 +530,10 @@ def compare_baseline(collected: Collected, baseline: dict[str, Any], tolerance: 
         key = (golden["dataset"], golden["teacher"], golden["student"], golden["method"])
         where = f"{golden['dataset']}: {golden['teacher']} -> {golden['student'] or '-'}"
         row = current.get(key)
+        changed = _changed_spec(collected, golden, row, where)
+        if changed is not None:
+            out.append(changed)
+            continue
         for metric, expected in sorted(golden["metrics"].items()):
             result = CheckResult(f"{golden['method']} {metric} vs baseline", where, f"baseline {_num(expected)}", False)
             out.append(result)
@@ -503,3 +563,17 @@ def compare_baseline(collected: Collected, baseline: dict[str, Any], tolerance: 
                 if -worse_by > tol:
                     result.reason = "improved beyond the tolerance; consider --write-baseline"
     return out
+
+
+def _changed_spec(collected: Collected, golden: dict[str, Any], row: dict | None, where: str) -> CheckResult | None:
+    """A failure when the row's method is not the one the baseline recorded (its spec hash
+    differs): its numbers, better or worse, say nothing about a regression of that method."""
+    if row is None or "spec_hash" not in golden:
+        return None
+    spec = method_spec(collected, row)
+    if spec is None or spec_hash(spec) == golden["spec_hash"]:
+        return None
+    return CheckResult(f"{golden['method']} method vs baseline", where,
+                       f"spec {golden['spec_hash']} -> {spec_hash(spec)}", False,
+                       f"changed: re-baseline ({spec_changes(golden.get('spec'), spec)}); the baseline holds "
+                       "another method's numbers, so none is compared: check the change, then --write-baseline")
