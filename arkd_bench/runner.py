@@ -627,18 +627,33 @@ def _run_cells(cells, ctx: RunContext, rundir: RunDir, summary: RunSummary, prog
             raise RunInterrupted(getattr(exc, "signum", signal.SIGINT)) from None
 
 
+def _student_unsaved(cell, ctx: RunContext, rundir: RunDir) -> bool:
+    """A finished distill cell without a complete saved student, in a run that saves them.
+    Cells keep no weights, so the only way to its student is to train it again."""
+    from arkd_bench.train.export import STUDENT_DIR, missing_parts
+
+    if not ctx.recipe.train.save_student or cell.kind != "distill":
+        return False
+    return bool(missing_parts(rundir.cell_dir(cell.id) / STUDENT_DIR))
+
+
 def _run_one(cell, ctx: RunContext, rundir: RunDir, summary: RunSummary, progress, say) -> None:
     ctx.accelerator.wait_for_everyone()
     label = f"{cell.method} seed={cell.seed} [{cell.dataset}/{cell.teacher}->{cell.student or '-'}] {cell.id}"
     if rundir.is_done(cell.id):
         changed = changed_sources(cell, ctx, rundir)
-        if not changed:
+        unsaved = not changed and _student_unsaved(cell, ctx, rundir)
+        if not changed and not unsaved:
             summary.skipped.append(cell.id)
             if progress:
                 progress.cell_done(label, skipped=True)
             return
-        say(f"cell {label} was finished with other content than its sources hold now "
-            f"({'; '.join(changed)}); running it again")
+        if changed:
+            say(f"cell {label} was finished with other content than its sources hold now "
+                f"({'; '.join(changed)}); running it again")
+        else:
+            say(f"cell {label} is finished but saved no student (train.save_student is on now): re-running to save "
+                "its student (training is seeded by the cell, so it is the same student; its scores are rewritten)")
     rundir.write(cell.id, "cell.json", {**cell.summary(), "config": cell.config})
     rundir.set_status(cell.id, RUNNING)
     on_step = progress.start_cell(label, cell) if progress else None

@@ -75,7 +75,8 @@ def test_export_errors_say_what_is_missing(run_with_students, tmp_path):
     assert result.exit_code == 1
     assert "no saved student (a sft cell trains no student of its own)" in result.output
     result = runner.invoke(app, ["export", str(run.out), "zzzz", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "no cell 'zzzz'; its cells are:" in result.output
+    assert result.exit_code == 1 and "no cell 'zzzz' (give METHOD, METHOD:SEED or a cell id); its cells are:" in \
+        " ".join(result.output.split())
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "keep.txt").write_text("mine")
@@ -91,5 +92,7 @@ def test_a_run_without_save_student_says_how_to_get_one(tmp_path):
 
     rundir = RunDir(tmp_path / "run")
     rundir.write("abcdef012345", "cell.json", {"kind": "distill"})
-    with pytest.raises(ExportError, match=r"rerun with `train: \{save_student: true\}`"):
+    rundir.set_status("abcdef012345", "done")
+    rundir.write("abcdef012345", "scores.json", {})
+    with pytest.raises(ExportError, match=r"set `train: \{save_student: true\}` in the recipe and run `arkd-bench run "):
         student_folder(rundir, "abcdef")
