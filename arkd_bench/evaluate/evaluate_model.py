@@ -6,6 +6,10 @@ the models themselves, teacher-forced, so they run once per cell; their
 per-example values are copied into every generation record of that example, so
 averaging a record's scores over seeds (what the leaderboard does) gives them
 back unchanged and the paired statistics pair them like any other metric.
+
+Benchmark metrics (`evaluate.benchmark`, e.g. `lm_eval`) score the model on their own items,
+once per cell; each of their columns gets records of its own (one per item, `benchmark` set)
+beside the generation records, and the tool's own summary lands under `benchmarks`.
 """
 from __future__ import annotations
 
@@ -26,9 +30,13 @@ class Evaluation:
     per_seed: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> seed -> mean
     metrics: dict[str, float] = field(default_factory=dict)  # metric -> mean over seeds
     settings: dict[str, Any] = field(default_factory=dict)
+    benchmarks: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> what its tool reported
 
     def scores(self) -> dict[str, Any]:
-        return {"metrics": self.metrics, "per_seed": self.per_seed, "settings": self.settings}
+        out = {"metrics": self.metrics, "per_seed": self.per_seed, "settings": self.settings}
+        if self.benchmarks:
+            out["benchmarks"] = self.benchmarks
+        return out
 
 
 def evaluate_model(
@@ -46,6 +54,7 @@ def evaluate_model(
 
     `fixed_predictions` scores given texts instead of generating (trivial baselines such as
     echoing the prompt): there is no model, so only text metrics apply."""
+    from arkd_bench.evaluate.benchmark import is_benchmark, score_benchmarks
     from arkd_bench.evaluate.generate import generate
 
     prompts = [e.prompt for e in examples]
@@ -53,7 +62,11 @@ def evaluate_model(
     seeds = settings.effective_seeds() if fixed_predictions is None else [None]
     text_metrics = [m for m in metrics if not getattr(m, "needs_models", False)]
     model_metrics = [m for m in metrics if getattr(m, "needs_models", False)] if model is not None else []
+    benchmarks = [m for m in model_metrics if is_benchmark(m)]
+    model_metrics = [m for m in model_metrics if not is_benchmark(m)]
     model_scores = score_models(model, teacher, tokenizer, examples, model_metrics)
+    bench_scores, bench_records, bench_summaries = score_benchmarks(model, tokenizer, benchmarks,
+                                                                    taken=[m.name for m in metrics])
     # Greedy decoding uses no seed: recording the default 10..50 would claim otherwise.
     generation = settings.model_dump(exclude=set() if settings.do_sample else {"seeds"})
     result = Evaluation(settings={
@@ -62,8 +75,9 @@ def evaluate_model(
         "examples": len(examples),
         "metrics": {m.name: m.settings() for m in metrics},
     })
-    for name, values in model_scores.items():
+    for name, values in {**model_scores, **bench_scores}.items():
         result.per_seed[name] = {MODEL_KEY: _mean(values)}
+    result.benchmarks = bench_summaries
     for done, seed in enumerate(seeds):
         predictions = (list(fixed_predictions) if fixed_predictions is not None
                        else generate(model, tokenizer, prompts, settings, seed=seed))
@@ -80,6 +94,7 @@ def evaluate_model(
             })
         if on_progress is not None:
             on_progress(done + 1, len(seeds))
+    result.records += bench_records
     result.metrics = {name: sum(v.values()) / len(v) for name, v in result.per_seed.items()}
     return result
 
