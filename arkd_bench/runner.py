@@ -588,11 +588,15 @@ def run_recipe(
         say(f"took over the lock of a run that is no longer running: {describe_holder(stale)}")
     try:
         if main:
+            from arkd_bench.rundir.plugin_files import data_sources, keep_plugin_files
+
+            # Everything report and check read, so the folder works anywhere once moved or copied.
             atomic_write_text(rundir.path / "recipe.yaml", loaded.text)
+            kept = keep_plugin_files(rundir.path, loaded.plugins, [loaded.base_dir / p for p in recipe.plugins])
             atomic_write_json(rundir.path / "run.json", {
-                "recipe": recipe.name, "recipe_path": str(loaded.path),
+                "recipe": recipe.name, "recipe_path": str(loaded.path.resolve()),
                 "shard": list(shard_spec) if shard_spec else None, "processes": accelerator.num_processes,
-                "cells": [c.summary() for c in cells]})
+                "plugins": kept, "datasets": data_sources(loaded), "cells": [c.summary() for c in cells]})
         root = cache_dir or (loaded.base_dir / recipe.cache_dir if recipe.cache_dir else default_cache_dir())
         ctx = RunContext(loaded, ArtifactCache(root, accelerator, say=say), accelerator, say)
         summary = RunSummary(out=rundir.path, main=main)

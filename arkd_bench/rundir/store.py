@@ -1,8 +1,12 @@
 """The run folder: one sub-folder per cell, atomic writes, resume, a lock.
 
 RUNDIR/
-  recipe.yaml            the recipe as given
-  run.json               recipe name, cells in grid order
+  recipe.yaml            the recipe, byte for byte
+  run.json               recipe name, `recipe_path` (absolute), cells in grid order, `plugins`
+                         (one record per plugin file: name, copy, source, sha256, what it
+                         registers) and `datasets` (source and resolved local files)
+  plugins/               copies of the run's plugin files (rundir.plugin_files), so report
+                         and check work from any directory and on a moved folder
   cells/<cell id>/       cell.json (config), status.json, scores.json,
                          generations.jsonl, train_log.jsonl, provenance.json
   results.json, leaderboard.md
