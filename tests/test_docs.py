@@ -247,12 +247,18 @@ def test_guide_examples_train_and_report_and_check_with_the_plugin_metric(tmp_pa
 
     result = CliRunner().invoke(app, ["check", str(run.out), "--format", "json"])
     assert result.exit_code == 0, result.output
-    # The plugin file is found through the run folder's recipe even when the run moved.
+    # A moved run folder loads the copy of the plugin file it keeps; without the copy (and the
+    # original gone) the metric's direction is unknown, which is an error until --plugins-dir.
     moved = tmp_path / "moved"
     run.out.rename(moved)
     (tmp_path / files[2]).rename(tmp_path / "elsewhere.py")
+    result = CliRunner().invoke(app, ["report", str(moved), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["metric_info"]["length_error"]["higher_is_better"] is False
+    (moved / "plugins" / files[2]).unlink()
     result = CliRunner().invoke(app, ["report", str(moved)])
-    assert result.exit_code == 1 and "length_error.py not found" in result.output
+    assert result.exit_code == 1 and f"plugin {files[2]} of run folder" in result.output
+    assert "the direction of metric 'length_error'" in result.output
     plugin_dir = tmp_path / "plugin_dir"
     plugin_dir.mkdir()
     (tmp_path / "elsewhere.py").rename(plugin_dir / files[2])

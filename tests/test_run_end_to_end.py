@@ -81,7 +81,7 @@ def test_report_command_renders_md_and_json(finished_run):
     js = runner.invoke(app, ["report", str(out), "--format", "json"])
     assert json.loads(js.output)["leaderboard"]
     bad = runner.invoke(app, ["report", str(out), "--format", "pdf"])
-    assert bad.exit_code == 1 and "unknown reporter 'pdf'" in bad.output
+    assert bad.exit_code == 2 and "unknown reporter 'pdf'" in bad.output  # a flag mistake: bad usage
 
 
 def test_reference_plugin_is_used_by_a_run(tmp_path):

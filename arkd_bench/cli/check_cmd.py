@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from arkd_bench.cli.common import err, fail, out
+from arkd_bench.cli.common import bad_choice, err, fail, out, usage_error
 
 
 def check_run_dirs(run_dirs: list[Path]) -> None:
@@ -43,7 +43,8 @@ def check(
     summary: Annotated[Path | None, typer.Option(
         "--summary", help="append a markdown summary here; default $GITHUB_STEP_SUMMARY when set")] = None,
     plugins_dir: Annotated[list[Path] | None, typer.Option(
-        "--plugins-dir", help="folder of plugin .py files (the runs' recipe `plugins:` are loaded anyway)")] = None,
+        "--plugins-dir", help="folder of plugin .py files: more plugins, or files a run folder lacks "
+                              "(each run's own plugin files are loaded from its copies anyway)")] = None,
 ) -> None:
     """Evaluate recipe checks and a golden baseline; exit 1 when any check fails."""
     from arkd_bench.cli.run_plugins import run_plugins_or_exit
@@ -54,7 +55,7 @@ def check(
     check_run_dirs(run_dirs)
     format = format or default_format()
     if format not in check_output.FORMATS:
-        fail(f"--format {format!r}: valid: {', '.join(check_output.FORMATS)}")
+        bad_choice("--format", format, check_output.FORMATS)
     stored = None
     if baseline is not None:
         try:
@@ -64,9 +65,17 @@ def check(
         stored = golden.get("tolerance")
     try:
         tol = checks.Tolerance.parse(tolerance or [], stored)
+    except checks.ToleranceFlagError as exc:
+        usage_error(str(exc))
     except ValueError as exc:
         fail(str(exc))
-    collected = load(run_dirs, run_plugins_or_exit(run_dirs, plugins_dir))
+    collected = load(run_dirs, run_plugins_or_exit(run_dirs, plugins_dir).require("check"))
+    known = {m for row in collected.rows for m in row["metrics"]}
+    if baseline is not None:
+        known |= {m for row in golden.get("rows") or [] if isinstance(row, dict) for m in row.get("metrics") or {}}
+    problems = checks.unknown_tolerance_metrics(tolerance or [], sorted(known))
+    if problems:
+        usage_error("\n".join(problems))
     try:
         if recipe is not None:
             located = checks.read_checks(recipe)

@@ -29,6 +29,14 @@ def usage_error(message: str) -> None:
     raise typer.Exit(BAD_USAGE)
 
 
+def bad_choice(flag: str, value: str, choices) -> None:
+    """Exit 2 for a flag value outside a fixed list: the valid ones, and the closest."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    usage_error(f"{flag} {value!r}: {f'did you mean {close[0]!r}? ' if close else ''}valid: {', '.join(choices)}")
+
+
 def load_or_exit(recipe: Path, plugins_dir: list[Path] | None = None):
     """The validated recipe, or the problems as `file:line: field: message` and exit 1."""
     from arkd_bench.recipe.validate import load_recipe

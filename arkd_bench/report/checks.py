@@ -326,6 +326,11 @@ def _bounds(collected: Collected, spec, row: dict) -> CheckResult:
 
 # -- golden baseline ---------------------------------------------------------------------------
 
+class ToleranceFlagError(ValueError):
+    """A `--tolerance` value that cannot be read: a command-line mistake (exit 2), unlike a
+    bad tolerance stored in a baseline file (exit 1)."""
+
+
 @dataclass(frozen=True)
 class Allowance:
     """How far a metric may move in its worse direction: `absolute` units plus `relative`
@@ -424,14 +429,28 @@ class Tolerance:
                 try:
                     allowance = Allowance.parse(number)
                 except ValueError:
-                    raise ValueError(f"{source} {value!r}: expected TOL or METRIC=TOL with TOL a number >= 0 "
-                                     "(absolute), a percentage (relative), both (0.01+5%) or `spread`, "
-                                     "e.g. 0.5, rougeL=1.5, tf_rkl=10%") from None
+                    error = ToleranceFlagError if source == "--tolerance" else ValueError
+                    raise error(f"{source} {value!r}: expected TOL or METRIC=TOL with TOL a number >= 0 "
+                                "(absolute), a percentage (relative), both (0.01+5%) or `spread`, "
+                                "e.g. 0.5, rougeL=1.5, tf_rkl=10%") from None
                 if metric and metric != "default":
                     tolerance.per_metric[metric] = allowance
                 else:
                     tolerance.default = allowance
         return tolerance
+
+
+def unknown_tolerance_metrics(values: list[str], known: list[str]) -> list[str]:
+    """A message for each `METRIC=TOL` whose metric is not one of `known` (a typo would
+    silently leave that metric on the default tolerance)."""
+    from arkd_bench.registry import unknown_name_message
+
+    problems = []
+    for value in values:
+        metric = value.rpartition("=")[0]
+        if metric and metric != "default" and metric not in known:
+            problems.append(f"--tolerance {value!r}: {unknown_name_message('metric', metric, known)}")
+    return problems
 
 
 def _row_id(row: dict) -> tuple:

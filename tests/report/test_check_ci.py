@@ -116,4 +116,4 @@ def test_text_and_json_formats(grid, tmp_path):
     recipe_lines = (run / "recipe.yaml").read_text().splitlines()
     assert recipe_lines[check["line"] - 1].lstrip().startswith("- method: sft")  # the line of the check
     bad = runner.invoke(app, ["check", str(run), "--format", "xml"])
-    assert bad.exit_code == 1 and "valid: table, text, github, json" in bad.output
+    assert bad.exit_code == 2 and "valid: table, text, github, json" in bad.output  # a flag mistake: bad usage

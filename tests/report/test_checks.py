@@ -212,4 +212,4 @@ def test_golden_baseline_write_and_compare_with_tolerance(grid, failed_run, tmp_
     assert refused.exit_code == 1 and "not writing a baseline from an incomplete run" in refused.output
     assert not (tmp_path / "bad.json").exists()
     bad = runner.invoke(app, ["check", str(run), "--tolerance", "lots"])
-    assert bad.exit_code == 1 and "expected TOL or METRIC=TOL" in bad.output
+    assert bad.exit_code == 2 and "expected TOL or METRIC=TOL" in bad.output  # a flag mistake: bad usage
