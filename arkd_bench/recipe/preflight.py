@@ -1,10 +1,16 @@
-"""Checks of a recipe against the machine, done before anything trains: the files it names
-exist and can be read, its architectures and config keys exist in transformers, its lengths
-fit the models' positions, and its generation settings mean what they say.
+"""Checks of a recipe against the machine, done before anything trains, in two waves.
 
-`validate` and `run` both call `preflight_problems` (through `load_recipe`), so a recipe
-that validates does not fail on any of these minutes into a run. Nothing here loads
-weights or reads data; transformers configs are built, which is cheap.
+`preflight_problems`: the files it names exist and can be read, local data has the splits and
+fields its mapping names, hub names are cached when offline, generation settings mean what they
+say. No torch, no transformers: `validate` reports these with the schema, plugin and name errors.
+
+`config_problems`: its architectures and config keys exist in transformers and its lengths fit
+the models' positions. These import transformers (and with it torch), so `load_recipe` runs
+them only once everything else passed, and only for models that have a config to check.
+
+`validate` and `run` both call these (through `load_recipe`), so a recipe that validates does
+not fail on any of them minutes into a run. Nothing here loads weights or reads data;
+transformers configs are built, which is cheap once transformers is imported.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ SAMPLING_ONLY = ("top_p", "top_k", "temperature", "seeds")
 
 
 def preflight_problems(recipe: Recipe, plugins, base_dir: Path, skip_datasets: set[int] = frozenset()) -> list[Problem]:
-    """Every problem found; `skip_datasets` are indices whose options already failed."""
+    """Every problem found without transformers; `skip_datasets` are indices whose options already failed."""
     problems: list[Problem] = []
     for i, dataset in enumerate(recipe.datasets):
         if i not in skip_datasets:
@@ -32,11 +38,22 @@ def preflight_problems(recipe: Recipe, plugins, base_dir: Path, skip_datasets: s
         problems += _local_folder(recipe.tokenizer.path, ("tokenizer", "path"), "tokenizer", TOKENIZER_FILES)
     for field_name in ("teachers", "students"):
         for i, spec in enumerate(getattr(recipe, field_name)):
-            found, positions = _model(spec, (field_name, i), base_dir)
+            problems += _model_files(spec, (field_name, i), base_dir)
+    problems += _generation(recipe.eval.generation)
+    return problems
+
+
+def config_problems(recipe: Recipe) -> list[Problem]:
+    """Problems of the models' transformers configs: architectures, config keys, positions.
+    Imports transformers only when a model has a config to check (scratch, or a local or
+    cached pretrained folder); run it after `preflight_problems` found nothing."""
+    problems: list[Problem] = []
+    for field_name in ("teachers", "students"):
+        for i, spec in enumerate(getattr(recipe, field_name)):
+            found, positions = _model_config(spec, (field_name, i))
             problems += found
             if positions is not None:
                 problems += _lengths(recipe, f"{field_name[:-1]} {spec.name!r}", positions)
-    problems += _generation(recipe.eval.generation)
     return problems
 
 
@@ -56,6 +73,8 @@ def unreadable_file(path: Path) -> str | None:
 
 
 def _dataset_files(plugins, dataset, base_dir: Path, path: Path_) -> list[Problem]:
+    """The files a source names exist; then, for a source that can tell without reading its
+    data (`local_problems(base_dir)` -> [(option, message)], as `hf` does), what it finds."""
     from arkd_bench.data.base import resolve_path
 
     try:
@@ -67,7 +86,10 @@ def _dataset_files(plugins, dataset, base_dir: Path, path: Path_) -> list[Proble
         why = unreadable_file(resolve_path(value, base_dir))
         if why:
             problems.append(Problem(path + ("options", option), f"{why} (relative paths start at the recipe's folder)"))
-    return problems
+    local_problems = getattr(source, "local_problems", None)
+    if problems or local_problems is None:
+        return problems
+    return [Problem(path + ("options", option), message) for option, message in local_problems(base_dir)]
 
 
 def _looks_local(name: str) -> bool:
@@ -109,19 +131,34 @@ def _hub_name(name: str, path: Path_, what: str, config_file: str | None) -> lis
 
 
 # -- models --------------------------------------------------------------------------------
-def _model(spec: ModelSpec, path: Path_, base_dir: Path) -> tuple[list[Problem], int | None]:
-    """Problems of one model spec, and its number of positions when its config is known."""
-    if spec.scratch is not None:
-        return _scratch(spec, path + ("scratch",))
-    if getattr(spec, "derive", None) is not None:
-        return [], None  # shaped by its teacher, which is checked itself
+def _model_files(spec: ModelSpec, path: Path_, base_dir: Path) -> list[Problem]:
+    """The files a model spec names exist (its config is checked by `config_problems`)."""
+    if spec.scratch is not None or getattr(spec, "derive", None) is not None:
+        return []  # built from a config; a derived student is shaped by its teacher, checked itself
     gguf = getattr(spec, "gguf_file", None)
     if gguf is not None:
-        return _gguf(spec, gguf, path, base_dir), None
-    problems = _local_folder(spec.path, path + ("path",), "model", ("config.json",))
-    if problems:
-        return problems, None
-    return [], _pretrained_positions(spec)
+        return _gguf(spec, gguf, path, base_dir)
+    return _local_folder(spec.path, path + ("path",), "model", ("config.json",))
+
+
+def _model_config(spec: ModelSpec, path: Path_) -> tuple[list[Problem], int | None]:
+    """Problems of one model's config, and its number of positions when its config is known."""
+    if spec.scratch is not None:
+        return _scratch(spec, path + ("scratch",))
+    if getattr(spec, "derive", None) is not None or getattr(spec, "gguf_file", None) is not None:
+        return [], None
+    if _looks_local(spec.path) or _hub_cached(spec.path, spec.revision):
+        return [], _pretrained_positions(spec)
+    return [], None  # not here without the network: nothing to check
+
+
+def _hub_cached(name: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json", revision=revision), str)
+    except Exception:  # noqa: BLE001 - an invalid repo id
+        return False
 
 
 def _gguf(spec: ModelSpec, name: str, path: Path_, base_dir: Path) -> list[Problem]:

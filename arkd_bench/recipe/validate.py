@@ -1,5 +1,9 @@
 """Load a recipe and check all of it, plugin names and options included, before any
-model is loaded."""
+model is loaded.
+
+Two waves: the schema, plugins, names, options and files first, none of which needs torch or
+transformers (a typo is reported in about a second); then, only when those pass, the models'
+transformers configs (preflight.config_problems), which import transformers and torch."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -11,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
 from arkd_bench.recipe.loader import Path_, Problem, RecipeError, load_yaml, pydantic_problems, read_text
-from arkd_bench.recipe.preflight import preflight_problems, unreadable_file
+from arkd_bench.recipe.preflight import config_problems, preflight_problems, unreadable_file
 from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, Recipe
 from arkd_bench.registry import RegistryError, unknown_name_message
 
@@ -55,7 +59,10 @@ def load_recipe(
         recipe, lines = parse_recipe(text, file)
     except RecipeError as exc:
         if exc.lines:  # a schema error: check the parts that are valid on their own too, in the same pass
-            exc.problems += _problems_beside_schema_errors(text, file, path, plugins, plugins_dirs)
+            try:
+                exc.problems += _problems_beside_schema_errors(text, file, path, plugins, plugins_dirs)
+            except Exception:  # noqa: BLE001 - a best effort; the schema errors themselves must not be lost
+                pass
         raise
     if plugins is None:
         files = [path.parent / p for p in recipe.plugins]
@@ -68,9 +75,13 @@ def load_recipe(
         except (PluginLoadError, RegistryError) as exc:
             raise RecipeError(file, [Problem(("plugins",), str(exc))], lines) from None
     problems = check_plugin_references(recipe, plugins)
-    # What needs the file system and transformers' configs: run refuses the same before any cell.
+    # What needs the file system: run refuses the same before any cell.
     bad_datasets = {p.path[1] for p in problems if p.path[:1] == ("datasets",)}
     problems += preflight_problems(recipe, plugins, path.parent, skip_datasets=bad_datasets)
+    if problems:
+        raise RecipeError(file, problems, lines)
+    # Only now what imports transformers or torch: a recipe with a typo is answered without them.
+    problems = config_problems(recipe) + strategy_problems(recipe, plugins)
     if problems:
         raise RecipeError(file, problems, lines)
     return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)
@@ -84,6 +95,9 @@ def _partial_recipe(data: dict) -> tuple[Recipe, dict[str, list[int]], set[str]]
     fields, index_maps, broken = {}, {}, set()
     for name, info in Recipe.model_fields.items():
         if name not in data:
+            if info.is_required():  # reported as missing; checks that could name it wait for it
+                fields[name] = [] if _list_item_model(info.annotation) is not None else ""
+                broken.add(name)
             continue
         item_model = _list_item_model(info.annotation)
         if item_model is not None and isinstance(data[name], list):
@@ -134,7 +148,8 @@ def _problems_beside_schema_errors(text: str, file: str, path: Path, plugins: Pl
             plugins = load_plugins(files, plugins_dirs=plugins_dirs)
         except (PluginLoadError, RegistryError):
             return []
-    # problems under a section that did not validate (train, eval) are dropped below
+    # problems under a section that did not validate (train, eval) are dropped below; the
+    # transformers config checks wait for a recipe without schema errors (see config_problems)
     found = check_plugin_references(recipe, plugins) + preflight_problems(recipe, plugins, path.parent)
     kept = []
     for problem in found:
@@ -190,7 +205,13 @@ def check_plugin_references(recipe: Recipe, plugins: Plugins) -> list[Problem]:
     return problems
 
 
-def _check_weighting_terms(plugins: Plugins, method, path: Path_) -> list[Problem]:
+def _check_weighting_terms(plugins: Plugins, method, path: Path_, construct: bool = False) -> list[Problem]:
+    """The strategy accepts the method's terms and options. Without `construct`, a
+    WeightingStrategy class is checked as its contract says (its Options and `check_terms`, run
+    by the base `__init__`) without its own set-up, which may build networks with torch (ARKD's
+    policy); `construct` builds it whole, once everything else passed."""
+    from arkd_bench.weighting.base import WeightingStrategy
+
     factory = plugins.registry("weighting").get(method.weighting.name).factory
     try:
         # what each term's divergence declares it is (forward/reverse), as the loop passes it
@@ -198,11 +219,21 @@ def _check_weighting_terms(plugins: Plugins, method, path: Path_) -> list[Proble
                       for t in method.objective]
     except Exception:  # noqa: BLE001 - the term's own check reports a bad divergence or option
         return []
+    arguments = dict(terms=[t.key for t in method.objective], directions=directions, **method.weighting.options)
     try:
-        factory(terms=[t.key for t in method.objective], directions=directions, **method.weighting.options)
+        if not construct and isinstance(factory, type) and issubclass(factory, WeightingStrategy):
+            WeightingStrategy.__init__(factory.__new__(factory), **arguments)
+        else:
+            factory(**arguments)
     except (ValueError, TypeError) as exc:
         return [Problem(path, str(exc).splitlines()[0])]
     return []
+
+
+def strategy_problems(recipe: Recipe, plugins: Plugins) -> list[Problem]:
+    """Each method's weighting strategy built whole (this may import torch)."""
+    return [problem for i, method in enumerate(recipe.methods)
+            for problem in _check_weighting_terms(plugins, method, ("methods", i, "weighting"), construct=True)]
 
 
 def _check_data_policy(plugins: Plugins, method, path: Path_) -> list[Problem]:
