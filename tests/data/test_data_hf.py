@@ -113,7 +113,7 @@ def test_hub_name_offline_is_a_data_error(monkeypatch):
 def test_local_files_are_checked_before_a_run(tmp_path):
     source = HfSource(path="parquet", data_files={"train": "a.parquet", "test": ["b.parquet", "c-*.parquet"]})
     assert source.local_files() == {"data_files[0]": "a.parquet", "data_files[1]": "b.parquet"}
-    assert HfSource(path="./saved").local_files() == {"path": "./saved"}
+    assert HfSource(path="data/train.parquet").local_files() == {"path": "data/train.parquet"}
     assert HfSource(path="databricks/databricks-dolly-15k").local_files() == {}
 
 
