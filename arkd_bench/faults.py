@@ -4,8 +4,9 @@ fails with a message naming the culprit, or the run stops with finished cells in
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from arkd_bench.plugin_output import PluginOutputError
 
@@ -41,6 +42,51 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+FINISHED = ("done", "failed")  # a rerun skips a done cell and retries a failed one
+REPORTS = ("results.json", "leaderboard.md", "report.html")  # as report.write.write_run_reports writes them
+
+
+def run_folder_state(out: Path, cell_ids: Sequence[str]) -> tuple[list[str | None], bool]:
+    """The status of each cell in `out` (None: never started) and whether the reports are newer
+    than every cell status, i.e. were written after the last cell finished."""
+    from arkd_bench.rundir.store import RunDir
+
+    rundir = RunDir(out, writable=False)
+    statuses = [(rundir.status(cell_id) or {}).get("status") for cell_id in cell_ids]
+    stamps = [p.stat().st_mtime_ns for p in (rundir.cell_dir(c) / "status.json" for c in cell_ids) if p.exists()]
+    try:
+        written = [(out / name).stat().st_mtime_ns for name in REPORTS]
+    except OSError:
+        return statuses, False
+    return statuses, min(written) >= max(stamps, default=0)
+
+
+def interruption_message(signal_name: str, out: Path | None, statuses: Sequence[str | None] | None,
+                         reports_written: bool = False) -> str:
+    """What a stopped run leaves in its run folder, in one line: nothing to resume, every cell
+    finished (with or without the reports), or some cells finished and the rest to resume.
+    `statuses` is each cell's status in the folder (None: not started), or None when the cells
+    were not known yet (stopped while the recipe was checked)."""
+    if statuses is None or all(status is None for status in statuses):
+        return f"interrupted by {signal_name} before any cell ran; nothing to resume"
+    finished = [s for s in statuses if s in FINISHED]
+    if len(finished) == len(statuses):
+        failed = finished.count("failed")
+        counts = f"{len(finished) - failed} done, {failed} failed" if failed else f"{len(finished)} done"
+        if reports_written:
+            return (f"interrupted by {signal_name} after all {len(statuses)} cells finished ({counts}); "
+                    f"reports written: {out / REPORTS[1]}")
+        retried = " and failed ones retried" if failed else ""
+        return (f"interrupted by {signal_name} after all {len(statuses)} cells finished ({counts}) in {out}; "
+                f"reports not written: run the same command again to write them (finished cells are "
+                f"skipped{retried})")
+    unfinished = len(statuses) - len(finished)
+    running = " (the one that was running is marked unfinished)" if INTERRUPTED in statuses else ""
+    kept = f"{len(finished)} of {len(statuses)} cells finished, kept in {out}" if finished else "no cell finished yet"
+    return (f"stopped by {signal_name}: {kept}; {unfinished} not finished{running}; "
+            "run the same command again to resume")
 
 
 def describe_failure(exc: BaseException, plugins) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -61,10 +62,39 @@ def run(
     plugins_dir: Annotated[list[Path] | None, typer.Option("--plugins-dir", help="folder of plugin .py files")] = None,
 ) -> None:
     """Run a recipe's grid; rerunning on the same folder resumes and skips finished cells."""
+    shard_spec = _parse_shard(shard)  # usage first: a bad option is reported before the recipe is read
+    where = _Where()
+    try:
+        _run(recipe, out_dir, dry_run, shard_spec, cache_dir, plugins_dir, where)
+    except KeyboardInterrupt as exc:  # SIGINT at any moment; SIGTERM too while cells run (RunInterrupted)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        err.print(where.interruption(signal.Signals(signum).name), markup=False)
+        raise typer.Exit(128 + signum) from None
+
+
+class _Where:
+    """How far a run got: its cells and folder once known, to say what an interruption left."""
+
+    cell_ids: list[str] | None = None
+    out: Path | None = None
+
+    def interruption(self, signal_name: str) -> str:
+        from arkd_bench.faults import interruption_message, run_folder_state
+
+        statuses, reports = None, False
+        if self.cell_ids is not None and self.out is not None:
+            try:
+                statuses, reports = run_folder_state(self.out, self.cell_ids)
+            except OSError:
+                pass
+        return interruption_message(signal_name, self.out, statuses, reports)
+
+
+def _run(recipe: Path, out_dir: Path | None, dry_run: bool, shard_spec, cache_dir: Path | None,
+         plugins_dir: list[Path] | None, where: _Where) -> None:
     from arkd_bench.recipe.matrix import expand
     from arkd_bench.recipe.matrix import shard as take_shard
 
-    shard_spec = _parse_shard(shard)  # usage first: a bad option is reported before the recipe is read
     loaded = load_or_exit(recipe, plugins_dir)
     cells = expand(loaded.recipe)
     if shard_spec:
@@ -76,7 +106,8 @@ def run(
                       markup=False)
         out.print(f"{len(cells)} cells would run into {out_dir}")
         return
-    from arkd_bench.faults import RunAborted, RunInterrupted
+    where.cell_ids, where.out = [c.id for c in cells], out_dir
+    from arkd_bench.faults import RunAborted
     from arkd_bench.rundir.store import RunDirError
     from arkd_bench.runner import run_recipe
     from arkd_bench.train.trackers import TrackerError
@@ -85,10 +116,6 @@ def run(
         with RichProgress(len(cells)) as progress:
             summary = run_recipe(loaded, out_dir, shard_spec=shard_spec, cache_dir=cache_dir,
                                  progress=progress, say=lambda m: err.print(m, markup=False))
-    except RunInterrupted as exc:
-        err.print(f"stopped by {exc.args[0]}: finished cells are kept in {out_dir}; the cell that was running "
-                  "is marked unfinished; run the same command again to resume", markup=False)
-        raise typer.Exit(128 + exc.signum) from None
     except (RunDirError, RunAborted, TrackerError) as exc:
         fail(str(exc))
     except OSError as exc:  # the run folder itself cannot be written (full disk, permissions, a file in the way)
