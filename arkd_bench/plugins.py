@@ -201,15 +201,16 @@ def load_plugins(
                 continue
             if pm.get_plugin(ep.name) is not None:
                 continue
+            # An installed plugin the user did not name on this command line must not stop every
+            # command: whatever is wrong with it (import error, bad hook) skips it, unless strict.
             try:
                 plugin = ep.load()
                 _register(pm, plugin, ep.name, f"entry point {ep.value}")
-            except PluginLoadError:
-                raise
-            except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() must not end the command
-                failed(ep.name, f"entry point {ep.value}", exc)
-            else:
                 _check_marked(pm, ep.name, plugin, f"entry point {ep.value}")
+            except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() must not end the command
+                if pm.get_plugin(ep.name) is not None:
+                    pm.unregister(name=ep.name)
+                failed(ep.name, f"entry point {ep.value}", exc)
 
     files = [Path(p) for p in plugin_files]
     for directory in plugins_dirs:

@@ -216,3 +216,31 @@ def table_rows(output):
             if cells[2 + i]:
                 current[2 + i].append(cells[2 + i])
     return {key: ["".join("".join(parts).split()) for parts in rest] for key, (_, _, *rest) in rows.items()}
+
+
+def _installed(tmp_path, monkeypatch, source: str):
+    """A real installed distribution with an `arkd_bench` entry point: a module and its
+    .dist-info folder on sys.path, found by importlib.metadata like any pip install."""
+    site = tmp_path / "site"
+    (site / "broken_ep-0.1.dist-info").mkdir(parents=True)
+    (site / "broken_ep-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-ep\nVersion: 0.1\n")
+    (site / "broken_ep-0.1.dist-info" / "entry_points.txt").write_text("[arkd_bench]\nbroken = broken_ep\n")
+    (site / "broken_ep.py").write_text(textwrap.dedent(source))
+    monkeypatch.syspath_prepend(str(site))
+
+
+def test_an_installed_plugin_with_a_bad_hook_is_skipped_not_the_end_of_every_command(tmp_path, monkeypatch):
+    _installed(tmp_path, monkeypatch, """
+        from arkd_bench import hookimpl
+
+        @hookimpl
+        def arkd_register_weightings(reg):
+            pass
+        """)
+    plugins = load_plugins(autoload=True)
+    assert plugins.pm.get_plugin("broken") is None
+    [failure] = [f for f in plugins.failures if f.name == "broken"]
+    assert "arkd_register_weightings takes {'reg'}" in failure.error
+    assert "fixed" in plugins.registries["weighting"].names()
+    with pytest.raises(PluginLoadError, match="reg"):
+        load_plugins(autoload=True, strict=True)
