@@ -66,10 +66,17 @@ class RunContext:
         return self._once(("splits", dataset, teacher), lambda: apply_prompt_format(
             self.data(dataset), self.tokenizer(dataset, teacher)[0], spec.prompt_format, spec.system_prompt))
 
-    def test_examples(self, name: str, teacher: str):
-        test = self.splits(name, teacher).test
+    def eval_examples(self, name: str, teacher: str):
+        """The examples rows are scored on: the test split, or with `eval.split: valid` the
+        validation split (the dev split settings are chosen on; the test split is then never read)."""
+        split = self.recipe.eval.split
+        examples = getattr(self.splits(name, teacher), split)
+        if not examples and split != "test":
+            from arkd_bench.data.base import DataError
+
+            raise DataError(f"dataset {name!r} has no {split} examples to evaluate on (eval.split: {split})")
         limit = self.recipe.eval.max_examples
-        return test[:limit] if limit else test
+        return examples[:limit] if limit else examples
 
     # -- tokenizer and models --------------------------------------------------
     def teacher_spec(self, name: str):
@@ -468,11 +475,13 @@ def run_cell(cell: Cell, ctx: RunContext, rundir: RunDir, on_step=None) -> dict[
         return evaluate_model(model, tokenizer, examples, ctx.metrics(), ctx.generation_settings(),
                               teacher=teacher, fixed_predictions=fixed)
 
-    evaluation = evaluate(ctx.test_examples(cell.dataset, cell.teacher))
+    evaluation = evaluate(ctx.eval_examples(cell.dataset, cell.teacher))
+    if ctx.recipe.eval.split != "test":  # test-split scores keep the settings they always had
+        evaluation.settings["split"] = ctx.recipe.eval.split
     rundir.write(cell.id, "generations.jsonl", evaluation.records)
     scores = evaluation.scores()
     for dataset in ctx.recipe.eval_only_datasets:
-        other = evaluate(ctx.test_examples(dataset.name, cell.teacher))
+        other = evaluate(ctx.eval_examples(dataset.name, cell.teacher))
         rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
         extra.setdefault("eval_data_hashes", {})[dataset.name] = ctx.splits(dataset.name, cell.teacher).content_hash

@@ -67,6 +67,8 @@ def expand(recipe: Recipe) -> list[Cell]:
     cells: list[Cell] = []
     evaluation = _dump(recipe.eval)
     evaluation.pop("reference", None)  # reporting choice, not part of any result
+    if evaluation.get("split") == "test":  # the default: cells from before eval.split keep their ids
+        evaluation.pop("split")
     shared = {"tokenizer": _dump(recipe.tokenizer), "eval": evaluation}
     if recipe.eval_only_datasets:
         shared["eval_sets"] = [_dump(d) for d in recipe.eval_only_datasets]

@@ -225,6 +225,9 @@ class EvalSpec(Strict):
         description="rows besides the methods: the teacher, the SFT-only student, and trivial text "
                     "baselines: echo (the prompt as the answer), constant (the commonest training answer)")
     reference: str | None = Field(None, description="method the others are compared with; default sft")
+    split: Literal["test", "valid"] = Field(
+        "test", description="the split every row is evaluated on: test for results; valid (the dev split) for "
+        "choosing settings, as `arkd-bench select` does, so a choice never sees a test example")
 
     @model_validator(mode="before")
     @classmethod
@@ -300,4 +303,8 @@ class Recipe(Strict):
         for teacher in self.teachers:
             if teacher.derive is not None:
                 raise ValueError(f"teachers: {teacher.name!r} uses `derive`, which makes a student from its teacher")
+        if self.eval.split != "test" and self.eval_only_datasets:
+            raise ValueError(f"eval.split: {self.eval.split} evaluates the training datasets' {self.eval.split} "
+                             f"split; eval_only datasets ({', '.join(d.name for d in self.eval_only_datasets)}) "
+                             "are test sets: leave them out of such a run")
         return self

@@ -167,6 +167,8 @@ def _eval_settings(cells: list[dict], extras: dict) -> list[dict[str, Any]]:
             settings = scores.get("settings", {})
             entry.update(examples=settings.get("examples"), generation=settings.get("generation", {}),
                          generation_seeds=settings.get("seeds_used"), metrics=settings.get("metrics", {}))
+            if settings.get("split"):  # only a dev-split evaluation records its split
+                entry["split"] = settings["split"]
     return [{**e, "seeds": sorted(e["seeds"])} for e in out.values()]
 
 

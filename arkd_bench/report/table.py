@@ -219,7 +219,8 @@ def metric_summary(metrics: dict[str, dict[str, Any]]) -> str:
 def context_lines(results: dict[str, Any], dataset: str, rows: list[dict]) -> list[str]:
     lines = []
     for e in [e for e in results.get("eval_settings", []) if e["dataset"] == dataset]:
-        examples = f"{e['examples']} test examples" if e.get("examples") is not None else "test examples unknown"
+        split = "validation (dev)" if e.get("split") == "valid" else "test"
+        examples = f"{e['examples']} {split} examples" if e.get("examples") is not None else f"{split} examples unknown"
         lines.append(f"recipe `{e['recipe']}`: training seeds {_seeds(e['seeds'])}; {examples}; "
                      f"{generation_summary(e.get('generation') or {}, e.get('generation_seeds'))}; "
                      f"{metric_summary(e.get('metrics') or {})}")
