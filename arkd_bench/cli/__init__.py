@@ -5,11 +5,13 @@ import os
 
 import typer
 
-from arkd_bench.cli import check_cmd, export_cmd, new_plugin_cmd, plugins_cmd, report_cmd, run_cmd, schema_cmd, validate_cmd
+from arkd_bench.cli import (check_cmd, export_cmd, new_plugin_cmd, plugins_cmd, report_cmd, run_cmd, schema_cmd,
+                            select_cmd, validate_cmd)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Distil language models with many objectives and weightings; compare them fairly.")
 app.command("run")(run_cmd.run)
+app.command("select")(select_cmd.select)
 app.command("validate")(validate_cmd.validate)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("report")(report_cmd.report)

@@ -96,6 +96,9 @@ def _run(recipe: Path, out_dir: Path | None, dry_run: bool, shard_spec, cache_di
     from arkd_bench.recipe.matrix import shard as take_shard
 
     loaded = load_or_exit(recipe, plugins_dir)
+    if loaded.recipe.select is not None:
+        err.print(f"note: run uses the methods as written; `arkd-bench select {recipe}` chooses the settings "
+                  "under select: on the dev split and writes the recipe to run", markup=False)
     cells = expand(loaded.recipe)
     if shard_spec:
         cells = take_shard(cells, *shard_spec)

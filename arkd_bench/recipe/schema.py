@@ -5,6 +5,8 @@ because which names exist depends on the plugins that are loaded.
 """
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -263,6 +265,52 @@ class CheckSpec(Strict):
         return self
 
 
+class SelectAxis(Strict):
+    """One setting chosen on the dev split: values at one path of the method, or named choices."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",
+                      description="the setting's label in candidate names and the selection table, e.g. lr")
+    path: str | None = Field(None, description="with `values`: a dotted path in the method, e.g. "
+                             "weighting.options.lr or objective.0.options.alpha")
+    values: list[Any] | None = Field(None, min_length=1, description="with `path`: the values tried there")
+    choices: dict[str, dict[str, Any]] | None = Field(
+        None, min_length=1, description="named settings, each a mapping {dotted path: value} applied to the "
+        "method, e.g. {published: {}, paired: {weighting.options.paired_alpha: 0.5}}")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.values is None) == (self.choices is None) or (self.values is None) != (self.path is None):
+            raise ValueError("an axis is either `path` with `values`, or `choices`")
+        if self.choices is not None:
+            for label in self.choices:
+                if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", label):
+                    raise ValueError(f"choice {label!r}: letters, digits and _ . + - only (it names candidates)")
+        if self.values is not None and len({json.dumps(v, sort_keys=True) for v in self.values}) != len(self.values):
+            raise ValueError(f"values lists one twice: {self.values}")
+        return self
+
+
+class SelectSpec(Strict):
+    """Settings of some methods chosen on the dev split (`arkd-bench select`); `run` ignores this."""
+
+    methods: list[str] = Field(min_length=1, description="methods whose settings are chosen; each candidate is "
+                               "the method as written with one value of every axis")
+    axes: list[SelectAxis] = Field(min_length=1, description="the settings tried; candidates are their product")
+    metric: str | None = Field(None, description="the primary metric, one of eval.metrics, scored on the dev "
+                               "split; default: the first of eval.metrics")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="training seeds of every candidate during selection")
+    steps: int | None = Field(None, ge=1, description="training steps of each candidate; default train.steps "
+                              "(fewer is allowed, and recorded with the selection)")
+    max_examples: int | None = Field(None, ge=1, description="dev examples scored; default: the whole validation split")
+    tie_within: float = Field(0.0, ge=0, description="candidates whose mean is within this of the best are tied; "
+                              "a tie goes to the fewest settings changed from the method as written, then to "
+                              "the first listed")
+    baselines: list[Literal["teacher", "sft"]] = Field(
+        default_factory=lambda: ["sft"], description="rows scored on the dev split beside the candidates, "
+        "for context; never chosen")
+
+
 class Recipe(Strict):
     name: str = Field(description="the recipe's name, shown in reports")
     description: str = Field("", description="free text for people reading the recipe")
@@ -278,6 +326,11 @@ class Recipe(Strict):
     train: TrainSpec = Field(default_factory=TrainSpec, description="distillation settings")
     eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
     checks: list[CheckSpec] = Field(default_factory=list, description="assertions `arkd-bench check` evaluates")
+    select: SelectSpec | None = Field(None, description="settings `arkd-bench select` chooses on the dev split "
+                                      "before the run on test")
+    base_dir: str | None = Field(None, description="folder the recipe's relative paths (plugins, data files, "
+                                 "cache_dir) resolve against, itself relative to the recipe's folder; default: "
+                                 "the recipe's folder. The recipes `arkd-bench select` writes set it")
 
     @property
     def training_datasets(self) -> list[DatasetSpec]:

@@ -14,9 +14,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
-from arkd_bench.recipe.loader import Path_, Problem, RecipeError, load_yaml, pydantic_problems, read_text
+from arkd_bench.recipe.loader import Path_, Problem, RecipeError, format_path, load_yaml, pydantic_problems, read_text
 from arkd_bench.recipe.preflight import config_problems, preflight_problems, unreadable_file
-from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, Recipe
+from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, MethodSpec, Recipe
+from arkd_bench.recipe.select import MIN_FINAL_SEEDS, axis_options, candidates, patched_method
 from arkd_bench.registry import RegistryError, unknown_name_message
 
 
@@ -29,7 +30,14 @@ class LoadedRecipe:
 
     @property
     def base_dir(self) -> Path:
-        return self.path.parent
+        return recipe_base_dir(self.recipe, self.path)
+
+
+def recipe_base_dir(recipe: Recipe, path: Path) -> Path:
+    """The folder relative paths resolve against: the recipe's `base_dir` (relative to the
+    recipe's folder), else the recipe's folder."""
+    base = getattr(recipe, "base_dir", None)
+    return path.parent / Path(base).expanduser() if base else path.parent
 
 
 def parse_recipe(text: str, file: str) -> tuple[Recipe, dict[Path_, int]]:
@@ -64,8 +72,11 @@ def load_recipe(
             except Exception:  # noqa: BLE001 - a best effort; the schema errors themselves must not be lost
                 pass
         raise
+    base_dir = recipe_base_dir(recipe, path)
+    if not base_dir.is_dir():
+        raise RecipeError(file, [Problem(("base_dir",), f"{base_dir} is not a folder")], lines)
     if plugins is None:
-        files = [path.parent / p for p in recipe.plugins]
+        files = [base_dir / p for p in recipe.plugins]
         unreadable = [Problem(("plugins", index), f"plugin file: {why}")
                       for index, plugin_file in enumerate(files) if (why := unreadable_file(plugin_file))]
         if unreadable:
@@ -77,7 +88,7 @@ def load_recipe(
     problems = check_plugin_references(recipe, plugins)
     # What needs the file system: run refuses the same before any cell.
     bad_datasets = {p.path[1] for p in problems if p.path[:1] == ("datasets",)}
-    problems += preflight_problems(recipe, plugins, path.parent, skip_datasets=bad_datasets)
+    problems += preflight_problems(recipe, plugins, base_dir, skip_datasets=bad_datasets)
     if problems:
         raise RecipeError(file, problems, lines)
     # Only now what imports transformers or torch: a recipe with a typo is answered without them.
@@ -141,7 +152,7 @@ def _problems_beside_schema_errors(text: str, file: str, path: Path, plugins: Pl
     if plugins is None:
         if "plugins" in broken:
             return []
-        files = [path.parent / p for p in recipe.plugins]
+        files = [recipe_base_dir(recipe, path) / p for p in recipe.plugins]
         if any(unreadable_file(f) for f in files):
             return []  # reported once the schema is fixed; a missing file makes names unknowable
         try:
@@ -150,7 +161,8 @@ def _problems_beside_schema_errors(text: str, file: str, path: Path, plugins: Pl
             return []
     # problems under a section that did not validate (train, eval) are dropped below; the
     # transformers config checks wait for a recipe without schema errors (see config_problems)
-    found = check_plugin_references(recipe, plugins) + preflight_problems(recipe, plugins, path.parent)
+    found = check_plugin_references(recipe, plugins) + preflight_problems(recipe, plugins,
+                                                                         recipe_base_dir(recipe, path))
     kept = []
     for problem in found:
         section = problem.path[0] if problem.path else ""
@@ -202,7 +214,74 @@ def check_plugin_references(recipe: Recipe, plugins: Plugins) -> list[Problem]:
         problems += _check_options(plugins, "metric", metric.name, metric.options, ("eval", "metrics", i))
     problems += _check_generation(recipe.eval.generation)
     problems += _check_method_names(recipe, plugins)
+    problems += _check_select(recipe, plugins)
     return problems
+
+
+def _check_select(recipe: Recipe, plugins: Plugins) -> list[Problem]:
+    """`select:` names methods and a metric of the recipe, the final run has enough seeds, and
+    every value of every axis, then every candidate, is a valid method (plugin options included)."""
+    spec = getattr(recipe, "select", None)
+    if spec is None:
+        return []
+    problems = []
+    methods = [m.name for m in recipe.methods]
+    for i, name in enumerate(spec.methods):
+        if name not in methods:
+            problems.append(Problem(("select", "methods", i), unknown_name_message("method", name, methods)))
+    if len(set(spec.methods)) != len(spec.methods):
+        problems.append(Problem(("select", "methods"), f"a method is listed twice: {spec.methods}"))
+    metrics = [m.name for m in recipe.eval.metrics]
+    if spec.metric is not None and spec.metric not in metrics:
+        problems.append(Problem(("select", "metric"), f"{spec.metric!r} is not one of eval.metrics "
+                                f"({', '.join(metrics)}): candidates are scored as the eval section says"))
+    if len(recipe.seeds) < MIN_FINAL_SEEDS:
+        problems.append(Problem(("seeds",), f"the settings select chooses run on test with these seeds: "
+                                f"give at least {MIN_FINAL_SEEDS}, got {recipe.seeds}"))
+    axes = [a.name for a in spec.axes]
+    if len(set(axes)) != len(axes):
+        problems.append(Problem(("select", "axes"), f"axis names must be unique, got {axes}"))
+    for i, axis in enumerate(spec.axes):
+        labels = [o.label for o in axis_options(axis)]
+        if len(set(labels)) != len(labels):
+            problems.append(Problem(("select", "axes", i, "values"), f"values that read alike in candidate names: "
+                                    f"{labels}; give them apart in 6 significant digits"))
+    if problems:
+        return problems
+    for i, axis in enumerate(spec.axes):
+        for j, option in enumerate(axis_options(axis)):
+            where = ("select", "axes", i) + (("values", j) if axis.values is not None else ("choices", option.label))
+            for name in spec.methods:
+                method = next(m for m in recipe.methods if m.name == name)
+                try:
+                    message = _method_problem(patched_method(method, option.patch), plugins)
+                except ValueError as exc:
+                    message = str(exc)
+                if message:
+                    problems.append(Problem(where, f"method {name!r} with {option.axis}={option.label}: {message}"))
+    if problems:
+        return problems
+    for candidate in candidates(recipe):  # values valid alone may clash together
+        message = _method_problem(candidate.spec, plugins)
+        if message:
+            problems.append(Problem(("select", "axes"), f"candidate {candidate.name}: {message}"))
+    return problems[:5]
+
+
+def _method_problem(spec: dict[str, Any], plugins: Plugins) -> str | None:
+    """The first problem of a method spec (schema, then plugin names and options), or None."""
+    try:
+        method = MethodSpec.model_validate(spec)
+    except ValidationError as exc:
+        problem = pydantic_problems(exc, model=MethodSpec)[0]
+        return f"{format_path(problem.path)}: {problem.message}"
+    found = []
+    for j, term in enumerate(method.objective):
+        found += _check_options(plugins, "divergence", term.name, term.options, ("objective", j))
+    weighting = _check_options(plugins, "weighting", method.weighting.name, method.weighting.options, ("weighting",))
+    found += weighting or _check_weighting_terms(plugins, method, ("weighting",))
+    found += _check_data_policy(plugins, method, ("data",))
+    return f"{format_path(found[0].path)}: {found[0].message}" if found else None
 
 
 def _check_weighting_terms(plugins: Plugins, method, path: Path_, construct: bool = False) -> list[Problem]:
