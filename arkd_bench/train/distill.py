@@ -12,7 +12,7 @@ from arkd_bench.plugin_output import check_step_outputs
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
 from arkd_bench.train.sft import TrainingDiverged
-from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, eval_mode
+from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, eval_mode, first_order_slopes
 
 # Criteria measured on a held-out probe batch for strategies that request feedback.
 PROBE_CRITERIA = ("fkl", "rkl", "tvd")
@@ -129,6 +129,7 @@ class Distiller:
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}
         self.online_teacher_batches = 0
         self.trial_updates = 0  # hypothetical updates measured for the strategy (before_update)
+        self.probe_gradients = 0  # probe backward passes for the strategy ("probe_grad")
         self.teacher_seconds = 0.0  # time spent in online teacher forwards
         self.lm_head = student_head(student, accelerator) if train.fused_head else None
 
@@ -188,6 +189,42 @@ class Distiller:
                 count += int(mask.sum())
         return {name: total / max(count, 1) for name, total in sums.items()}
 
+    def _probe_gradient(self, probe, term_grads: TermGradients, optimizer):
+        """The update's first-order effect on the probe criterion (Feedback.probe_grad), against
+        the gradient now installed for the update; None when that gradient is not finite."""
+        from arkd_bench.weighting.base import ProbeGradient
+
+        started = time.perf_counter()
+        value, probe_grad = self._probe_criterion_gradient(probe, term_grads.params, term_grads.scaler)
+        slopes = first_order_slopes(term_grads, probe_grad, [p.grad for p in term_grads.params], optimizer,
+                                    self.train.grad_clip)
+        if slopes is None:
+            return None
+        per_term, update = slopes
+        return ProbeGradient(slopes=dict(zip(self.terms, per_term)), update=update, criterion=value,
+                             seconds=time.perf_counter() - started)
+
+    def _probe_criterion_gradient(self, probe, params, scaler=None):
+        """(c, dc/dparams) at the current weights, c the sum of the strategy's
+        `probe_grad_criteria` (means over the probe's response tokens): one forward and backward
+        of the probe in eval mode. Under fp16 the backward is of the scaled criterion, as the
+        loss's is, and the gradient is unscaled here."""
+        import torch
+
+        names = tuple(self.strategy.probe_grad_criteria)
+        if not names or any(n not in self.criteria for n in names):
+            raise ValueError(f"weighting {self.method.weighting.name!r}: probe_grad_criteria {list(names)} must "
+                             f"name some of {list(self.criteria)}")
+        with eval_mode(self.student):
+            s, t, labels = self._logits(probe)
+            mask = labels != -100
+            out = self._pass(s, t, mask, {n: self.criteria[n] for n in names})
+            value = (out.values * mask).sum() / mask.sum().clamp_min(1)
+            grads = torch.autograd.grad(value if scaler is None else scaler.scale(value), params, allow_unused=True)
+        inv = 1.0 if scaler is None else 1.0 / scaler.get_scale()
+        self.probe_gradients += 1
+        return float(value.detach()), [torch.zeros_like(p) if g is None else g * inv for p, g in zip(params, grads)]
+
     def _micro_step(self, batch, step: int, n_tokens: int, term_grads=None) -> MicroStep:
         """Forward, divergence pass, weights and backward of one micro-batch.
 
@@ -226,8 +263,9 @@ class Distiller:
             self.accelerator.backward(loss_sum * scale)
         else:
             if weights.dim() != 1:
-                raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates, which need "
-                                 f"one weight per term and batch; it returned weights of shape {tuple(weights.shape)}")
+                raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates or probe "
+                                 "gradients, which keep each term's gradient apart and need one weight per term "
+                                 f"and batch; it returned weights of shape {tuple(weights.shape)}")
             term_grads.backward([term_sums[i] * scale for i in range(len(self.terms))], weights.tolist())
         return MicroStep(loss_sum.item() / max(n_tokens, 1), term_losses, weights, features)
 
@@ -248,27 +286,28 @@ class Distiller:
         if self.teacher_outputs is None or data is not None:
             self.teacher.to(acc.device).eval()
         requests = self.strategy.feedback_requests
-        probe = None
-        if "probe" in requests:
+        probe_batch = None
+        if "probe" in requests or "probe_grad" in requests:
             if not self.probe_items:
                 raise ValueError(f"weighting {self.method.weighting.name!r} needs a probe batch: "
                                  "the dataset has no validation examples")
-            probe = collate_for_training(self.probe_items, self.tokenizer.pad_token_id)
-            probe = {k: v.to(acc.device) for k, v in probe.items()}
-            # The probe is measured twice a step; its teacher side never changes.
+            probe_batch = collate_for_training(self.probe_items, self.tokenizer.pad_token_id)
+            probe_batch = {k: v.to(acc.device) for k, v in probe_batch.items()}
+            # The probe is measured (or differentiated) every step; its teacher side never changes.
             teacher = self.teacher.to(acc.device).eval()
             with torch.no_grad():
-                probe["teacher_logits"] = teacher(input_ids=probe["input_ids"],
-                                                  attention_mask=probe["attention_mask"]).logits
+                probe_batch["teacher_logits"] = teacher(input_ids=probe_batch["input_ids"],
+                                                        attention_mask=probe_batch["attention_mask"]).logits
+        probe = probe_batch if "probe" in requests else None  # whose criteria are measured
         rouge_probe = None
         if "rouge_probe" in requests:
             def rouge_probe() -> float:
                 with eval_mode(self.student):
                     return self.rouge_probe(acc.unwrap_model(self.student))
-        trials = "trial" in requests
-        if trials and acc.num_processes > 1:
-            raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates, which run "
-                             "in a single process only")
+        trials, slopes = "trial" in requests, "probe_grad" in requests
+        if (trials or slopes) and acc.num_processes > 1:
+            raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates or probe gradients, "
+                             "which keep each term's gradient apart and run in a single process only")
         clip = None
         if train.grad_clip is not None:
             clip = lambda: acc.clip_grad_norm_(self.student.parameters(), train.grad_clip)  # noqa: E731
@@ -284,7 +323,7 @@ class Distiller:
             n_tokens = self._step_tokens(micro_batches)
             # under fp16 the terms' gradients are of the scaled losses, as accelerate's backward's are
             term_grads = (TermGradients(self.student.parameters(), len(self.terms), scaler=active_scaler(optimizer))
-                          if trials else None)
+                          if trials or slopes else None)
             micro = []
             for k, batch in enumerate(micro_batches):
                 # Skip the gradient all-reduce on all but the last micro-batch.
@@ -309,16 +348,19 @@ class Distiller:
             # "before" (trials restore them exactly), and eval mode is deterministic: the probe
             # is not measured twice at the same weights.
             before = observed(probe_after)
-            if term_grads is not None:
+            chosen = None
+            if trials:
                 trial = TrialUpdate(term_grads, optimizer, clip)
                 chosen = self.strategy.before_update(
                     lambda w: trial.run(w, measured))
-                if chosen is not None:
-                    weights = torch.as_tensor(chosen, dtype=torch.float32)
-                    term_grads.install(term_grads.combined(weights.tolist()))
-                else:
-                    term_grads.install(term_grads.actual)
                 self.trial_updates += trial.calls
+            if chosen is not None:
+                weights = torch.as_tensor(chosen, dtype=torch.float32)
+                term_grads.install(term_grads.combined(weights.tolist()))
+            elif term_grads is not None:
+                term_grads.install(term_grads.actual)
+            # at the pre-update weights, against the gradient the update is about to use
+            probe_grad = self._probe_gradient(probe_batch, term_grads, optimizer) if slopes else None
             if clip is not None:
                 clip()
             optimizer.step()
@@ -332,7 +374,7 @@ class Distiller:
                 step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
                 probe_before=before.probe, probe_after=after.probe,
                 batch_before=before.batch, batch_after=after.batch,
-                rouge_probe=rouge_probe,
+                rouge_probe=rouge_probe, probe_grad=probe_grad,
             ))
             dev = None
             if train.eval_every and ((step + 1) % train.eval_every == 0 or step == train.steps - 1):

@@ -23,7 +23,15 @@ With paired_alpha = a (probe or batch): r = criterion(after the update with alph
 criterion(after the update actually made), both from the same state on the same batch (one
 trial update a step, [requests "trial"]). What the step, the batch and the learning rate do
 to the criterion is common to both and cancels; only the effect of the chosen alpha is left.
+  first_order: the same paired probe reward to first order in the update, without a trial:
+         r = sum_t w_t(a) slope_t - update (Feedback.probe_grad: slope_t = dc_after/dw_t =
+         -lr_eff grad c . P grad L_t, P AdamW's preconditioner), a = paired_alpha or 0.5; for
+         one alpha per step r = (alpha - a) * (slope_rkl - slope_fkl), linear in alpha. One
+         probe forward and backward a step, no probe criteria.   [requests "probe_grad"]
 reward_scale: relative divides r by the criterion before the update (a per-step scale).
+reward_horizon: K > 1 sums the rewards of K consecutive steps (for probe and batch the
+criterion's decrease over the whole window: the per-step decreases telescope) and gives the
+sum to every action of the window, each by its own log-prob, with one advantage per window.
 Advantage: z = (r - b) / s, b a moving average of r (decay baseline_decay), s a running
 rms of r - b (with reward_norm), so entropy_coef acts against a unit advantage scale; the
 first two rewards only initialise b and s. baseline: value additionally subtracts a learned
@@ -48,7 +56,7 @@ from arkd_bench.weighting.base import Feedback
 from arkd_bench.weighting.greedy import FklRklStrategy
 
 CRITERIA = {"fkl+rkl": ("fkl", "rkl"), "tvd": ("tvd",), "fkl": ("fkl",), "rkl": ("rkl",)}
-REQUESTS = {"probe": "probe", "batch": "batch_after", "rouge": "rouge_probe"}
+REQUESTS = {"probe": "probe", "batch": "batch_after", "rouge": "rouge_probe", "first_order": "probe_grad"}
 # log_scalars keys that belong to the step that measured them, not carried to later steps
 _PER_STEP_SCALARS = ("reward", "baseline", "rouge", "loss", "value_loss")
 _ADV_CLIP = 5.0  # normalised advantages beyond this are outliers, not information
@@ -56,9 +64,10 @@ _SCALE_DECAY = 0.99  # slow: the advantage scale should not chase single rewards
 # Options that only mean something with another option's value: setting them otherwise is an error.
 _ONLY_WITH = {
     "reward_every": ("reward", {"rouge"}),
-    "criterion": ("reward", {"probe", "batch"}),
-    "paired_alpha": ("reward", {"probe", "batch"}),
-    "reward_scale": ("reward", {"probe", "batch"}),
+    "criterion": ("reward", {"probe", "batch", "first_order"}),
+    "paired_alpha": ("reward", {"probe", "batch", "first_order"}),
+    "reward_scale": ("reward", {"probe", "batch", "first_order"}),
+    "reward_horizon": ("reward", {"probe", "batch", "first_order"}),
     "value_coef": ("baseline", {"value"}),
 }
 
@@ -72,18 +81,26 @@ class ArkdOptions(BaseModel):
         "beta", description="alpha's distribution; bernoulli: alpha in {0, 1} as in the authors' code"
     )
     granularity: Literal["batch", "token"] = Field("batch", description="one alpha per batch or per token")
-    reward: Literal["probe", "batch", "rouge"] = "probe"
+    reward: Literal["probe", "batch", "rouge", "first_order"] = Field(
+        "probe", description="probe/batch: the criterion's decrease over the step; rouge: Rouge-L change; "
+                             "first_order: the paired probe reward to first order (no trial update)"
+    )
     criterion: Literal["fkl+rkl", "tvd", "fkl", "rkl"] = Field(
-        "fkl+rkl", description="alignment criterion whose decrease is the reward (probe, batch)"
+        "fkl+rkl", description="alignment criterion whose decrease is the reward (probe, batch, first_order)"
     )
     reward_every: PositiveInt = Field(10, description="reward rouge: steps between Rouge-L probes")
     paired_alpha: float | None = Field(
         None, ge=0.0, le=1.0,
         description="reward probe/batch: subtract the decrease a step with this fixed alpha would give "
-                    "from the same state and batch (one extra trial update a step)",
+                    "from the same state and batch (one extra trial update a step); first_order: the "
+                    "reference alpha of its paired reward (unset: 0.5)",
     )
     reward_scale: Literal["absolute", "relative"] = Field(
         "absolute", description="relative: divide the reward by the criterion before the update"
+    )
+    reward_horizon: PositiveInt = Field(
+        1, description="probe/batch/first_order: steps whose summed reward (for probe and batch the "
+                       "criterion's decrease over the window) goes to every action of the window"
     )
     baseline: Literal["ema", "value"] = "ema"
     baseline_decay: float = Field(0.9, ge=0.0, lt=1.0, description="decay of the reward moving average")
@@ -117,6 +134,9 @@ class ArkdOptions(BaseModel):
             raise ValueError(f"features lists a name twice: {self.features}")
         if self.paired_alpha is not None and self.granularity != "batch":
             raise ValueError("paired_alpha needs granularity: batch (a trial update has one alpha per batch)")
+        if self.reward == "first_order" and self.granularity != "batch":
+            raise ValueError("reward first_order needs granularity: batch (it keeps each term's gradient apart, "
+                             "with one alpha per batch)")
         for option, (field, allowed) in _ONLY_WITH.items():
             if option in self.model_fields_set and getattr(self, field) not in allowed:
                 raise ValueError(
@@ -140,9 +160,11 @@ class ArkdWeighting(FklRklStrategy):
         from arkd_bench.weighting import _policy
 
         o = self.options
-        self.feedback_requests = frozenset({REQUESTS[o.reward]} | ({"trial"} if o.paired_alpha is not None else set()))
+        trial = o.paired_alpha is not None and o.reward != "first_order"
+        self.feedback_requests = frozenset({REQUESTS[o.reward]} | ({"trial"} if trial else set()))
         # batch means the loop puts in probe_before / probe_after / batch_after
         self.feedback_criteria = () if o.reward == "rouge" else CRITERIA[o.criterion]
+        self.probe_grad_criteria = CRITERIA[o.criterion]  # the criterion of reward first_order
         self._head = _policy.ACTION_HEADS[o.action]()
         self._policy, self._value = _policy.build_nets(
             len(o.features), o.hidden, self._head, o.initial_alpha, o.baseline == "value", o.seed
@@ -164,6 +186,8 @@ class ArkdWeighting(FklRklStrategy):
         self._adv_n = 0
         self._rouge_ref: float | None = None
         self._paired_after: float | None = None  # criterion after the paired_alpha trial, this step
+        self._window_sum = 0.0  # rewards of the current reward_horizon window so far
+        self._window_n = 0  # steps rewarded in it
         self._last: dict[str, float] = {}
 
     # -- acting ---------------------------------------------------------------------
@@ -209,7 +233,7 @@ class ArkdWeighting(FklRklStrategy):
         """paired_alpha: measure where the reference alpha's update would have taken the criterion."""
         o = self.options
         self._paired_after = None
-        if o.paired_alpha is None or self._step < o.warmup_steps:
+        if o.paired_alpha is None or o.reward == "first_order" or self._step < o.warmup_steps:
             return None
         result = trial(self.in_term_order(o.paired_alpha, 1.0 - o.paired_alpha).tolist())
         self._paired_after = self._criterion(result.probe if o.reward == "probe" else result.batch, "after")
@@ -220,6 +244,11 @@ class ArkdWeighting(FklRklStrategy):
             self._last.pop(key, None)
         in_warmup = self._step < self.options.warmup_steps
         reward = self._reward(feedback, in_warmup)
+        if self.options.reward != "rouge":
+            if reward is None:  # nothing measured for this step: its actions earn nothing
+                self._pending = [t for t in self._pending if t["step"] != self._step]
+            else:
+                reward = self._windowed(reward)
         if reward is not None:
             z = self._advantage(reward)
             for t in self._pending:
@@ -234,10 +263,22 @@ class ArkdWeighting(FklRklStrategy):
             self._update()
         self._step += 1
 
+    def _windowed(self, reward: float) -> float | None:
+        """The sum of the rewards of reward_horizon consecutive steps, at the window's last step
+        (None before it)."""
+        self._window_sum += reward
+        self._window_n += 1
+        if self._window_n < self.options.reward_horizon:
+            return None
+        total, self._window_sum, self._window_n = self._window_sum, 0.0, 0
+        return total
+
     def _reward(self, fb: Feedback, in_warmup: bool) -> float | None:
         o = self.options
         if o.reward == "rouge":
             return self._rouge_reward(fb)
+        if o.reward == "first_order":
+            return self._first_order_reward(fb, in_warmup)
         if o.reward == "probe":
             before, after = fb.probe_before, fb.probe_after
             where = "probe_before/probe_after"
@@ -264,6 +305,20 @@ class ArkdWeighting(FklRklStrategy):
             reward = before - after
         if o.reward_scale == "relative":
             reward /= max(abs(before), 1e-12)
+        return reward
+
+    def _first_order_reward(self, fb: Feedback, in_warmup: bool) -> float | None:
+        """sum_t w_t(a) slope_t - update: the probe criterion after the reference alpha's update
+        minus after the real one, to first order (see ProbeGradient)."""
+        o = self.options
+        grad = fb.probe_grad
+        if grad is None:  # warm-up, or the step's gradient was not finite (a skipped fp16 step)
+            return None
+        a = 0.5 if o.paired_alpha is None else o.paired_alpha
+        f, r = grad.slopes[self.terms[self._fkl_at]], grad.slopes[self.terms[self._rkl_at]]
+        reward = a * f + (1.0 - a) * r - grad.update
+        if o.reward_scale == "relative":
+            reward /= max(abs(grad.criterion), 1e-12)
         return reward
 
     def _criterion(self, values: dict[str, float], which: str) -> float:
@@ -376,6 +431,8 @@ class ArkdWeighting(FklRklStrategy):
             "adv_n": self._adv_n,
             "rouge_ref": self._rouge_ref,
             "paired_after": self._paired_after,
+            "window_sum": self._window_sum,
+            "window_n": self._window_n,
             "last": dict(self._last),
         }
 
@@ -400,4 +457,6 @@ class ArkdWeighting(FklRklStrategy):
         self._adv_n = int(state["adv_n"])
         self._rouge_ref = state["rouge_ref"]
         self._paired_after = state.get("paired_after")
+        self._window_sum = float(state.get("window_sum", 0.0))
+        self._window_n = int(state.get("window_n", 0))
         self._last = dict(state["last"])

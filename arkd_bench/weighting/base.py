@@ -23,10 +23,32 @@ if TYPE_CHECKING:
 
 # What a strategy may ask the loop to measure for its feedback (see Feedback), and
 # "trial": hypothetical updates from the pre-update state (see WeightingStrategy.before_update).
-FEEDBACK_REQUESTS = frozenset({"probe", "batch_after", "rouge_probe", "trial"})
+# "probe_grad": the first-order effect of the update on the probe criterion (Feedback.probe_grad).
+FEEDBACK_REQUESTS = frozenset({"probe", "batch_after", "rouge_probe", "trial", "probe_grad"})
 # What a divergence term may declare itself to be (Divergence.direction): forward-like terms
 # cover the teacher's modes (FKL, skew FKL), reverse-like ones seek them (RKL, skew RKL).
 DIRECTIONS = ("forward", "reverse")
+
+
+@dataclass
+class ProbeGradient:
+    """What this step's update does to the probe criterion c, to first order ("probe_grad").
+
+    c is the sum of the strategy's `probe_grad_criteria` (batch means over the probe's response
+    tokens), and its gradient is taken at the pre-update weights with the student in eval mode.
+    `slopes[label]` = dc_after / dw_label: how much c after the update would change per unit of
+    that term's weight in this step's update, -lr_eff * grad c . P grad L_label with P AdamW's
+    preconditioner (see `arkd_bench.train.trial.first_order_slopes` for what is held fixed).
+    `update` is the same for the gradient the update used (sum_t w_t slopes[t] when the step had
+    one weight per term), so `sum_t w'_t slopes[t] - update` predicts c after an update with
+    weights w' minus c after the real one, from the same state and batch: a paired reward
+    without a trial update. `criterion` is c before the update, `seconds` what it all cost.
+    """
+
+    slopes: dict[str, float]
+    update: float
+    criterion: float
+    seconds: float = 0.0
 
 
 @dataclass
@@ -41,6 +63,8 @@ class Feedback:
     in eval mode (no dropout), so two measurements at unchanged weights are identical.
     `rouge_probe` is a callable that generates on a validation probe and returns its
     mean Rouge-L ("rouge_probe"); it is costly, so the strategy decides when to call it.
+    `probe_grad` is the update's first-order effect on the probe criterion ("probe_grad"; see
+    ProbeGradient), None when not requested or when the step's gradient was not finite.
     """
 
     step: int
@@ -53,6 +77,7 @@ class Feedback:
     batch_before: dict[str, float] | None = None
     batch_after: dict[str, float] | None = None
     rouge_probe: Callable[[], float] | None = None
+    probe_grad: ProbeGradient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -85,6 +110,8 @@ class WeightingStrategy:
     # False when the requested criteria serve only the trial updates of `before_update`: the
     # loop then skips measuring them before and after the real update (two forwards a step).
     observes_criteria: ClassVar[bool] = True
+    # The probe criteria whose sum's gradient the loop takes for "probe_grad".
+    probe_grad_criteria: tuple[str, ...] = ("fkl", "rkl")
 
     def __init__(self, terms: Sequence[str] = ("fkl", "rkl"), *,
                  directions: Sequence[str | None] | None = None, **options: Any) -> None:

@@ -202,7 +202,7 @@ def test_registered_and_exposes_mu():
         ({"features": ["fkl", "fkl"]}, "twice"),
         ({"features": []}, "at least one"),
         ({"reward_every": 5}, "reward_every only applies to reward: rouge"),
-        ({"reward": "rouge", "criterion": "tvd"}, "criterion only applies to reward: batch or probe"),
+        ({"reward": "rouge", "criterion": "tvd"}, "criterion only applies to reward: batch or first_order or probe"),
         ({"value_coef": 1.0}, "value_coef only applies to baseline: value"),
         ({"action": "gaussian"}, "action"),
         ({"lr": 0}, "lr"),

@@ -8,7 +8,7 @@ import pytest
 import arkd_bench
 from arkd_bench.testing import fake_features
 from arkd_bench.weighting import ArkdWeighting, Feedback, GreedyWeighting, LookaheadWeighting
-from arkd_bench.weighting.base import TrialResult
+from arkd_bench.weighting.base import ProbeGradient, TrialResult
 
 BEST_ALPHA = 0.8
 
@@ -160,3 +160,114 @@ def test_a_recipe_with_swapped_skew_terms_validates_and_one_without_an_rkl_term_
     assert _check_weighting_terms(builtin_plugins, ok, ("methods", 0, "weighting")) == []
     problems = _check_weighting_terms(builtin_plugins, bad, ("methods", 0, "weighting"))
     assert problems and "tvd: neither" in problems[0].message
+
+
+# -- first-order reward and K-step windows ---------------------------------------------------------
+
+def first_order_feedback(step, f, fkl, rkl, alpha, criterion=2.0):
+    """The loop's ProbeGradient for a step taken with FKL weight `alpha`."""
+    grad = ProbeGradient(slopes={"fkl": fkl, "rkl": rkl}, update=alpha * fkl + (1 - alpha) * rkl, criterion=criterion)
+    return Feedback(step=step, total_steps=10, loss=0.0, term_losses={}, features=f, probe_grad=grad)
+
+
+def test_first_order_reward_is_the_predicted_paired_reward():
+    """r = c_after(reference alpha) - c_after(alpha taken), to first order:
+    (alpha - a) * (slope_rkl - slope_fkl); with no paired_alpha the reference is 0.5."""
+    f = fake_features()
+    for paired, reference in ((None, 0.5), (0.25, 0.25)):
+        options = {} if paired is None else {"paired_alpha": paired}
+        s = ArkdWeighting(reward="first_order", **options)
+        assert s.feedback_requests == {"probe_grad"}  # no trial, no probe criteria
+        s.weights(f)
+        alpha = s.log_scalars()["alpha"]
+        s.observe(first_order_feedback(0, f, fkl=-3e-4, rkl=1e-4, alpha=alpha))
+        assert s.log_scalars()["reward"] == pytest.approx((alpha - reference) * (1e-4 - -3e-4))
+    s = ArkdWeighting(reward="first_order", reward_scale="relative")
+    s.weights(f)
+    alpha = s.log_scalars()["alpha"]
+    s.observe(first_order_feedback(0, f, fkl=-3e-4, rkl=1e-4, alpha=alpha, criterion=4.0))
+    assert s.log_scalars()["reward"] == pytest.approx((alpha - 0.5) * 4e-4 / 4.0)
+
+
+def test_first_order_reward_moves_the_policy_the_way_the_slopes_point():
+    """Slopes whose difference (dc_after / d alpha) is -2e-4 on average, with noise twice that and
+    a common part 100x larger (it moves both terms alike and cancels in the paired reward): the
+    policy's mean alpha rises; with the sign turned, it falls."""
+    f = fake_features()
+    for sign in (1.0, -1.0):
+        rng = np.random.default_rng(0)
+        s = ArkdWeighting(reward="first_order", update_every=4, lr=0.01, seed=3)
+        means = []
+        for step in range(300):
+            s.weights(f)
+            alpha = s.log_scalars()["alpha"]
+            common, slope = 0.02 * rng.standard_normal(), sign * (-2e-4 + 4e-4 * rng.standard_normal())
+            s.observe(first_order_feedback(step, f, common + slope / 2, common - slope / 2, alpha))
+            means.append(s.log_scalars()["alpha_expected"])
+        late = np.median(means[200:])
+        assert (late > 0.65) if sign > 0 else (late < 0.35), (sign, late)
+
+
+def test_a_step_without_probe_gradient_earns_its_actions_nothing():
+    """A skipped fp16 step (probe_grad None): that step's action gets no reward, and the next
+    step's reward goes to the next step's action only."""
+    f = fake_features()
+    s = ArkdWeighting(reward="first_order", update_every=100)
+    s.weights(f)
+    s.observe(Feedback(step=0, total_steps=3, loss=0.0, term_losses={}, features=f))
+    assert s._pending == [] and s._ready == [] and "reward" not in s.log_scalars()
+    s.weights(f)
+    s.observe(first_order_feedback(1, f, 1e-4, -1e-4, s.log_scalars()["alpha"]))
+    assert [t["step"] for t in s._ready] == [1]
+
+
+def test_reward_horizon_credits_the_windows_decrease_to_each_of_its_actions():
+    """reward_horizon 3: the probe's decrease from before step 3k to after step 3k + 2 (the
+    per-step decreases telescope) goes to the three actions of the window, with one advantage."""
+    f = fake_features()
+    s = ArkdWeighting(criterion="fkl", reward_horizon=3, update_every=100)
+    probe = [5.0, 4.0, 3.5, 3.4, 3.0, 2.9, 2.0]
+    rewarded = []
+    for step in range(6):
+        s.weights(f)
+        s.observe(Feedback(step=step, total_steps=6, loss=0.0, term_losses={}, features=f,
+                           probe_before={"fkl": probe[step]}, probe_after={"fkl": probe[step + 1]}))
+        rewarded.append(s.log_scalars().get("reward"))
+    assert rewarded[:2] == [None, None] and rewarded[3:5] == [None, None]
+    assert rewarded[2] == pytest.approx(5.0 - 3.4) and rewarded[5] == pytest.approx(3.4 - 2.0)
+    assert [t["step"] for t in s._ready] == [0, 1, 2, 3, 4, 5]
+    assert [t["reward"] for t in s._ready] == pytest.approx([1.6] * 3 + [1.4] * 3)
+    assert len({t["z"] for t in s._ready[3:]}) == 1
+    assert s._since_update == 2  # windows, not steps
+
+
+def test_reward_horizon_resumes_mid_window():
+    f = fake_features()
+    probe = [5.0, 4.0, 3.5, 3.4, 3.0, 2.9, 2.0]
+
+    def feed(s, steps):
+        out = []
+        for step in steps:
+            s.weights(f)
+            s.observe(Feedback(step=step, total_steps=6, loss=0.0, term_losses={}, features=f,
+                               probe_before={"fkl": probe[step]}, probe_after={"fkl": probe[step + 1]}))
+            out.append(s.log_scalars())
+        return out
+
+    options = {"criterion": "fkl", "reward_horizon": 2, "update_every": 1}
+    whole = feed(ArkdWeighting(**options), range(6))
+    first = ArkdWeighting(**options)
+    feed(first, range(3))  # stops inside the second window
+    resumed = ArkdWeighting(**options)
+    resumed.load_state_dict(first.state_dict())
+    assert feed(resumed, range(3, 6)) == whole[3:]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"reward": "first_order", "granularity": "token"}, "granularity: batch"),
+    ({"reward": "rouge", "reward_horizon": 2}, "reward_horizon only applies to reward"),
+    ({"reward_horizon": 0}, "greater than 0"),
+])
+def test_first_order_and_horizon_options_are_checked(options, message):
+    with pytest.raises(ValueError, match=message):
+        ArkdWeighting(**options)
