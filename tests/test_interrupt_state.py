@@ -116,8 +116,11 @@ def test_sigint_during_start_up_is_a_real_signal_and_says_nothing_ran(recipe, tm
     data["plugins"] = ["stop.py"]
     recipe.write_text(yaml.safe_dump(data))
     env = {**os.environ, "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    # A shell's background job starts with SIGINT ignored, and Python then installs no SIGINT
+    # handler: give the child the default disposition, as an interactive terminal would.
     done = subprocess.run([sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=env, timeout=300,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip() == "interrupted by SIGINT before any cell ran; nothing to resume", done.stderr
     assert not (tmp_path / "out").exists()
