@@ -1,8 +1,10 @@
 """recipes/longtail.yaml: FKL's mode covering against RKL's mode seeking, checked end to end.
 
-The whole recipe (4 methods x 2 seeds, minutes) and a reduced variant of it (one seed, FKL
-and RKL only, fewer prompts and steps, with the recipe's own checks on those two methods) run
-under `-m slow`; the default suite checks the reduced recipe's shape.
+A reduced variant of the recipe (one seed, FKL and RKL only, fewer prompts and steps, with the
+recipe's own checks on those two methods) runs under `-m slow`; the default suite checks the
+recipe and the reduced variant's shape. The whole recipe (4 methods; 6 minutes of a loaded
+2-core machine, the largest part of the slow suite) is a measurement, recorded with its command
+in benchmarks/RESULTS.md, not a test: CI's 15 minutes cannot hold it beside the rest.
 """
 import copy
 import json
@@ -64,9 +66,3 @@ def test_reduced_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread
     fkl = rows["fkl"]["metrics"]["tf_fkl"]
     assert fkl["low"] <= fkl["mean"] <= fkl["high"] and fkl["mean"] > 0
     assert rows["rkl"]["vs_reference"]["lt_entropy"]["n_examples"] == 30
-
-
-@pytest.mark.slow
-def test_longtail_recipe_passes_its_checks(tmp_path, torch_single_thread):
-    output, _ = run_and_check(tmp_path, yaml.safe_load(RECIPE.read_text()))
-    assert "9 checks: 9 passed, 0 failed" in output
