@@ -159,9 +159,9 @@ def test_alpha_sweep_select_is_alpha_sweep_plus_its_selection(builtin_plugins):
     assert recipe.model_dump(exclude={"select"}) == plain.model_dump(exclude={"select"})
     assert check_plugin_references(recipe, builtin_plugins) == []
     found = candidates(recipe, builtin_plugins)
-    assert len(found) == 16 and found[0].changed == 0
+    assert len(found) == 24 and found[0].changed == 0
     assert {c.settings["lr"] for c in found} == {0.001, 0.003, 0.01, 0.03}
-    assert {c.settings["reward"] for c in found} == {"published", "paired"}
+    assert {c.settings["reward"] for c in found} == {"published", "paired", "first_order"}
     grid = Recipe.model_validate(selection_recipe(recipe, ROOT / "recipes", found))
     assert grid.train.steps == 100 and grid.eval.split == "valid" and grid.eval.max_examples is None
 
