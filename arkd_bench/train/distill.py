@@ -196,13 +196,14 @@ class Distiller:
 
         started = time.perf_counter()
         value, probe_grad = self._probe_criterion_gradient(probe, term_grads.params, term_grads.scaler)
-        slopes = first_order_slopes(term_grads, probe_grad, [p.grad for p in term_grads.params], optimizer,
-                                    self.train.grad_clip)
-        if slopes is None:
+        step_grad = [p.grad for p in term_grads.params]
+        slopes = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, self.train.grad_clip)
+        held = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, self.train.grad_clip,
+                                  hold_preconditioner=True)
+        if slopes is None or held is None:
             return None
-        per_term, update = slopes
-        return ProbeGradient(slopes=dict(zip(self.terms, per_term)), update=update, criterion=value,
-                             seconds=time.perf_counter() - started)
+        return ProbeGradient(slopes=dict(zip(self.terms, slopes[0])), update=slopes[1], criterion=value,
+                             held=dict(zip(self.terms, held[0])), seconds=time.perf_counter() - started)
 
     def _probe_criterion_gradient(self, probe, params, scaler=None):
         """(c, dc/dparams) at the current weights, c the sum of the strategy's

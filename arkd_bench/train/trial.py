@@ -13,8 +13,8 @@ the real one are unscaled once, and a step whose gradients overflow is skipped (
 backed off) as a plain fp16 step is.
 
 `first_order_slopes` answers the same question without a trial, to first order: from the terms'
-gradients, the probe criterion's gradient and the optimizer's state, the derivative of the
-criterion after the update in each term's weight (unscaling fp16 gradients once, consistently).
+gradients, the probe criterion's gradient and the optimizer's state, how the criterion after the
+update moves with each term's weight (unscaling fp16 gradients once, consistently).
 """
 from __future__ import annotations
 
@@ -186,11 +186,15 @@ def first_order_slopes(grads: TermGradients, probe_grad: Sequence[Any], step_gra
         slope_t = dc_after / dw_t = probe_grad . (d delta / d g) dg/dw_t,
 
     and `update` = the same for w = the step's own weights (sum_t w_t slope_t by linearity; 0 under
-    active clipping). With `hold_preconditioner` P = 1 / D and k are held at the step's values
-    (the plain -lr (1 - beta1)/(1 - beta1^t) k probe_grad . P g_t): simpler, but off where v holds
-    little history (early steps, rarely seen embedding rows), which benchmarks/first_order_reward.py
-    measures. Returns (slopes, update), or None when the step's gradient is not finite (an fp16
-    step the scaler will skip)."""
+    active clipping): exact for small changes of the weights (the loop's ProbeGradient.slopes).
+    Where v holds little history (the first step, rarely seen embedding rows) AdamW's update is
+    close to sign(g), flat in the weights until a coordinate's sign flips. With
+    `hold_preconditioner` P = 1 / D and k are held at the step's values instead, the plain
+    -lr (1 - beta1)/(1 - beta1^t) k probe_grad . P g_t (ProbeGradient.held): no longer the
+    derivative of the real update; on the alpha-sweep run (benchmarks/first_order_reward.py) it
+    correlated less with the paired rewards of trial updates and overstated them more. Returns
+    (slopes, update), or None when the step's gradient is not finite (an fp16 step the scaler
+    will skip)."""
     import torch
 
     inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer

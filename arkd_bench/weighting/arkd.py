@@ -24,14 +24,16 @@ criterion(after the update actually made), both from the same state on the same 
 trial update a step, [requests "trial"]). What the step, the batch and the learning rate do
 to the criterion is common to both and cancels; only the effect of the chosen alpha is left.
   first_order: the same paired probe reward to first order in the update, without a trial:
-         r = sum_t w_t(a) slope_t - update (Feedback.probe_grad: slope_t = dc_after/dw_t =
-         -lr_eff grad c . P grad L_t, P AdamW's preconditioner), a = paired_alpha or 0.5; for
-         one alpha per step r = (alpha - a) * (slope_rkl - slope_fkl), linear in alpha. One
-         probe forward and backward a step, no probe criteria.   [requests "probe_grad"]
+         r = sum_t w_t(a) slope_t - update (Feedback.probe_grad: slope_t = dc_after/dw_t, the
+         derivative of the probe criterion after the real AdamW update in term t's weight, see
+         train/trial.py's first_order_slopes), a = paired_alpha or 0.5; for one alpha per step
+         r = (alpha - a) * (slope_rkl - slope_fkl), linear in alpha. One probe forward and
+         backward a step, no probe criteria, no trial.            [requests "probe_grad"]
 reward_scale: relative divides r by the criterion before the update (a per-step scale).
 reward_horizon: K > 1 sums the rewards of K consecutive steps (for probe and batch the
 criterion's decrease over the whole window: the per-step decreases telescope) and gives the
-sum to every action of the window, each by its own log-prob, with one advantage per window.
+sum to every action of the window, each by its own log-prob, with one advantage per window
+(update_every then counts windows).
 Advantage: z = (r - b) / s, b a moving average of r (decay baseline_decay), s a running
 rms of r - b (with reward_norm), so entropy_coef acts against a unit advantage scale; the
 first two rewards only initialise b and s. baseline: value additionally subtracts a learned

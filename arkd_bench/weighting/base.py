@@ -36,18 +36,22 @@ class ProbeGradient:
 
     c is the sum of the strategy's `probe_grad_criteria` (batch means over the probe's response
     tokens), and its gradient is taken at the pre-update weights with the student in eval mode.
-    `slopes[label]` = dc_after / dw_label: how much c after the update would change per unit of
-    that term's weight in this step's update, -lr_eff * grad c . P grad L_label with P AdamW's
-    preconditioner (see `arkd_bench.train.trial.first_order_slopes` for what is held fixed).
-    `update` is the same for the gradient the update used (sum_t w_t slopes[t] when the step had
-    one weight per term), so `sum_t w'_t slopes[t] - update` predicts c after an update with
-    weights w' minus c after the real one, from the same state and batch: a paired reward
-    without a trial update. `criterion` is c before the update, `seconds` what it all cost.
+    `slopes[label]` = dc_after / dw_label: the derivative of c after the real AdamW update in
+    that term's weight (bias corrections, the second moment's and the clipping's own dependence
+    on the gradient included; see `arkd_bench.train.trial.first_order_slopes`). `update` is the
+    same along the gradient the update used (sum_t w_t slopes[t] when the step had one weight
+    per term), so `sum_t w'_t slopes[t] - update` predicts c after an update with weights w'
+    minus c after the real one, from the same state and batch: a paired reward without a trial
+    update. `held` is the simpler -lr (1 - beta1)/(1 - beta1^t) k grad c . P grad L_label with
+    AdamW's preconditioner P = 1/(sqrt(v_hat) + eps) and the clipping factor k held at the
+    step's values, which agreed less with trial rewards (benchmarks/first_order_reward.py).
+    `criterion` is c before the update, `seconds` what it all cost.
     """
 
     slopes: dict[str, float]
     update: float
     criterion: float
+    held: dict[str, float] | None = None
     seconds: float = 0.0
 
 

@@ -5,20 +5,21 @@ update would have changed per unit of each term's weight (Feedback.probe_grad, o
 and backward in eval mode; see arkd_bench.train.trial.first_order_slopes). With FKL weight alpha
 and RKL weight 1 - alpha, the derivative of c after the update in alpha is
 
-    h = dc_after / d alpha = slope_fkl - slope_rkl = -lr_eff * grad c . P (grad L_fkl - grad L_rkl),
+    h = dc_after / d alpha = slope_fkl - slope_rkl ~ -lr_eff * grad c . P (grad L_fkl - grad L_rkl),
 
-P AdamW's diagonal preconditioner, lr_eff the update's coefficient of the current gradient. Alpha
-takes an online gradient step on it (what a step with a little more FKL would have done to the
-probe), averaged over steps:
+P = 1/(sqrt(v_hat) + eps) AdamW's diagonal preconditioner and lr_eff = lr (1 - beta1)/(1 - beta1^t)
+times the clipping factor; the loop's slopes also differentiate P and the clipping themselves
+(ProbeGradient.slopes). Alpha takes an online gradient step on it (what a step with a little more
+FKL would have done to the probe), averaged over steps:
 
     m = ema * m + (1 - ema) * h                      (bias-corrected: m_hat)
     s = rms_decay * s + (1 - rms_decay) * h^2        (bias-corrected: s_hat; normalize: rms)
     alpha <- clip(alpha - beta * m_hat / sqrt(s_hat), 0, 1)   (normalize: none: beta * m_hat)
 
-h scales with the learning rate, its schedule and the criterion (1e-3 to 1e-6 in the runs
-measured), so with `normalize: rms` (the default) the step is divided by h's running rms and beta
-is in units of alpha: a hypergradient that keeps its sign moves alpha by about beta a step, one
-that flips at random by about beta * sqrt((1 - ema) / (1 + ema)) in a random direction.
+h scales with the learning rate, its schedule and the criterion, so with `normalize: rms` (the
+default) the step is divided by h's running rms and beta is in units of alpha: a hypergradient
+that keeps its sign moves alpha by about beta a step, one that flips at random by about
+beta * sqrt((1 - ema) / (1 + ema)) in a random direction.
 
 The one-step probe criterion is nearly linear in alpha, so its per-step minimiser sits at 0 or 1
 and flips between them (what `lookahead` does); the average of its slope instead vanishes where

@@ -75,7 +75,7 @@ def drive(problem: Mixture, steps: int, *, alpha: float | None = None, strategy=
             with torch.no_grad():
                 trials = [trial.run([a, 1 - a], lambda: float(problem.probe(theta))) for a in GRID]
             best.append(GRID[int(np.argmin(trials))])
-        slopes, update = first_order_slopes(grads, probe_grad, [theta.grad], optimizer, None)
+        slopes, update = first_order_slopes(grads, probe_grad, [theta.grad], optimizer, None)  # the loop's
         optimizer.step()
         with torch.no_grad():
             after.append(float(problem.probe(theta)))
@@ -100,7 +100,8 @@ def test_hypergrad_converges_to_the_interior_optimum_where_the_one_step_best_fli
     update lowers the probe most is 0 or 1 at 94-95% of those steps, 1 at 45-49% of them, and
     switches 179-209 times in 600 steps: the per-step reward is close to linear in alpha, so its
     maximiser is an end, not the mix that training wants. (Fixed alphas 0.5/0.6/0.7/0.8/0.9 end
-    at probe criteria 0.107/0.035/0.012/0.047/0.237.)"""
+    at probe criteria 0.107/0.035/0.012/0.047/0.237.) With the preconditioner held (slopes'
+    `held` variant) the means were 0.703, 0.699, 0.700."""
     strategy = HypergradWeighting(beta=0.002)
     alphas, _, best = drive(Mixture(), 1200, strategy=strategy, lookahead=True)
     late, late_best = alphas[600:], best[600:]
