@@ -59,3 +59,23 @@ def test_multiple_comparisons_smoke(tmp_path):
     verdicts = {(c["method"], c["column"]): c["holm"] for c in result["cells"]}
     assert verdicts[("x", "a")] == "survives"  # ** with a half-width a tenth of the difference
     assert verdicts[("y", "a")] == "does not survive"  # the interval contains 0
+
+
+def test_first_order_reward_smoke(tmp_path):
+    """The first-order reward benchmark on the tiny grid (8 steps): every summary is there and
+    finite, and its costs are measured; its numbers mean nothing at this size."""
+    result = _smoke("first_order_reward.py", tmp_path / "first_order.json")
+    assert result["smoke"] is True and result["horizons"] == [1, 2]
+    block = result["seeds"][0]
+    summary = block["agreement"]["summary"]
+    for what in ("paired", "local_slope"):
+        for variant in ("first_order", "held_preconditioner"):
+            c = summary[what][variant]
+            assert -1.0 <= c["pearson"] <= 1.0 and 0.0 <= c["sign_agreement"] <= 1.0
+    assert summary["paired"]["first_order"]["n"] == 2 * 2 * 4  # checkpoints x batches x alphas != 0.5
+    assert all(s > 0 for s in summary["median_seconds"].values())
+    horizon = block["horizon"]["summary"]
+    for kind in ("probe", "paired", "first_order"):
+        assert horizon[kind]["1"]["var_ratio"] == pytest.approx(1.0)
+        assert np.isfinite(horizon[kind]["2"]["var_ratio"]) and horizon[kind]["2"]["windows"] == 4
+    assert len(block["horizon"]["records"]) == 8

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 # smoke-tested in tests/test_benchmarks_arkd.py
 TESTED_ELSEWHERE = {"benchmarks/arkd_policy_budget.py", "benchmarks/arkd_signal.py",
-                    "benchmarks/multiple_comparisons.py"}
+                    "benchmarks/first_order_reward.py", "benchmarks/multiple_comparisons.py"}
 
 
 def scripts() -> list[str]:
