@@ -293,46 +293,6 @@ def _check_marked(pm: pluggy.PluginManager, name: str, plugin: Any, source: str)
                                   "(from arkd_bench import hookimpl)")
 
 
-def recipe_plugin_files(run_dir: str | Path, search: Iterable[str | Path] = ()) -> list[Path]:
-    """The plugin files a run folder's recipe listed (`plugins:`), resolved as the run did:
-    relative to the recipe's original folder (run.json's `recipe_path`), else to the run
-    folder, else by file name in the `search` folders. A file found nowhere is an error
-    that says where it was looked for."""
-    import json
-
-    import yaml
-
-    run_dir = Path(run_dir)
-    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text(encoding="utf-8")) or {}
-    listed = recipe.get("plugins") or []
-    if not listed:
-        return []
-    recipe_path = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("recipe_path")
-    bases = [Path(recipe_path).parent] if recipe_path else []
-    files = []
-    for name in listed:
-        tried = [base / name for base in (*bases, run_dir)] + [Path(d) / Path(name).name for d in search]
-        found = next((path for path in tried if path.is_file()), None)
-        if found is None:
-            raise PluginLoadError(f"{run_dir}/recipe.yaml: plugins: {name} not found (looked in "
-                                  f"{', '.join(str(t.parent) for t in tried)}); pass its folder with --plugins-dir")
-        files.append(found)
-    return files
-
-
-def load_run_plugins(run_dirs: Iterable[str | Path], plugins_dirs: Iterable[str | Path] = ()) -> Plugins:
-    """The plugins that made these run folders: builtins, entry points, each run's recipe
-    `plugins:` files and `plugins_dirs`, so reports rank a plugin metric by its direction.
-    Files listed by several runs (or also in a plugins dir) load once, by file name."""
-    plugins_dirs = list(plugins_dirs)
-    files: dict[str, Path] = {}
-    for run_dir in run_dirs:
-        for path in recipe_plugin_files(run_dir, search=plugins_dirs):
-            files.setdefault(path.name, path)
-    dir_files = [path for directory in plugins_dirs for path in plugin_files_in(directory)]
-    return load_plugins([*files.values(), *(p for p in dir_files if p.name not in files)])
-
-
 def _fill_registries(pm: pluggy.PluginManager) -> dict[str, Registry]:
     registries = {kind: Registry(kind) for kind in KINDS}
     for kind in PLUGIN_KINDS.values():
@@ -426,6 +386,5 @@ __all__ = [
     "RegistryError",
     "default_plugins",
     "load_plugins",
-    "load_run_plugins",
     "plugin_files_in",
 ]
