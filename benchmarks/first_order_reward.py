@@ -333,18 +333,23 @@ def pooled(result: dict, fkl: str, rkl: str) -> dict:
     return {"agreement": agreement_summary(records, fkl, rkl), "horizon": horizon}
 
 
+def agreement_table(agreement: dict) -> list[str]:
+    """Markdown rows: how well each prediction of the paired reward agrees with the trial update's."""
+    lines = ["| prediction | what | Pearson | sign agreement | exact / predicted |", "|---|---|---|---|---|"]
+    for what in ("paired", "local_slope"):
+        for variant in ("first_order", "held_preconditioner"):
+            c = agreement[what][variant]
+            lines.append(f"| {variant} | {what} | {c['pearson']:.3f} | {c['sign_agreement']:.1%} | "
+                         f"{c['exact_over_predicted']:.3f} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     lines = []
     for block in result["seeds"]:
         a = block["agreement"]["summary"]
         lines += [f"seed {block['seed']}: agreement of r(alpha) - r(0.5) with its prediction "
-                  f"({a['paired']['first_order']['n']} state/batch/alpha cells)", "",
-                  "| prediction | what | Pearson | sign agreement | exact / predicted |", "|---|---|---|---|---|"]
-        for what in ("paired", "local_slope"):
-            for variant in ("first_order", "held_preconditioner"):
-                c = a[what][variant]
-                lines.append(f"| {variant} | {what} | {c['pearson']:.3f} | {c['sign_agreement']:.1%} | "
-                             f"{c['exact_over_predicted']:.3f} |")
+                  f"({a['paired']['first_order']['n']} state/batch/alpha cells)", "", *agreement_table(a)]
         s = a["median_seconds"]
         lines += ["", f"median seconds: first-order {s['seconds_first_order']:.3f}, one trial update "
                       f"{s['seconds_trial']:.3f} (ratio {a['first_order_over_trial']:.2f}), a plain step "
@@ -363,13 +368,7 @@ def markdown(result: dict) -> str:
                          f"(range {h['alpha_min']:.3f}-{h['alpha_max']:.3f}), {h['seconds_per_step']:.3f} s a step")
         lines.append("")
     a = result["pooled"]["agreement"]
-    lines += [f"all seeds: {a['paired']['first_order']['n']} cells", "",
-              "| prediction | what | Pearson | sign agreement | exact / predicted |", "|---|---|---|---|---|"]
-    for what in ("paired", "local_slope"):
-        for variant in ("first_order", "held_preconditioner"):
-            c = a[what][variant]
-            lines.append(f"| {variant} | {what} | {c['pearson']:.3f} | {c['sign_agreement']:.1%} | "
-                         f"{c['exact_over_predicted']:.3f} |")
+    lines += [f"all seeds: {a['paired']['first_order']['n']} cells", "", *agreement_table(a)]
     lines += ["", "| reward | K | var ratio (mean; per seed) | SNR of the run (mean; per seed) |", "|---|---|---|---|"]
     for kind, per_k in result["pooled"]["horizon"].items():
         for k, c in per_k.items():
