@@ -75,6 +75,15 @@ def check_alpha_trajectories(done):
         assert len(means) == 4 and all(finite(m) and 0.0 <= m <= 1.0 for m in means)
 
 
+def check_hypergrad_signs(done):
+    result = last_json(ok(done))
+    (cell,) = result["cells"]
+    assert cell["method"] == "hypergrad" and len(cell["quarters"]) == 4  # 8 steps: 2 a quarter
+    for q in cell["quarters"]:
+        assert q["steps"] == 2 and 0.0 <= q["up"] <= 1.0 and q["lag1"] in (0.0, 1.0)
+        assert all(finite(q[k]) for k in ("t", "drift", "persistence")) and q["persistence"] >= 0.0
+
+
 def check_divergences(done):
     result = last_json(ok(done))
     assert (result["tokens"], result["vocab"]) == (64, 512)
@@ -167,6 +176,7 @@ CHECKS = {
     "benchmarks/alpha_trajectories.py": check_alpha_trajectories,
     "benchmarks/divergences.py": check_divergences,
     "benchmarks/generation.py": check_generation,
+    "benchmarks/hypergrad_signs.py": check_hypergrad_signs,
     "benchmarks/real_model_step.py": check_real_model_step,
     "benchmarks/teacher_outputs_error.py": check_teacher_outputs_error,
     "benchmarks/train_step.py": check_train_step,
@@ -175,7 +185,7 @@ CHECKS = {
 }
 # run a whole tiny grid (tokenizer, SFT, cells, evaluation, reports) or five processes: tens of
 # seconds each on a busy 2-core machine
-SLOW = {"benchmarks/alpha_trajectories.py", "benchmarks/train_step.py", "benchmarks/divergences.py"}
+SLOW = {"benchmarks/alpha_trajectories.py", "benchmarks/hypergrad_signs.py", "benchmarks/train_step.py", "benchmarks/divergences.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in CHECKS])
