@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
+from arkd_bench.train.modes import eval_mode
 
 
 class TeacherForcedOptions(BaseModel):
@@ -136,7 +137,7 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
     teacher_rows = _teacher_rows(teacher, tokenizer, items, batch_size)
     terms = {"tf_fkl": FKL(), "tf_rkl": RKL(), "tf_tvd": TVD()}
     out: dict[str, list[float]] = {name: [] for name in (*terms, "tf_head_mass", "tf_tail_coverage")}
-    with tf.eval_mode(student), torch.inference_mode():
+    with eval_mode(student), torch.inference_mode():
         for (_, batch), t_rows in zip(tf.batches(items, batch_size, tf.pad_id(tokenizer)), teacher_rows):
             s_logits, _, mask = tf.next_token_logits(student, batch)
             s_rows, t_rows = s_logits[mask], t_rows.to(s_logits.device)  # the response tokens only
@@ -165,7 +166,7 @@ def _teacher_rows(teacher, tokenizer, items, batch_size) -> list:
 
     def build():
         rows = []
-        with tf.eval_mode(teacher), torch.inference_mode():
+        with eval_mode(teacher), torch.inference_mode():
             for _, batch in tf.batches(items, batch_size, tf.pad_id(tokenizer)):
                 logits, _, mask = tf.next_token_logits(teacher, batch)
                 rows.append(logits[mask])
