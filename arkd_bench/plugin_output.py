@@ -70,38 +70,3 @@ def check_on_return(cls: type, method: str, check: Callable[..., None]) -> None:
 
     checked._checked_output = True
     setattr(cls, method, checked)
-
-
-def check_step_outputs(*, terms: dict, values: Any, features: Any, strategy: Any, weights: Any, weighting: str,
-                       student_logits: Any = None, teacher_logits: Any = None) -> None:
-    """What the plugins of one training micro-batch returned: each divergence's values
-    (`values` ``[T, *token_shape]`` from the pass, in the order of `terms`, a {label:
-    Divergence} mapping) and the weighting's `weights` (`weighting`: its registered name).
-    Raises PluginOutputError naming the first plugin at fault; one device synchronisation.
-
-    Where the models' own distributions are not finite (NaN logits: training diverged), no
-    plugin is blamed; the loop's loss check reports it."""
-    import torch
-
-    from arkd_bench.divergences.base import raise_for_values, values_ok
-    from arkd_bench.weighting.base import weights_ok, weights_problem, weights_shape_problem
-
-    mask, step = features.mask, features.step
-    problem = weights_shape_problem(weights, len(terms), mask.shape)
-    if problem:
-        raise PluginOutputError("weighting", weighting, type(strategy), "weights", problem, step=step)
-    inputs = torch.isfinite(features.teacher_entropy).all() & torch.isfinite(features.student_entropy).all()
-    flags = torch.cat([inputs.view(1), values_ok(values, mask)])
-    weights_flag = weights_ok(weights, mask)
-    if weights_flag.device == flags.device:
-        *flags, weights_fine = torch.cat([flags, weights_flag.view(1)]).tolist()
-    else:  # e.g. constant weights made on the CPU: reading their flag waits for nothing
-        flags, weights_fine = flags.tolist(), bool(weights_flag)
-    inputs_fine, *terms_fine = flags
-    if not inputs_fine:
-        return
-    if not all(terms_fine):
-        raise_for_values(terms, values, mask, step=step, student_logits=student_logits, teacher_logits=teacher_logits)
-    if not weights_fine:
-        raise PluginOutputError("weighting", weighting, type(strategy), "weights",
-                                weights_problem(weights, list(terms), mask), step=step)

@@ -54,8 +54,9 @@ def collect(recipe_path: str, checkpoints: list[int], n_batches: int, seed: int,
     from arkd_bench.runner import RunContext
     from arkd_bench.train.cache import ArtifactCache, default_cache_dir
     from arkd_bench.train.distill import Distiller
+    from arkd_bench.train.modes import eval_mode
     from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
-    from arkd_bench.train.trial import TermGradients, TrialUpdate, eval_mode
+    from arkd_bench.train.trial import TermGradients, TrialUpdate
 
     loaded = load_recipe(Path(recipe_path))
     recipe = loaded.recipe

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from arkd_bench.data.collate import TrainingDataset, collate_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import FKL, RKL, LinearHead, divergence_pass
@@ -143,7 +143,7 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
             else:
                 s = student(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
         labels = b["labels"][:, 1:]
-        mask = labels != -100
+        mask = labels != IGNORE_INDEX
         out = divergence_pass(student_logits=s[:, :-1], teacher_logits=t[:, :-1], mask=mask, terms=terms,
                               chunk_size=16, target_ids=labels, lm_head=head)
         ((out.values.sum(0) * mask).sum() / mask.sum()).backward()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from arkd_bench.data.collate import TrainingDataset, collate_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import divergence_pass
@@ -83,7 +83,7 @@ def main() -> None:
     items = TrainingDataset(data.train[: args.examples], tokenizer, 96).items
     batch = collate_for_training(items, tokenizer.pad_token_id)
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    mask = batch["labels"][:, 1:] != -100
+    mask = batch["labels"][:, 1:] != IGNORE_INDEX
     vocab = teacher.config.vocab_size
     with torch.no_grad():
         t_logp = torch.log_softmax(teacher(**inputs).logits[:, :-1].float(), -1)

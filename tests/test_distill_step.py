@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from arkd_bench.data.base import Example
-from arkd_bench.data.collate import TrainingDataset, collate_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
@@ -69,7 +69,7 @@ def _grads(model):
 def test_two_micro_batches_give_the_gradient_of_one_batch(tokenizer, builtin_plugins):
     d = make_distiller(tokenizer, builtin_plugins)
     def length(item):
-        return sum(label != -100 for label in item["labels"])
+        return sum(label != IGNORE_INDEX for label in item["labels"])
 
     items = sorted(d.dataset.items[:32], key=length)  # short answers in one half, long in the other
     lengths = [length(item) for item in items]

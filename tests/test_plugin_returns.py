@@ -283,7 +283,8 @@ def test_built_sequences_outside_the_vocabulary_are_named(tokenizer):
 ])
 def test_online_batches_are_checked(tokenizer, change, says):
     from arkd_bench.data.collate import collate_for_training
-    from arkd_bench.data_policy.session import DataSession, batch_problem
+    from arkd_bench.data_policy.checks import batch_problem
+    from arkd_bench.data_policy.session import DataSession
     from arkd_bench.testing import tiny_gpt2
 
     given = collate_for_training([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "attention_mask": [1, 1, 1]},

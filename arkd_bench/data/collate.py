@@ -98,6 +98,22 @@ def prompt_for_continuation(prompt_ids: Sequence[int], max_length: int, max_new_
     return head + (body[len(body) - keep:] if len(body) > keep else body)
 
 
+def prompt_ids_of(items: Sequence[dict]) -> list[list[int]]:
+    """The prompt of each item: its ids before the first scored label."""
+    prompts = []
+    for item in items:
+        labels = item["labels"]
+        start = next((i for i, label in enumerate(labels) if label != IGNORE_INDEX), len(labels))
+        prompts.append(list(item["input_ids"][:start]))
+    return prompts
+
+
+def shift_for_next_token(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Align next-token logits with their targets: position t predicts token t+1
+    (`logits` ``[batch, length, V]`` -> ``[batch, length - 1, V]``, labels likewise; views)."""
+    return logits[:, :-1, :], labels[:, 1:]
+
+
 def encode_for_training(tokenizer, prompt: str, response: str, max_length: int) -> dict[str, list[int]]:
     """input_ids, labels (IGNORE_INDEX on the prompt) and attention_mask for one example."""
     return join_ids(encode_prompt(tokenizer, prompt), encode_response(tokenizer, response), max_length,

@@ -14,17 +14,17 @@ one or both of two places:
   current student's samples for the same prompts). The teacher then runs on what it
   returns. `after_step(session)` follows each optimizer step.
 
-Items are dicts of `input_ids`, `labels` (-100 on the prompt) and `attention_mask`, as
-`arkd_bench.data.collate.join_ids` makes them. Policies are importable without pluggy.
+Items are dicts of `input_ids`, `labels` (IGNORE_INDEX, -100, on the prompt) and
+`attention_mask`, as `arkd_bench.data.collate.join_ids` makes them. Policies are importable without pluggy.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
 from arkd_bench.options import PluginOptions
+from arkd_bench.data_policy.checks import check_built_sequences
 from arkd_bench.plugin_output import check_on_return
 
 if TYPE_CHECKING:
@@ -86,17 +86,5 @@ class DataPolicy:
         return self.name + (f" ({', '.join(f'{k} {v}' for k, v in options.items())})" if options else "")
 
 
-def prompt_ids_of(items: Sequence[dict]) -> list[list[int]]:
-    """The prompt of each item: its ids before the first scored label."""
-    prompts = []
-    for item in items:
-        labels = item["labels"]
-        start = next((i for i, label in enumerate(labels) if label != -100), len(labels))
-        prompts.append(list(item["input_ids"][:start]))
-    return prompts
-
-
 def _check_built(policy: DataPolicy, items: Any, *args: Any, **kwargs: Any) -> None:
-    from arkd_bench.data_policy.session import check_built_sequences
-
     check_built_sequences(policy, items, args[0] if args else next(iter(kwargs.values())))

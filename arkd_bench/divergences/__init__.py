@@ -14,11 +14,12 @@ from .features import StepFeatures
 
 if TYPE_CHECKING:
     from .akl import akl_gaps
-    from .fused import DivergenceOutput, LinearHead, divergence_pass
+    from .chunk_pass import LinearHead
+    from .fused import DivergenceOutput, divergence_pass
 
 # Modules that need torch as soon as they are imported (an autograd Function, tensor
 # constants): loaded on first use, so registering the divergence classes stays torch-free.
-_ON_FIRST_USE = {"akl_gaps": ".akl", "DivergenceOutput": ".fused", "LinearHead": ".fused",
+_ON_FIRST_USE = {"akl_gaps": ".akl", "DivergenceOutput": ".fused", "LinearHead": ".chunk_pass",
                  "divergence_pass": ".fused"}
 
 

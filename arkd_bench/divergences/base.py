@@ -134,7 +134,7 @@ class Divergence:
         Differentiable with respect to ``student_logits`` only; chunked like
         :func:`~arkd_bench.divergences.divergence_pass`.
         """
-        from .fused import run_pass
+        from .chunk_pass import run_pass
 
         values, _, token_mask = run_pass(
             student_logits,

@@ -30,15 +30,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
+from arkd_bench.options import PluginOptions
+from arkd_bench.train.modes import eval_mode
 
 
-class TeacherForcedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TeacherForcedOptions(PluginOptions):
     batch_size: int = Field(16, ge=1, description="examples per forward pass")
     max_length: int = Field(256, ge=8, description="prompt + response tokens, truncated as in training "
                                                     "(BOS and a minimum prompt kept)")
@@ -136,7 +136,7 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
     teacher_rows = _teacher_rows(teacher, tokenizer, items, batch_size)
     terms = {"tf_fkl": FKL(), "tf_rkl": RKL(), "tf_tvd": TVD()}
     out: dict[str, list[float]] = {name: [] for name in (*terms, "tf_head_mass", "tf_tail_coverage")}
-    with tf.eval_mode(student), torch.inference_mode():
+    with eval_mode(student), torch.inference_mode():
         for (_, batch), t_rows in zip(tf.batches(items, batch_size, tf.pad_id(tokenizer)), teacher_rows):
             s_logits, _, mask = tf.next_token_logits(student, batch)
             s_rows, t_rows = s_logits[mask], t_rows.to(s_logits.device)  # the response tokens only
@@ -165,7 +165,7 @@ def _teacher_rows(teacher, tokenizer, items, batch_size) -> list:
 
     def build():
         rows = []
-        with tf.eval_mode(teacher), torch.inference_mode():
+        with eval_mode(teacher), torch.inference_mode():
             for _, batch in tf.batches(items, batch_size, tf.pad_id(tokenizer)):
                 logits, _, mask = tf.next_token_logits(teacher, batch)
                 rows.append(logits[mask])

@@ -103,6 +103,7 @@ def generate_ids(
     import torch
 
     from arkd_bench.evaluate._sampling import RowSampler, build_generation_config, row_seeds
+    from arkd_bench.train.modes import eval_mode
 
     settings = settings or GenerationSettings()
     if not prompt_ids:
@@ -123,9 +124,7 @@ def generate_ids(
     # shows up in the first batch rather than the last.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     outputs: list[list[int]] = [[] for _ in encoded]
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for start in range(0, len(order), settings.batch_size):
             rows = order[start : start + settings.batch_size]
             input_ids, attention_mask = _left_pad([encoded[i] for i in rows], pad_id)
@@ -144,8 +143,6 @@ def generate_ids(
                 outputs[i] = _through_eos(tokens, eos_ids)
             if progress is not None:
                 progress(len(rows))
-    finally:
-        model.train(was_training)
     return outputs
 
 

@@ -27,15 +27,15 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
+from arkd_bench.options import PluginOptions
+from arkd_bench.train.modes import eval_mode
 
 
-class CandidateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CandidateOptions(PluginOptions):
     batch_size: int = Field(64, ge=1, description="(prompt, candidate) sequences per forward pass")
     max_length: int = Field(256, ge=8, description="prompt + answer tokens, as in training")
 
@@ -162,7 +162,7 @@ def _compute(model, tokenizer, examples, batch_size, max_length) -> list[list[fl
     pairs = [(e.prompt, a) for e in examples for a in e.meta["answers"]]
     items = tf.encode_pairs(tokenizer, pairs, tf.length_limit(model, max_length))
     logp: list[float] = []
-    with tf.eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for _, batch in tf.batches(items, batch_size, tf.pad_id(tokenizer)):
             logits, targets, mask = tf.next_token_logits(model, batch)
             token_logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp_min(0).unsqueeze(-1))

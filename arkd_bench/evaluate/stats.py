@@ -276,11 +276,14 @@ def two_level_parts(x: np.ndarray, y: np.ndarray | None = None, paired_seeds: bo
     return TwoLevel(diff, parts, label)
 
 
-def _p_value(level: TwoLevel, diff: float) -> float:
+def _p_value(level: TwoLevel, diff: float, half: float) -> float:
     """The alpha at which the Banerjee interval's half-width equals |diff|: the interval at
-    confidence c excludes 0 exactly when this is below 1 - c."""
+    confidence c excludes 0 exactly when this is below 1 - c. `half`: the half-width at c
+    (0: no variance, so any difference is certain)."""
     from scipy.optimize import brentq
 
+    if half == 0.0:
+        return 1.0 if diff == 0.0 else 0.0
     if diff == 0.0:
         return 1.0
     parts = [(float(p.variance[0]), p.df) for p in level.parts if p.variance[0] > 0]
@@ -292,6 +295,30 @@ def _p_value(level: TwoLevel, diff: float) -> float:
     if gap(-100.0) < 0:  # beyond any threshold (and t^2 of smaller alphas overflows at 1 df)
         return 0.0
     return float(10.0 ** brentq(gap, -100.0, 0.0, xtol=1e-12, rtol=1e-14))
+
+
+def _checked_inputs(a, b, paired_seeds: bool, pooled_seed_var: tuple[float, float] | None,
+                    confidence: float, n_resamples: int):
+    """`seeded_bootstrap`'s inputs checked: (a, b or None) as seeds x examples matrices over the
+    same examples (at least 2), and whether the seeds are paired (never with one seed)."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    if n_resamples < 2:
+        raise ValueError("n_resamples must be >= 2")
+    x = _as_matrix(a, "a")
+    y = None if b is None else _as_matrix(b, "b")
+    if y is not None and y.shape[1] != x.shape[1]:
+        raise ValueError(f"a and b must score the same examples, got {x.shape[1]} and {y.shape[1]} columns")
+    if paired_seeds and (y is None or (y.shape != x.shape and min(x.shape[0], y.shape[0]) > 1)):
+        raise ValueError("paired_seeds needs b with the same seeds x examples shape as a")
+    paired_seeds = paired_seeds and y is not None and y.shape == x.shape and x.shape[0] >= 2
+    if pooled_seed_var is not None:
+        variance, df = pooled_seed_var
+        if not (math.isfinite(variance) and variance >= 0 and df > 0):
+            raise ValueError(f"pooled_seed_var must be (variance >= 0, degrees of freedom > 0), got {pooled_seed_var}")
+    if x.shape[1] < 2:
+        raise ValueError("need at least 2 test examples")
+    return x, y, paired_seeds
 
 
 def seeded_bootstrap(
@@ -350,31 +377,12 @@ def seeded_bootstrap(
     ("own", "pooled", "other side"). With one seed on every side and nothing to borrow the
     interval covers examples only (`interval == "examples"`, `seed_variance == "none"`).
     """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError("confidence must be in (0, 1)")
-    if n_resamples < 2:
-        raise ValueError("n_resamples must be >= 2")
-    x = _as_matrix(a, "a")
-    y = None if b is None else _as_matrix(b, "b")
-    if y is not None and y.shape[1] != x.shape[1]:
-        raise ValueError(f"a and b must score the same examples, got {x.shape[1]} and {y.shape[1]} columns")
-    if paired_seeds and (y is None or (y.shape != x.shape and min(x.shape[0], y.shape[0]) > 1)):
-        raise ValueError("paired_seeds needs b with the same seeds x examples shape as a")
-    paired_seeds = paired_seeds and y is not None and y.shape == x.shape and x.shape[0] >= 2
-    if pooled_seed_var is not None:
-        variance, df = pooled_seed_var
-        if not (math.isfinite(variance) and variance >= 0 and df > 0):
-            raise ValueError(f"pooled_seed_var must be (variance >= 0, degrees of freedom > 0), got {pooled_seed_var}")
+    x, y, paired_seeds = _checked_inputs(a, b, paired_seeds, pooled_seed_var, confidence, n_resamples)
     n = x.shape[1]
-    if n < 2:
-        raise ValueError("need at least 2 test examples")
     level = two_level_parts(x[None], None if y is None else y[None], paired_seeds, pooled_seed_var)
     diff = float(level.diff[0])
     half = float(level.half_width(confidence)[0])
-    if half == 0.0:
-        p_value = 1.0 if diff == 0.0 else 0.0
-    else:
-        p_value = _p_value(level, diff)
+    p_value = _p_value(level, diff, half)
     k_b = 0 if y is None else y.shape[0]
     interval = "examples" if level.seed_variance == "none" else "seeds+examples"
     return Comparison(diff=diff, low=diff - half, high=diff + half, p_value=p_value, n=n, interval=interval,

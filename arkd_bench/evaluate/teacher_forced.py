@@ -119,24 +119,11 @@ def next_token_logits(model, batch: dict) -> tuple[Any, Any, Any]:
     """
     import torch
 
-    from arkd_bench.data.collate import IGNORE_INDEX
+    from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
 
     device = next(model.parameters()).device
     with torch.inference_mode():
         logits = model(input_ids=batch["input_ids"].to(device),
                        attention_mask=batch["attention_mask"].to(device)).logits
-    targets = batch["labels"][:, 1:].to(device)
-    return logits[:, :-1].float(), targets, targets != IGNORE_INDEX
-
-
-@contextmanager
-def eval_mode(*models) -> Iterator[None]:
-    """Models in eval mode (no dropout) for the block, then restored."""
-    states = [(m, m.training) for m in models if m is not None]
-    for m, _ in states:
-        m.eval()
-    try:
-        yield
-    finally:
-        for m, training in states:
-            m.train(training)
+    logits, targets = shift_for_next_token(logits, batch["labels"].to(device))
+    return logits.float(), targets, targets != IGNORE_INDEX

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from arkd_bench.plugin_output import check_step_outputs
+from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
-from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
+from arkd_bench.train.modes import eval_mode
+from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
 from arkd_bench.train.sft import TrainingDiverged
-from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, eval_mode, first_order_slopes
+from arkd_bench.train.step_checks import check_step_outputs
+from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, first_order_slopes
 
 # Criteria measured on a held-out probe batch for strategies that request feedback.
 PROBE_CRITERIA = ("fkl", "rkl", "tvd")
@@ -86,7 +88,7 @@ def autocast_dtype(accelerator):
 
 def response_tokens(batch) -> int:
     """Tokens that carry loss in a training batch (next-token targets that are not ignored)."""
-    return int((batch["labels"][:, 1:] != -100).sum())
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 @dataclass
@@ -168,8 +170,8 @@ class Distiller:
             with torch.no_grad():
                 teacher_logits = self.teacher(**inputs).logits
             self.teacher_seconds += time.perf_counter() - started
-        student_logits, labels = shifted(student_logits, batch["labels"])
-        teacher_logits, _ = shifted(teacher_logits, batch["labels"])
+        student_logits, labels = shift_for_next_token(student_logits, batch["labels"])
+        teacher_logits, _ = shift_for_next_token(teacher_logits, batch["labels"])
         return student_logits, teacher_logits, labels
 
     def _criteria(self, batches) -> dict[str, float]:
@@ -182,7 +184,7 @@ class Distiller:
         with torch.no_grad(), eval_mode(self.student):
             for batch in batches:
                 s, t, labels = self._logits(batch)
-                mask = labels != -100
+                mask = labels != IGNORE_INDEX
                 out = self._pass(s, t, mask, self.criteria)
                 for i, name in enumerate(self.criteria):
                     sums[name] += float(torch.where(mask, out.values[i].double(), 0.0).sum())
@@ -218,7 +220,7 @@ class Distiller:
                              f"name some of {list(self.criteria)}")
         with eval_mode(self.student):
             s, t, labels = self._logits(probe)
-            mask = labels != -100
+            mask = labels != IGNORE_INDEX
             out = self._pass(s, t, mask, {n: self.criteria[n] for n in names})
             value = (out.values * mask).sum() / mask.sum().clamp_min(1)
             grads = torch.autograd.grad(value if scaler is None else scaler.scale(value), params, allow_unused=True)
@@ -238,7 +240,7 @@ class Distiller:
         import torch.nn.functional as F
 
         s_logits, t_logits, labels = self._logits(batch)
-        mask = labels != -100
+        mask = labels != IGNORE_INDEX
         # At temperature 1 the pass's own log-softmax gives the cross-entropy feature (no second N x V pass).
         plain = self.train.temperature == 1.0
         out = self._pass(s_logits, t_logits, mask, self.terms, target_ids=labels if plain else None)

@@ -36,8 +36,3 @@ def forever(loader) -> Iterator:
     """Cycle through a loader epoch after epoch (each epoch reshuffled)."""
     while True:
         yield from loader
-
-
-def shifted(logits, labels):
-    """Align next-token logits with their targets: position t predicts token t+1."""
-    return logits[:, :-1, :], labels[:, 1:]

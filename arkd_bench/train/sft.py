@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from arkd_bench.recipe.schema import SFTSpec
-from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
+from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
 
 
 class TrainingDiverged(Exception):
@@ -27,7 +27,7 @@ def supervised_finetune(
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    from arkd_bench.data.collate import TrainingDataset
+    from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, shift_for_next_token
 
     loader = training_loader(TrainingDataset(examples, tokenizer, max_length), spec.batch_size, seed)
     optimizer, scheduler = adamw_with_schedule(model, spec.lr, spec.weight_decay, spec.warmup_steps, spec.steps)
@@ -37,8 +37,8 @@ def supervised_finetune(
     for step in range(spec.steps):
         batch = next(batches)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits, labels = shifted(logits, batch["labels"])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100)
+        logits, labels = shift_for_next_token(logits, batch["labels"])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"SFT step {step}: cross-entropy is {loss.item()}")
         accelerator.backward(loss)

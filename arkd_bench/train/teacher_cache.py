@@ -65,8 +65,10 @@ class TeacherOutputs:
 def response_positions(item: dict) -> list[int]:
     """Positions whose teacher distribution the loss reads: those predicting a response token
     (the next label is not ignored). Every other position is masked out of every term."""
+    from arkd_bench.data.collate import IGNORE_INDEX
+
     labels = item["labels"]
-    return [t for t in range(len(labels) - 1) if labels[t + 1] != -100]
+    return [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE_INDEX]
 
 
 def items_hash(items: Sequence[dict]) -> str:

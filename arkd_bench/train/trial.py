@@ -18,24 +18,12 @@ update moves with each term's weight (unscaling fp16 gradients once, consistentl
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-
-@contextlib.contextmanager
-def eval_mode(model):
-    """Run a measurement without dropout, then give the model back its own mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def active_scaler(optimizer) -> Any | None:

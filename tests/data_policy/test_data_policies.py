@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from arkd_bench.data.base import Example
-from arkd_bench.data.collate import TrainingDataset, collate_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training, shift_for_next_token
 from arkd_bench.data_policy import GroundTruth, OnPolicy, Replay, TeacherGenerated
 from arkd_bench.data_policy.session import DataSession, SequenceSource
 from arkd_bench.evaluate.generate import GenerationSettings, generate_ids
@@ -83,7 +83,7 @@ def test_on_policy_batches_are_the_current_students_greedy_continuations(tokeniz
         prompts = DataSession.prompts(batch)
         expected = generate_ids(student, tokenizer, prompts, GenerationSettings(max_new_tokens=6,
                                                                                max_prompt_length=63))
-        responses = [[t for t, label in zip(ids, labels) if label != -100]
+        responses = [[t for t, label in zip(ids, labels) if label != IGNORE_INDEX]
                      for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist())]
         assert responses == expected
 
@@ -114,7 +114,7 @@ def test_samples_follow_the_student_as_it_changes(tokenizer):
     token = tokenizer.convert_tokens_to_ids("e")
     always_says(model, token)  # the "update": from now on the student answers e e e e e
     after = policy.batch(batch, s)
-    responses = [[t for t, label in zip(ids, labels) if label != -100]
+    responses = [[t for t, label in zip(ids, labels) if label != IGNORE_INDEX]
                  for ids, labels in zip(after["input_ids"].tolist(), after["labels"].tolist())]
     assert responses == [[token] * 5] * 4
     assert not torch.equal(before["input_ids"], after["input_ids"])
@@ -190,15 +190,14 @@ def test_token_targets_make_fkl_the_cross_entropy(tokenizer, builtin_plugins):
     import torch.nn.functional as F
 
     from arkd_bench.data_policy.targets import TokenTargets
-    from arkd_bench.train.optim import shifted
 
     items = items_of(tokenizer, n=4)
     batch = collate_for_training(items, tokenizer.pad_token_id)
     targets = TokenTargets(items, len(tokenizer)).batch(torch.arange(4), batch["input_ids"].shape[1])
     logits = torch.randn(4, batch["input_ids"].shape[1], len(tokenizer))
-    s, labels = shifted(logits, batch["labels"])
-    t, _ = shifted(targets, batch["labels"])
-    mask = labels != -100
+    s, labels = shift_for_next_token(logits, batch["labels"])
+    t, _ = shift_for_next_token(targets, batch["labels"])
+    mask = labels != IGNORE_INDEX
     fkl = builtin_plugins.create("divergence", "fkl")(student_logits=s, teacher_logits=t, mask=mask)
     ce = F.cross_entropy(s.transpose(1, 2), labels.clamp_min(0), reduction="none")
     assert torch.allclose(fkl[mask], ce[mask], atol=1e-5)

@@ -8,9 +8,15 @@ import random
 import pytest
 
 from arkd_bench.data.base import Example
-from arkd_bench.data.collate import TrainingDataset, collate_for_training, join_ids, prompt_for_continuation
+from arkd_bench.data.collate import (
+    IGNORE_INDEX,
+    TrainingDataset,
+    collate_for_training,
+    join_ids,
+    prompt_for_continuation,
+    prompt_ids_of,
+)
 from arkd_bench.data_policy import OnPolicy, Replay, TeacherGenerated
-from arkd_bench.data_policy.base import prompt_ids_of
 from arkd_bench.data_policy.session import DataSession, SequenceSource
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
 
@@ -74,7 +80,7 @@ def test_on_policy_samples_train_on_the_prompt_they_were_sampled_from(tok, name)
     batch = collate_for_training(items, tok.pad_token_id)
     out = policy.batch(batch, session)
     assert len(conditioning.seen) == len(items)
-    responses = [sum(label != -100 for label in row) for row in out["labels"].tolist()]
+    responses = [sum(label != IGNORE_INDEX for label in row) for row in out["labels"].tolist()]
     assert max(responses) > 4  # continuations long enough that the full prompt would not fit
     assert sorted(trained_prompts(out)) == sorted(conditioning.seen)
     for prompt, full in zip(trained_prompts(out), prompt_ids_of(items)):
@@ -119,11 +125,11 @@ def test_join_ids_keeps_the_fitted_prompt_whole():
         except ValueError:
             continue  # a max_length too small for BOS + min_prompt + 1
         assert joined["input_ids"][: len(fitted)] == fitted
-        assert joined["labels"][: len(fitted)] == [-100] * len(fitted)
-        assert joined["labels"][len(fitted)] != -100
+        assert joined["labels"][: len(fitted)] == [IGNORE_INDEX] * len(fitted)
+        assert joined["labels"][len(fitted)] != IGNORE_INDEX
         # nothing is cut that needed cutting: the fitted prompt is as long as join_ids allows
         full = join_ids(prompt, [1] * max_new, max_length, bos_token_id=bos)
-        assert len(fitted) == min(len(prompt), sum(label == -100 for label in full["labels"]))
+        assert len(fitted) == min(len(prompt), sum(label == IGNORE_INDEX for label in full["labels"]))
 
 
 def test_fitted_prompts():

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from arkd_bench import get_divergence
+from arkd_bench.data.collate import IGNORE_INDEX
 from arkd_bench.divergences import divergence_pass
 
 
@@ -13,10 +14,10 @@ def test_label_log_probs_equal_cross_entropy(chunk_size, torch_single_thread):
     torch.manual_seed(0)
     student, teacher = torch.randn(3, 8, 40, requires_grad=True), torch.randn(3, 8, 40)
     labels = torch.randint(0, 40, (3, 8))
-    labels[0, :4] = -100
-    labels[2, 6:] = -100
+    labels[0, :4] = IGNORE_INDEX
+    labels[2, 6:] = IGNORE_INDEX
     s, t, y = student[:, :-1], teacher[:, :-1], labels[:, 1:]  # the loop's next-token view
-    mask = y != -100
+    mask = y != IGNORE_INDEX
     out = divergence_pass(student_logits=s, teacher_logits=t, mask=mask, terms={"fkl": get_divergence("fkl")},
                           chunk_size=chunk_size, target_ids=y)
     ce = F.cross_entropy(s.detach().transpose(1, 2), y.clamp_min(0), reduction="none")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arkd_bench.data.base import Example
-from arkd_bench.data.collate import encode_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, encode_for_training
 from arkd_bench.evaluate import teacher_forced
 from arkd_bench.evaluate.distribution import DISTRIBUTION_METRICS, TFHeadMass, TFTailCoverage
 from arkd_bench.evaluate.evaluate_model import evaluate_model, score_models
@@ -31,7 +31,7 @@ def reference(student, teacher, tokenizer, example, mu=0.5):
     """Every metric of one example from full log-softmaxes and a full sort (no batching, no padding)."""
     item = encode_for_training(tokenizer, example.prompt, example.response, 256)
     ids = torch.tensor([item["input_ids"]])
-    scored = torch.tensor(item["labels"][1:]) != -100
+    scored = torch.tensor(item["labels"][1:]) != IGNORE_INDEX
     with torch.no_grad():
         lp = torch.log_softmax(teacher(ids).logits[0, :-1][scored].double(), -1)
         lq = torch.log_softmax(student(ids).logits[0, :-1][scored].double(), -1)

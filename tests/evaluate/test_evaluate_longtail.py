@@ -7,7 +7,7 @@ import torch
 
 from arkd_bench.data import LongtailSource
 from arkd_bench.data.base import Example
-from arkd_bench.data.collate import encode_for_training
+from arkd_bench.data.collate import IGNORE_INDEX, encode_for_training
 from arkd_bench.evaluate.evaluate_model import score_models
 from arkd_bench.evaluate.longtail import LONGTAIL_METRICS, candidate_distributions
 from arkd_bench.evaluate.metrics import BUILTIN_METRICS
@@ -48,7 +48,7 @@ def test_candidate_probabilities_are_the_training_encoding_normalized(model, tok
             with torch.no_grad():
                 logp = torch.log_softmax(model(torch.tensor([item["input_ids"]])).logits[0, :-1].double(), -1)
             labels = torch.tensor(item["labels"][1:])
-            scored = labels != -100
+            scored = labels != IGNORE_INDEX
             logps.append(logp[scored].gather(1, labels[scored].unsqueeze(1)).sum().item())
         expected = torch.softmax(torch.tensor(logps, dtype=torch.float64), 0).tolist()
         assert dist == pytest.approx(expected, abs=1e-6)
