@@ -39,7 +39,7 @@ class ArkdWeighting(FklRklStrategy):
         super().__init__(terms, **options)
         import torch
 
-        from arkd_bench.weighting.arkd import policy
+        from arkd_bench.weighting.arkd.policy import ACTION_HEADS, RunningNorm, build_nets
 
         o = self.options
         trial = o.paired_alpha is not None and o.reward != "first_order"
@@ -47,8 +47,8 @@ class ArkdWeighting(FklRklStrategy):
         # batch means the loop puts in probe_before / probe_after / batch_after
         self.feedback_criteria = () if o.reward == "rouge" else CRITERIA[o.criterion]
         self.probe_grad_criteria = CRITERIA[o.criterion]  # the criterion of reward first_order
-        self._head = policy.ACTION_HEADS[o.action]()
-        self._policy, self._value = policy.build_nets(
+        self._head = ACTION_HEADS[o.action]()
+        self._policy, self._value = build_nets(
             len(o.features), o.hidden, self._head, o.initial_alpha, o.baseline == "value", o.seed
         )
         params = list(self._policy.parameters())
@@ -57,7 +57,7 @@ class ArkdWeighting(FklRklStrategy):
         self._params = params
         self._opt = torch.optim.Adam(params, lr=o.lr)
         self._gen = torch.Generator().manual_seed(o.seed)
-        self._norm = policy.RunningNorm(len(o.features), o.feature_clip)
+        self._norm = RunningNorm(len(o.features), o.feature_clip)
         self._rewards = StepReward(o, self.feedback_criteria, (self.terms[self._fkl_at], self.terms[self._rkl_at]),
                                    self.feedback_requests)
         self._baseline = Advantage(o.baseline_decay, o.reward_norm)
