@@ -174,7 +174,7 @@ def arkd_advantages(rewards: np.ndarray, decay: float, normalise: bool) -> np.nd
     average of the earlier rewards (the first reward only initialises b: z = 0); with
     `normalise`, z / s clipped to +-5, s the bias-corrected running rms of the earlier z
     (0 until there is one)."""
-    from arkd_bench.weighting.arkd import _ADV_CLIP, _SCALE_DECAY
+    from arkd_bench.weighting.arkd.rewards import _ADV_CLIP, _SCALE_DECAY
 
     runs, steps = rewards.shape
     z = np.zeros_like(rewards, dtype=float)

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from arkd_bench.weighting.base import PassSettings
+
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 REFERENCE = 0.5
 CRITERION = ("fkl", "rkl")
@@ -130,7 +132,7 @@ class Drawn:
 
     feedback_requests = frozenset()
     probe_grad_criteria = CRITERION
-    akl_mu = None
+    pass_settings = PassSettings()  # the recipe's mu
 
     def __init__(self, terms) -> None:
         self.terms, self.alpha = list(terms), 0.5

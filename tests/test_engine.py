@@ -116,7 +116,7 @@ def check_saved_rewards(log: list[dict], state: dict, micro_batches: int) -> Non
     it, and the advantages and the baseline are those the documented rule gives from the
     logged rewards (b: moving average, decay 0.9, started at the first reward; z = (r - b) / s
     with s a bias-corrected running rms of r - b, decay 0.99, clipped at 5)."""
-    from arkd_bench.weighting.arkd import _ADV_CLIP, _SCALE_DECAY
+    from arkd_bench.weighting.arkd.rewards import _ADV_CLIP, _SCALE_DECAY
 
     rewards = [r["strategy/reward"] for r in log]  # measured at every step
     assert state["step"] == len(log) == 3 and state["since_update"] == 3 and state["pending"] == []

@@ -138,10 +138,9 @@ class Distiller:
     def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None):
         from arkd_bench.divergences import divergence_pass
 
-        # A strategy built on AKL's gaps (greedy, arkd) decides the head mass it needs.
-        mu = getattr(self.strategy, "akl_mu", None)
-        head = getattr(self.strategy, "akl_head", "paper") if mu is not None else "paper"
-        mu = self.train.mu if mu is None else mu  # official mu may be 0
+        # A strategy built on AKL's gaps (greedy, arkd) declares the head mass it needs.
+        settings = self.strategy.pass_settings
+        mu, head = (self.train.mu, "paper") if settings.mu is None else (settings.mu, settings.head)
         chunk = self.train.chunk_size or chunk_rows(teacher_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
                                terms=terms, mu=mu, head=head, temperature=self.train.temperature, chunk_size=chunk,

@@ -1,6 +1,6 @@
 """Weighting strategies: how the terms of an objective are mixed at each step."""
 from arkd_bench.weighting.arkd import ArkdWeighting
-from arkd_bench.weighting.base import FEEDBACK_REQUESTS, Feedback, WeightingStrategy
+from arkd_bench.weighting.base import FEEDBACK_REQUESTS, Feedback, PassSettings, WeightingStrategy
 from arkd_bench.weighting.fixed import FixedWeighting
 from arkd_bench.weighting.greedy import GreedyWeighting
 from arkd_bench.weighting.hypergrad import HypergradWeighting
@@ -21,6 +21,7 @@ __all__ = [
     "GreedyWeighting",
     "HypergradWeighting",
     "LookaheadWeighting",
+    "PassSettings",
     "ScheduleWeighting",
     "WeightingStrategy",
 ]

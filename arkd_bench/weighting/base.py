@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
@@ -95,6 +95,20 @@ class TrialResult:
     batch: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class PassSettings:
+    """What the divergence pass computes for a strategy (WeightingStrategy.pass_settings).
+
+    `mu` is the teacher head mass behind StepFeatures' AKL gaps g_head / g_tail and `head` how
+    it is read: "paper", the head is the smallest teacher-sorted prefix reaching mass mu;
+    "official", the tail is the least likely tokens with mass <= mu. `mu` None (the default,
+    for strategies that do not read the gaps) keeps the recipe's `train.mu`, read as "paper".
+    """
+
+    mu: float | None = None
+    head: Literal["paper", "official"] = "paper"
+
+
 class WeightingStrategy:
     """Base class for weighting strategies (builtin and third-party).
 
@@ -125,6 +139,12 @@ class WeightingStrategy:
         self.directions = None if directions is None else list(directions)
         self.options = self.Options.model_validate(options)
         self.check_terms(self.terms)
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        """What the divergence pass must compute for this strategy's features; read by the loop
+        at every pass. Default: the recipe's mu. Strategies built on AKL's gaps return their own."""
+        return PassSettings()
 
     def check_terms(self, terms: list[str]) -> None:
         """Raise ValueError when this strategy cannot weight `terms`."""

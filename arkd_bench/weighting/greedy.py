@@ -6,9 +6,9 @@ sum |p - q| over the head and over the rest. FKL is weighted by g_head / (g_head
 and RKL by g_tail / (g_head + g_tail): FKL fixes a student that misses the teacher's
 head, RKL one that spreads mass over the tail.
 
-The gaps come from the divergence pass, which computes them at its own mu; the loop
-reads `strategy.akl_mu` and `strategy.akl_head` and hands them to the pass, so the
-recipe's mu and convention are the ones used. `head: official` reads mu as the authors'
+The gaps come from the divergence pass, which computes them at its own mu; the strategy
+declares the recipe's mu and convention in `pass_settings`, which the loop hands to the
+pass, so they are the ones used. `head: official` reads mu as the authors'
 maintained code does: the tail is the least likely tokens with mass <= mu, so the head
 holds about 1 - mu (see arkd_bench/divergences/akl.py for both rules and their sources).
 """
@@ -18,65 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from arkd_bench.weighting._features import gap_ratio, masked_mean
-from arkd_bench.weighting.base import WeightingStrategy
-
-
-def fkl_rkl_positions(strategy: str, terms: list[str], directions: list[str | None] | None) -> tuple[int, int]:
-    """Indices of the FKL-like and the RKL-like term among two.
-
-    With `directions` (what each term's divergence declares) the roles come from them, so
-    `[skew_rkl, skew_fkl]` is weighted right; without them (a strategy built by hand) the
-    first term is taken as FKL and the second as RKL.
-    """
-    if len(terms) != 2:
-        raise ValueError(
-            f"{strategy} weighting needs exactly two objective terms, one FKL-like and one RKL-like "
-            f"(e.g. terms: [fkl, rkl]); got {len(terms)}: {terms}"
-        )
-    if directions is not None:
-        forward = [i for i, d in enumerate(directions) if d == "forward"]
-        reverse = [i for i, d in enumerate(directions) if d == "reverse"]
-        if len(forward) != 1 or len(reverse) != 1:
-            declared = ", ".join(f"{t}: {d or 'neither'}" for t, d in zip(terms, directions))
-            raise ValueError(
-                f"{strategy} weighting needs one forward-like (FKL) and one reverse-like (RKL) term; "
-                f"the divergences declare {declared}"
-            )
-        return forward[0], reverse[0]
-    first, second = (t.strip().lower() for t in terms)
-    if first == "rkl" or second == "fkl":
-        raise ValueError(
-            f"{strategy} weighting treats the first term as FKL and the second as RKL; "
-            f"got {terms}, which looks swapped (use [fkl, rkl])"
-        )
-    return 0, 1
-
-
-class FklRklStrategy(WeightingStrategy):
-    """Base of strategies that weight an (FKL, RKL) pair from AKL's head/tail gaps."""
-
-    @property
-    def akl_mu(self) -> float:
-        """Head mass the divergence pass must use for g_head / g_tail."""
-        return self.options.mu
-
-    @property
-    def akl_head(self) -> str:
-        """How the pass reads mu: "paper" (head reaches mass mu) or "official" (tail holds mu)."""
-        return getattr(self.options, "head", "paper")
-
-    def check_terms(self, terms: list[str]) -> None:
-        self._fkl_at, self._rkl_at = fkl_rkl_positions(self.name, terms, self.directions)
-
-    def in_term_order(self, w_fkl, w_rkl):
-        """Stack the FKL and RKL weights (numbers or tensors of one shape) in the order of the
-        objective's terms."""
-        import torch
-
-        pair = [None, None]
-        pair[self._fkl_at], pair[self._rkl_at] = w_fkl, w_rkl
-        return torch.stack([torch.as_tensor(w, dtype=torch.float32) for w in pair])
+from arkd_bench.weighting.base import PassSettings
+from arkd_bench.weighting.fkl_rkl import FklRklStrategy, gap_ratio, masked_mean
 
 
 class GreedyOptions(BaseModel):
@@ -106,6 +49,10 @@ class GreedyWeighting(FklRklStrategy):
 
     name = "greedy"
     Options = GreedyOptions
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        return PassSettings(mu=self.options.mu, head=self.options.head)
 
     def weights(self, features):
         mask = features.mask.bool()

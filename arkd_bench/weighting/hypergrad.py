@@ -39,9 +39,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from arkd_bench.weighting.arkd import CRITERIA
 from arkd_bench.weighting.base import Feedback
-from arkd_bench.weighting.greedy import FklRklStrategy
+from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
 class HypergradOptions(BaseModel):
@@ -79,10 +78,6 @@ class HypergradWeighting(FklRklStrategy):
         self._s = 0.0  # biased ema of h^2
         self._n = 0  # hypergradients seen
         self._last: dict[str, float] = {}
-
-    @property
-    def akl_mu(self) -> None:
-        return None  # no AKL gaps: the pass keeps the recipe's mu
 
     @property
     def alpha(self) -> float:

@@ -19,8 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from arkd_bench.weighting.arkd import CRITERIA
-from arkd_bench.weighting.greedy import FklRklStrategy
+from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
 class LookaheadOptions(BaseModel):
@@ -55,10 +54,6 @@ class LookaheadWeighting(FklRklStrategy):
         self.feedback_requests = frozenset({"trial", "probe" if self.options.on == "probe" else "batch_after"})
         self._alpha = self.options.candidates[len(self.options.candidates) // 2]
         self._last: dict[str, float] = {}
-
-    @property
-    def akl_mu(self) -> None:
-        return None  # no AKL gaps: the pass keeps the recipe's mu
 
     def weights(self, features):
         # Provisional: before_update replaces it with the step's best candidate.

@@ -1,4 +1,4 @@
-"""Reading StepFeatures: masked means, the AKL gap ratio and the ARKD policy's state.
+"""The ARKD policy's state: named features of the step, one row per batch or per token.
 
 No torch import at module level: recipe validation imports the Options models of the
 strategies, and those need only the feature names below.
@@ -6,6 +6,8 @@ strategies, and those need only the feature names below.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from arkd_bench.weighting.fkl_rkl import gap_ratio, masked_mean
 
 if TYPE_CHECKING:
     import torch
@@ -28,21 +30,6 @@ STATE_FEATURES: dict[str, str] = {
 # Features that are the same for every token of a step (broadcast in token granularity).
 STEP_LEVEL = frozenset({"progress", "prev_alpha", "running_reward"})
 DEFAULT_STATE_FEATURES = list(STATE_FEATURES)
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over unmasked tokens; 0 when every token is masked."""
-    m = mask.to(values.dtype)
-    return (values * m).sum() / m.sum().clamp_min(1.0)
-
-
-def gap_ratio(g_head: torch.Tensor, g_tail: torch.Tensor) -> torch.Tensor:
-    """g_head / (g_head + g_tail), elementwise, 0.5 where both gaps are 0."""
-    import torch
-
-    total = g_head + g_tail
-    # clamp keeps the unused branch finite, so no NaN leaks through torch.where
-    return torch.where(total > 0, g_head / total.clamp_min(1e-30), torch.full_like(total, 0.5))
 
 
 def _token_values(features: StepFeatures, name: str) -> torch.Tensor:

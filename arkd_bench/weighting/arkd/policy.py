@@ -1,4 +1,4 @@
-"""Torch pieces of the ARKD policy: running normalisation, action heads, MLPs.
+"""Torch pieces of the ARKD policy: running normalisation, action heads, MLPs, its REINFORCE loss.
 
 Everything runs on the CPU with float32 parameters: the state is a handful of numbers
 per batch (or per token), and keeping it off the accelerator makes runs reproducible
@@ -172,3 +172,27 @@ def build_nets(n_in: int, hidden: list[int], head, alpha0: float, with_value: bo
             value[-1].weight.zero_()
             value[-1].bias.zero_()
     return policy, value
+
+
+def reinforce_loss(head, policy: nn.Module, value: nn.Module | None, ready: list[dict],
+                   entropy_coef: float, value_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, value_loss) of the rewarded actions `ready` (each with its state, action and
+    advantage z): REINFORCE with an entropy bonus, less the value's estimate when there is a
+    value head (value_loss is 0 without one)."""
+    states = torch.cat([t["state"] for t in ready])
+    actions = torch.cat([t["action"] for t in ready])
+    sizes = [len(t["action"]) for t in ready]
+    z = torch.cat([torch.full((n,), float(t["z"])) for n, t in zip(sizes, ready)])
+    # every buffered step weighs the same; its tokens share that weight (a mean, not
+    # a sum, of token log-probs, so the step's scale does not grow with the batch)
+    wt = torch.cat([torch.full((n,), 1.0 / (n * len(ready))) for n in sizes])
+    dist = head.dist(policy(states))
+    logp, entropy = dist.log_prob(actions), (wt * dist.entropy()).sum()
+    adv = z
+    value_loss = torch.zeros(())
+    if value is not None:
+        v = value(states).squeeze(-1)
+        adv = z - v.detach()
+        value_loss = (wt * (v - z) ** 2).sum()
+    policy_loss = -(wt * logp * adv).sum()
+    return policy_loss - entropy_coef * entropy + value_coef * value_loss, value_loss
