@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from arkd_bench.data.prompt_format import chat_prompt
+from arkd_bench.recipe.schema import ModelSpec
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 from arkd_bench.train.models import build_model
 from arkd_bench.train.pretrained import PretrainedError, locate_gguf
