@@ -2,7 +2,7 @@
 
 A table sits between `<!-- fields: module:Class -->` and `<!-- /fields -->`. Its field
 names and types come from the code; the descriptions are kept from the table, by field
-name. `python scripts/doc_tables.py` rewrites the files; tests/test_docs.py fails when a
+name. `python scripts/doc_tables.py` rewrites the files; tests/docs/test_docs.py fails when a
 file differs from what this script would write, or a field has no description.
 """
 from __future__ import annotations

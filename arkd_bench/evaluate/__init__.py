@@ -1,4 +1,5 @@
-"""Evaluation: batched generation, Rouge-L and BERTScore, statistics over seeds and examples.
+"""Evaluation: batched generation, the builtin metrics (Rouge-L, BERTScore, teacher-forced and
+long-tail metrics, lm-eval benchmarks) and statistics over seeds and examples.
 
 Importing this package does not import torch, transformers or the metric
 packages; they are loaded when first used.

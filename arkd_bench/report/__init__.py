@@ -1,4 +1,4 @@
-"""Leaderboards and reports built from run folders."""
+"""Leaderboards, reports in every format and `check`'s pass/fail checks, built from run folders."""
 from arkd_bench.report.reporters import (CsvReporter, HtmlReporter, JsonReporter, LatexReporter, MarkdownReporter,
                                          Reporter)
 

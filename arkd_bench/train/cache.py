@@ -1,5 +1,8 @@
-"""On-disk cache of trained tokenizers, SFT teachers and SFT students, by content hash,
-so a grid and its reruns never train the same thing twice.
+"""On-disk cache, by content hash, of what a grid builds, so a grid and its reruns never build
+the same thing twice. One folder per kind of entry: trained tokenizers (`tokenizers/`), SFT
+teachers and students (`teachers/`, `students/`), teacher log-probs written to disk
+(`teacher_outputs/`, for `teacher_outputs: disk` or `topk`), training sequences built by data
+policies (`sequences/`) and model folders dequantized from GGUF files (`gguf/`).
 
 Keys follow from the content of the models and tokenizers they are built from (see
 `arkd_bench.train.identity`), not from their names, so new weights under an old name make new

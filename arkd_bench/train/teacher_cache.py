@@ -1,5 +1,8 @@
 """Teacher outputs computed once per (teacher, dataset, tokenization) and shared by every
-cell of a grid, when they fit the memory budget; beyond it the teacher runs online."""
+cell of a grid: in memory (`TeacherOutputs`) when they fit `train.teacher_cache_mb`, beyond it
+in memory-mapped files in the artifact cache (`StoredTeacherOutputs`: float16 log-probs, or the
+top k). The teacher runs online only when a recipe asks (`teacher_outputs: online`, or `auto`
+with `teacher_cache_mb: 0`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence

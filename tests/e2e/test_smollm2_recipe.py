@@ -1,8 +1,8 @@
 """recipes/smollm2-docstrings.yaml: the real SmolLM2-135M-Instruct teacher and a student pruned
 from it. The default suite validates the recipe; `-m slow` runs a reduced variant end to end
 (one seed, FKL and ARKD, a few steps and examples) with the real model."""
-import copy
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -10,20 +10,15 @@ import yaml
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
+from helpers import reduced_recipe
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "smollm2-docstrings.yaml"
+RECIPE = Path(__file__).parents[2] / "recipes" / "smollm2-docstrings.yaml"
 runner = CliRunner()
 
 
-def reduced(recipe: dict) -> dict:
-    r = copy.deepcopy(recipe)
-    r["seeds"] = [0]
-    r["methods"] = [m for m in r["methods"] if m["name"] in ("fkl", "arkd")]
-    r["datasets"][0]["options"]["max_train"] = 24
-    r["students"][0]["sft"]["steps"] = 2
-    r["train"].update(steps=3, batch_size=4)
-    r["eval"].update(max_examples=6)
-    return r
+reduced = partial(reduced_recipe, methods={"fkl", "arkd"}, settings={
+    "datasets.0.options.max_train": 24, "students.0.sft.steps": 2,
+    "train.steps": 3, "train.batch_size": 4, "eval.max_examples": 6})
 
 
 def test_recipe_is_valid_with_a_gguf_teacher_and_a_pruned_student():
@@ -41,7 +36,7 @@ def test_recipe_is_valid_with_a_gguf_teacher_and_a_pruned_student():
 def test_reduced_real_model_recipe_runs_end_to_end(tmp_path):
     from arkd_bench.train.cache import ArtifactCache, default_cache_dir
     from arkd_bench.train.pretrained import gguf_folder
-    from test_real_model import SPEC
+    from helpers import SMOLLM2_GGUF as SPEC
 
     # the dequantized weights come from the shared cache (built once); everything else is fresh
     folder, key = gguf_folder(SPEC, ArtifactCache(default_cache_dir()), say=lambda m: None)

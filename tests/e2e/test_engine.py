@@ -13,7 +13,7 @@ from arkd_bench.cli import app
 from arkd_bench.testing import tiny_gpt2, tiny_tokenizer
 from arkd_bench.train.models import ModelError, check_vocabularies
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 

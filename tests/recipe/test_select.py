@@ -23,7 +23,7 @@ from arkd_bench.recipe.select import (
 )
 from arkd_bench.recipe.validate import check_plugin_references, load_recipe, parse_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 TINY_SELECT = FIXTURES / "tiny_select.yaml"
 NAMES = ["arkd[lr=0.001,reward=published]", "arkd[lr=0.001,reward=paired]",

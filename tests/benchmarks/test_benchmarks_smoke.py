@@ -2,7 +2,7 @@
 
 Each case runs `python benchmarks/X.py --smoke` as a subprocess from the repository root
 (offline, one OpenMP thread) and checks what it printed, not only its exit code. The scripts
-smoke-tested in tests/test_benchmarks_arkd.py are not run again here. A new script fails
+smoke-tested in tests/benchmarks/test_benchmarks_arkd.py are not run again here. A new script fails
 `test_every_script_has_a_smoke_mode` until it has a --smoke option and a case below.
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
-# smoke-tested in tests/test_benchmarks_arkd.py
+# smoke-tested in tests/benchmarks/test_benchmarks_arkd.py
 TESTED_ELSEWHERE = {"benchmarks/arkd_policy_budget.py", "benchmarks/arkd_signal.py",
                     "benchmarks/first_order_reward.py", "benchmarks/multiple_comparisons.py"}
 
@@ -198,5 +198,5 @@ def test_every_script_has_a_smoke_mode():
         text = (ROOT / script).read_text(encoding="utf-8")
         assert re.search(r"add_argument\(\s*[\"']--smoke[\"']", text), f"{script} has no --smoke option"
     assert set(scripts()) == set(CHECKS) | TESTED_ELSEWHERE, "a benchmark script without a smoke test"
-    elsewhere = (ROOT / "tests" / "test_benchmarks_arkd.py").read_text(encoding="utf-8")
+    elsewhere = (ROOT / "tests" / "benchmarks" / "test_benchmarks_arkd.py").read_text(encoding="utf-8")
     assert all(Path(s).name in elsewhere for s in TESTED_ELSEWHERE)

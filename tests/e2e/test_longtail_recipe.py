@@ -6,8 +6,8 @@ recipe and the reduced variant's shape. The whole recipe (4 methods; 6 minutes o
 2-core machine, the largest part of the slow suite) is a measurement, recorded with its command
 in benchmarks/RESULTS.md, not a test: CI's 15 minutes cannot hold it beside the rest.
 """
-import copy
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,22 +15,16 @@ import yaml
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
+from helpers import reduced_recipe
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "longtail.yaml"
+RECIPE = Path(__file__).parents[2] / "recipes" / "longtail.yaml"
 runner = CliRunner()
 
 
-def reduced(recipe: dict) -> dict:
-    """Same task, models and settings; one seed, FKL and RKL, 30 prompts, about half the steps."""
-    r = copy.deepcopy(recipe)
-    r["seeds"] = [0]
-    r["methods"] = [m for m in r["methods"] if m["name"] in ("fkl", "rkl")]
-    r["checks"] = [c for c in r["checks"] if {c["method"], c.get("beats")} <= {"fkl", "rkl"}]
-    r["datasets"][0]["options"].update(num_prompts=30, valid_prompts=5)
-    r["teachers"][0]["sft"]["steps"] = 500
-    r["students"][0]["sft"]["steps"] = 150
-    r["train"]["steps"] = 300
-    return r
+# Same task, models and settings; one seed, FKL and RKL, 30 prompts, about half the steps.
+reduced = partial(reduced_recipe, methods={"fkl", "rkl"}, settings={
+    "datasets.0.options.num_prompts": 30, "datasets.0.options.valid_prompts": 5,
+    "teachers.0.sft.steps": 500, "students.0.sft.steps": 150, "train.steps": 300})
 
 
 def run_and_check(tmp_path: Path, recipe: dict) -> tuple[str, dict]:

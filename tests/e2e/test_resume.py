@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
 def write_recipe(folder: Path) -> Path:

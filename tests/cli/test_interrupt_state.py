@@ -17,7 +17,7 @@ from arkd_bench.cli import app
 from arkd_bench.faults import RunInterrupted, interruption_message, run_folder_state
 from arkd_bench.rundir.store import RunDir
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 OUT = Path("/runs/r")
 
 

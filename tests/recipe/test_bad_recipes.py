@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 
-CORPUS = Path(__file__).parent / "fixtures" / "bad_recipes"
+CORPUS = Path(__file__).parents[1] / "fixtures" / "bad_recipes"
 FILES = sorted(CORPUS.glob("*.yaml"))
 FIELD_PATH = re.compile(r"^[a-z_]+(\[\d+\]|\.[a-z_]+)+$")
 KINDS = {"syntax", "types", "ranges", "references", "plugin options", "files", "semantics"}

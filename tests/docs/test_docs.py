@@ -11,7 +11,7 @@ import pytest
 from arkd_bench import hookspecs
 from arkd_bench.kinds import PLUGIN_KINDS
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
 
 

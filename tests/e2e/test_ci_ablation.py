@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 
-RECIPE = Path(__file__).parent.parent / "recipes" / "ci-ablation.yaml"
+RECIPE = Path(__file__).parents[2] / "recipes" / "ci-ablation.yaml"
 runner = CliRunner()
 
 

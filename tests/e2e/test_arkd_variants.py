@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 STEPS = 6
 SCHEDULE = {"start": [0.9, 0.1], "end": [0.2, 0.8]}
 

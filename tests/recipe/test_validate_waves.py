@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from arkd_bench.cli import app
 from arkd_bench.recipe.schema import Recipe
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 BAD = FIXTURES / "bad_recipes"
 REQUIRED = [name for name, info in Recipe.model_fields.items() if info.is_required()]
 

@@ -14,7 +14,7 @@ from arkd_bench.plugins import load_plugins
 from arkd_bench.recipe.matrix import expand
 from arkd_bench.recipe.validate import load_recipe
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 SCRIPT = ROOT / ".github" / "workflows" / "slurm-array.sbatch"
 RECIPE = ROOT / "tests" / "fixtures" / "tiny.yaml"
 

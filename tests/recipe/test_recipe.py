@@ -6,7 +6,7 @@ from arkd_bench.recipe.loader import RecipeError
 from arkd_bench.recipe.matrix import expand, shard
 from arkd_bench.recipe.validate import load_recipe
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 TINY = (FIXTURES / "tiny.yaml").read_text()
 
 

