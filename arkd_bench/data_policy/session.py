@@ -91,7 +91,7 @@ class DataSession:
         out = self.policy.batch(batch, self)
         problem = batch_problem(out, batch, self.vocab_size)
         if problem:
-            from arkd_bench.plugin_output import PluginOutputError
+            from arkd_bench.plugins.output import PluginOutputError
 
             raise PluginOutputError("data_policy", self.policy.name, type(self.policy), "batch", problem, step=step)
         return out
@@ -259,6 +259,6 @@ def check_built_sequences(policy: DataPolicy, items: Any, source: SequenceSource
 
     problem = items_problem(items, vocab_size(source.teacher))
     if problem:
-        from arkd_bench.plugin_output import PluginOutputError, name_of
+        from arkd_bench.plugins.output import PluginOutputError, name_of
 
         raise PluginOutputError("data_policy", name_of(policy), type(policy), "build_sequences", problem)

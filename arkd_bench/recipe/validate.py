@@ -18,7 +18,7 @@ from arkd_bench.recipe.loader import Path_, Problem, RecipeError, format_path, l
 from arkd_bench.recipe.preflight import config_problems, preflight_problems, unreadable_file
 from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, MethodSpec, Recipe
 from arkd_bench.recipe.select import MIN_FINAL_SEEDS, axis_options, candidates, patched_method
-from arkd_bench.registry import RegistryError, unknown_name_message
+from arkd_bench.plugins.registry import RegistryError, unknown_name_message
 
 
 @dataclass

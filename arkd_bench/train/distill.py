@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from arkd_bench.plugin_output import check_step_outputs
+from arkd_bench.plugins.output import check_step_outputs
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.optim import adamw_with_schedule, forever, shifted, training_loader
 from arkd_bench.train.sft import TrainingDiverged
