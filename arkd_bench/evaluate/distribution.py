@@ -30,14 +30,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
+from arkd_bench.plugins.options import PluginOptions
 
 
-class TeacherForcedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class TeacherForcedOptions(PluginOptions):
 
     batch_size: int = Field(16, ge=1, description="examples per forward pass")
     max_length: int = Field(256, ge=8, description="prompt + response tokens, truncated as in training "

@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
+from arkd_bench.plugins.options import PluginOptions
 
 
-class CandidateOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class CandidateOptions(PluginOptions):
 
     batch_size: int = Field(64, ge=1, description="(prompt, candidate) sequences per forward pass")
     max_length: int = Field(256, ge=8, description="prompt + answer tokens, as in training")

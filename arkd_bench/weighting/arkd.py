@@ -46,8 +46,9 @@ import difflib
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting._features import (
     DEFAULT_STATE_FEATURES,
     STATE_FEATURES,
@@ -74,8 +75,7 @@ _ONLY_WITH = {
 }
 
 
-class ArkdOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ArkdOptions(PluginOptions):
     features: list[str] = Field(
         default_factory=lambda: list(DEFAULT_STATE_FEATURES), description="policy state, see STATE_FEATURES"
     )

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting._features import gap_ratio, masked_mean
 from arkd_bench.weighting.base import WeightingStrategy
 
@@ -79,8 +80,7 @@ class FklRklStrategy(WeightingStrategy):
         return torch.stack([torch.as_tensor(w, dtype=torch.float32) for w in pair])
 
 
-class GreedyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GreedyOptions(PluginOptions):
     mu: float = Field(0.5, ge=0.0, le=1.0, description="teacher mass of the head (AKL's mu); see `head`")
     head: Literal["paper", "official"] = Field(
         "paper", description="paper: the head is the smallest teacher-sorted prefix reaching mass mu; official: "
