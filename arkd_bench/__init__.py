@@ -56,10 +56,13 @@ def get_divergence(name: str, **options: Any):
 
 
 def get_weighting(name: str, terms=("fkl", "rkl"), **options: Any):
-    """A registered weighting strategy for the objective terms `terms`."""
+    """A registered weighting strategy for the objective terms `terms`, built as a recipe's
+    method with that objective builds it (terms that name divergences tell the strategy
+    which is forward and which reverse)."""
+    from arkd_bench.method import standalone_strategy
     from arkd_bench.plugins import default_plugins
 
-    return default_plugins().create("weighting", name, terms=list(terms), **options)
+    return standalone_strategy(default_plugins(), name, list(terms), options)
 
 
 __all__ = ["__version__", "get_divergence", "get_weighting", "hookimpl", *_LAZY]
