@@ -10,7 +10,16 @@ lower layer does not load the manager.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arkd_bench.plugins.errors import PluginLoadError, PluginsDirError
+    from arkd_bench.plugins.files import plugin_files_in
+    from arkd_bench.plugins.hookspecs import hookimpl
+    from arkd_bench.plugins.manager import (DEFAULT_PLUGINS, ENTRY_POINT_GROUP, PluginFailure, Plugins,
+                                            default_plugins, load_plugins)
+    from arkd_bench.plugins.options import PluginOptions
+    from arkd_bench.plugins.registry import RegistryError
 
 _LAZY = {
     "DEFAULT_PLUGINS": "manager",
