@@ -2,7 +2,7 @@
 
 Public API: `hookimpl` (for plugins), `get_divergence`, `get_weighting`, the base class
 of every plugin kind (`Divergence`, `WeightingStrategy`, `DatasetSource`, `Metric`,
-`Reporter`, `DataPolicy`; see `arkd_bench.kinds`), `PluginOptions` (the base of every
+`Reporter`, `DataPolicy`; see `arkd_bench.plugins.kinds`), `PluginOptions` (the base of every
 options model), `StepFeatures`, `Feedback` and `Example`. They are imported on first
 use, so `import arkd_bench` stays fast; type checkers and IDEs see them through the
 TYPE_CHECKING imports below. Test helpers for plugin authors are in `arkd_bench.testing`;
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from arkd_bench.hookspecs import hookimpl
+from arkd_bench.plugins.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from arkd_bench.data.base import DatasetSource, Example
     from arkd_bench.data_policy.base import DataPolicy
     from arkd_bench.divergences import Divergence, StepFeatures
     from arkd_bench.evaluate.base import Metric
-    from arkd_bench.options import PluginOptions
+    from arkd_bench.plugins.options import PluginOptions
     from arkd_bench.report.reporters import Reporter
     from arkd_bench.weighting import Feedback, WeightingStrategy
 
@@ -35,7 +35,7 @@ _LAZY = {
     "Example": "arkd_bench.data.base",
     "Reporter": "arkd_bench.report.reporters",
     "DataPolicy": "arkd_bench.data_policy.base",
-    "PluginOptions": "arkd_bench.options",
+    "PluginOptions": "arkd_bench.plugins.options",
 }
 
 
@@ -56,10 +56,13 @@ def get_divergence(name: str, **options: Any):
 
 
 def get_weighting(name: str, terms=("fkl", "rkl"), **options: Any):
-    """A registered weighting strategy for the objective terms `terms`."""
+    """A registered weighting strategy for the objective terms `terms`, built as a recipe's
+    method with that objective builds it (terms that name divergences tell the strategy
+    which is forward and which reverse)."""
+    from arkd_bench.method import standalone_strategy
     from arkd_bench.plugins import default_plugins
 
-    return default_plugins().create("weighting", name, terms=list(terms), **options)
+    return standalone_strategy(default_plugins(), name, list(terms), options)
 
 
 __all__ = ["__version__", "get_divergence", "get_weighting", "hookimpl", *_LAZY]

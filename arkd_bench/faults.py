@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from arkd_bench.plugin_output import PluginOutputError
+from arkd_bench.plugins.output import PluginOutputError
 
 INTERRUPTED = "interrupted"  # status of the cell a stopped run was working on: unfinished, redone on rerun
 

@@ -70,7 +70,7 @@ def tiny_gpt2(tokenizer, n_layer: int = 1, n_embd: int = 32, n_head: int = 2, se
 def registered_plugin(plugin, name: str = "test-plugin", autoload: bool = False):
     """Within the block, `arkd_bench.get_*` and the CLI's defaults see `plugin`
     (a module or object with hookimpls) next to the builtins. Yields the Plugins."""
-    from arkd_bench import plugins as plugin_module
+    from arkd_bench.plugins import manager as plugin_module
 
     loaded = plugin_module.load_plugins(autoload=autoload, extra=[(name, plugin)])
     plugin_module._override.append(loaded)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from arkd_bench.cli.common import fail, out
-from arkd_bench.kinds import PLUGIN_KINDS
+from arkd_bench.plugins.kinds import PLUGIN_KINDS
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
 

@@ -21,7 +21,7 @@ def load_plugins_or_exit(plugins_dirs: list[Path]):
     """Every plugin (builtins, entry points, the files of `plugins_dirs`), or one line and exit:
     2 for a `--plugins-dir` that is no folder of plugin files, 1 for a bad plugin."""
     from arkd_bench.plugins import PluginLoadError, PluginsDirError, load_plugins
-    from arkd_bench.registry import RegistryError
+    from arkd_bench.plugins.registry import RegistryError
 
     try:
         return load_plugins(plugins_dirs=plugins_dirs)

@@ -79,7 +79,7 @@ def output_format(output: Path | None, reporters) -> str:
     suffixes = _suffixes(reporters)
     suffix = output.suffix.lower()
     if suffix not in suffixes:
-        from arkd_bench.registry import unknown_name_message
+        from arkd_bench.plugins.registry import unknown_name_message
 
         usage_error(f"-o {output}: {unknown_name_message('output suffix', suffix, list(suffixes))}; "
                     "or choose the format with --format")
@@ -89,7 +89,7 @@ def output_format(output: Path | None, reporters) -> str:
 def create_reporter(name: str, format: str | None, output: Path | None, reporters):
     """The reporter `name`; exit 2 when it is not registered, or when `-o`'s suffix belongs
     to another format than the one --format asks for."""
-    from arkd_bench.registry import unknown_name_message
+    from arkd_bench.plugins.registry import unknown_name_message
 
     if name not in reporters:
         if format is None:  # named by -o's suffix
@@ -111,7 +111,7 @@ def check_reference(reference: str, rows) -> None:
     """--reference must name a method of the runs (a typo would leave every Δ column empty)."""
     methods = sorted({row["method"] for row in rows})
     if reference not in methods:
-        from arkd_bench.registry import unknown_name_message
+        from arkd_bench.plugins.registry import unknown_name_message
 
         usage_error(f"--reference: {unknown_name_message('method', reference, methods)} (the methods of these runs)")
 

@@ -55,7 +55,7 @@ def run_plugins_or_exit(run_dirs: list[Path], plugins_dir: list[Path] | None = N
     import yaml
 
     from arkd_bench import plugins as plugin_module
-    from arkd_bench.registry import RegistryError
+    from arkd_bench.plugins.registry import RegistryError
     from arkd_bench.report.read import metric_names
     from arkd_bench.rundir.plugin_files import find_plugin_files
 

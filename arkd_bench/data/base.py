@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Union
 
 from pydantic import BaseModel, Field
 
-from arkd_bench.options import PluginOptions
+from arkd_bench.plugins.options import PluginOptions
 
 SPLITS = ("train", "valid", "test")
 

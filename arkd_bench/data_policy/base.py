@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from arkd_bench.options import PluginOptions
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.data_policy.checks import check_built_sequences
-from arkd_bench.plugin_output import check_on_return
+from arkd_bench.plugins.output import check_on_return
 
 if TYPE_CHECKING:
     from arkd_bench.data_policy.session import DataSession, SequenceSource

@@ -102,6 +102,6 @@ def check_built_sequences(policy: Any, items: Any, source: Any) -> None:
 
     problem = items_problem(items, vocab_size(source.teacher))
     if problem:
-        from arkd_bench.plugin_output import PluginOutputError, name_of
+        from arkd_bench.plugins.output import PluginOutputError, name_of
 
         raise PluginOutputError("data_policy", name_of(policy), type(policy), "build_sequences", problem)

@@ -93,7 +93,7 @@ class DataSession:
         out = self.policy.batch(batch, self)
         problem = batch_problem(out, batch, self.vocab_size)
         if problem:
-            from arkd_bench.plugin_output import PluginOutputError
+            from arkd_bench.plugins.output import PluginOutputError
 
             raise PluginOutputError("data_policy", self.policy.name, type(self.policy), "batch", problem, step=step)
         return out

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, Field
 
 from arkd_bench._lazy_torch import torch
-from arkd_bench.options import PluginOptions
-from arkd_bench.plugin_output import PluginOutputError, check_on_return, name_of
+from arkd_bench.plugins.options import PluginOptions
+from arkd_bench.plugins.output import PluginOutputError, check_on_return, name_of
 
 from .chunk import Chunk
 

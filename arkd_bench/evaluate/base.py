@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from arkd_bench.options import NoOptions
+from arkd_bench.plugins.options import NoOptions
 
 
 class Metric:
@@ -111,7 +111,7 @@ def checked_scores(metric: Metric, values: Any, n_examples: int, method: str = "
     file and `method`: one finite number per example is the contract. A metric that does not
     apply to a dataset says so by raising (as the long-tail metrics do); NaN or inf is never
     taken for "not applicable", since every mean, interval and check would then be NaN."""
-    from arkd_bench.plugin_output import PluginOutputError, name_of
+    from arkd_bench.plugins.output import PluginOutputError, name_of
 
     def fail(problem: str):
         return PluginOutputError("metric", name_of(metric), type(metric), method, problem)

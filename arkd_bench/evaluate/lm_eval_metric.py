@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from arkd_bench.evaluate.base import package_version
 from arkd_bench.evaluate.benchmark import BenchmarkMetric, BenchmarkScores
-from arkd_bench.options import PluginOptions
+from arkd_bench.plugins.options import PluginOptions
 
 INSTALL = "pip install -e '.[lm-eval]'"
 DISTRIBUTION = "lm-eval"

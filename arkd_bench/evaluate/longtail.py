@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from arkd_bench.evaluate import teacher_forced as tf
 from arkd_bench.evaluate.base import ModelMetric
-from arkd_bench.options import PluginOptions
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.train.modes import eval_mode
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from arkd_bench.method import build_data_policy, build_strategy, build_terms
 from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
+from arkd_bench.plugins.registry import RegistryError, unknown_name_message
 from arkd_bench.recipe.loader import Path_, Problem, RecipeError, format_path, load_yaml, pydantic_problems, read_text
 from arkd_bench.recipe.preflight import config_problems, preflight_problems, unreadable_file
 from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, MethodSpec, Recipe
 from arkd_bench.recipe.select import MIN_FINAL_SEEDS, axis_options, candidates, patched_method
-from arkd_bench.registry import RegistryError, unknown_name_message
 
 
 @dataclass
@@ -285,25 +286,16 @@ def _method_problem(spec: dict[str, Any], plugins: Plugins) -> str | None:
 
 
 def _check_weighting_terms(plugins: Plugins, method, path: Path_, construct: bool = False) -> list[Problem]:
-    """The strategy accepts the method's terms and options. Without `construct`, a
-    WeightingStrategy class is checked as its contract says (its Options and `check_terms`, run
-    by the base `__init__`) without its own set-up, which may build networks with torch (ARKD's
-    policy); `construct` builds it whole, once everything else passed."""
-    from arkd_bench.weighting.base import WeightingStrategy
-
-    factory = plugins.registry("weighting").get(method.weighting.name).factory
+    """The strategy accepts the method's terms and options, built as a cell builds it but
+    without a cell's seed. Without `construct`, only the WeightingStrategy contract is run
+    (its Options and `check_terms`), not the class's own set-up, which may build networks
+    with torch (ARKD's policy); `construct` builds it whole, once everything else passed."""
     try:
-        # what each term's divergence declares it is (forward/reverse), as the loop passes it
-        directions = [getattr(plugins.create("divergence", t.name, **t.options), "direction", None)
-                      for t in method.objective]
+        terms = build_terms(method, plugins)
     except Exception:  # noqa: BLE001 - the term's own check reports a bad divergence or option
         return []
-    arguments = dict(terms=[t.key for t in method.objective], directions=directions, **method.weighting.options)
     try:
-        if not construct and isinstance(factory, type) and issubclass(factory, WeightingStrategy):
-            WeightingStrategy.__init__(factory.__new__(factory), **arguments)
-        else:
-            factory(**arguments)
+        build_strategy(plugins, method.weighting.name, method.weighting.options, terms, whole=construct)
     except (ValueError, TypeError) as exc:
         return [Problem(path, str(exc).splitlines()[0])]
     return []
@@ -319,7 +311,7 @@ def _check_data_policy(plugins: Plugins, method, path: Path_) -> list[Problem]:
     found = _check_options(plugins, "data_policy", method.data.name, method.data.options, path)
     if found:
         return found
-    policy = plugins.create("data_policy", method.data.name, **method.data.options)
+    policy = build_data_policy(method, plugins)
     if policy.targets == "tokens" and [t.name for t in method.objective] != ["fkl"]:
         # FKL against a one-hot target is the cross-entropy; other terms have no such meaning.
         return [Problem(path + ("options", "targets"), "targets: tokens (SFT on the sequences) needs the "

@@ -106,7 +106,7 @@ def recipe_checks(run_dirs: list[str | Path]) -> list[LocatedCheck]:
 def scope_problems(collected: Collected, specs: list[Any]) -> list[tuple[int, str, str]]:
     """(check index, field, message) for each name a check uses that the runs do not have:
     methods, scope names, evaluation metrics."""
-    from arkd_bench.registry import unknown_name_message
+    from arkd_bench.plugins.registry import unknown_name_message
 
     rows = collected.rows
     known = {"method": [r["method"] for r in rows], "dataset": [r["dataset"] for r in rows],
@@ -443,7 +443,7 @@ class Tolerance:
 def unknown_tolerance_metrics(values: list[str], known: list[str]) -> list[str]:
     """A message for each `METRIC=TOL` whose metric is not one of `known` (a typo would
     silently leave that metric on the default tolerance)."""
-    from arkd_bench.registry import unknown_name_message
+    from arkd_bench.plugins.registry import unknown_name_message
 
     problems = []
     for value in values:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from arkd_bench.options import NoOptions, PluginOptions
+from arkd_bench.plugins.options import NoOptions, PluginOptions
 from arkd_bench.report.markdown import render_markdown
 from arkd_bench.report.table import MAX_DIGITS, View
 

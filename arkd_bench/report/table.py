@@ -445,7 +445,7 @@ def legend(results: dict[str, Any]) -> str:
 def view_problems(results: dict[str, Any], view: View) -> list[str]:
     """What is wrong with a view of these results: unknown metrics or columns (with a
     "did you mean"), digits out of range."""
-    from arkd_bench.registry import unknown_name_message
+    from arkd_bench.plugins.registry import unknown_name_message
 
     measured = list(dict.fromkeys(m for r in results["leaderboard"] for m in r["metrics"]))
     problems = [f"--metrics: {unknown_name_message('metric', m, measured)}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
+from arkd_bench.method import build_method
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.modes import eval_mode
 from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
@@ -26,16 +27,6 @@ class DistillOutcome:
     strategy: Any
     log: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
-
-
-def seeded_options(plugins, weighting, seed: int) -> dict[str, Any]:
-    """A strategy with a `seed` option (arkd's policy) gets the recipe's value (default 0) plus
-    the cell's training seed, so training seeds vary the policy's draws too."""
-    options = dict(weighting.options)
-    model = plugins.registry("weighting").get(weighting.name).options_model
-    if model is not None and "seed" in model.model_fields:
-        options["seed"] = options.get("seed", 0) + seed
-    return options
 
 
 def chunk_rows(vocab_size: int, logits_per_chunk: int = 1 << 19) -> int:
@@ -121,10 +112,8 @@ class Distiller:
         self.teacher_outputs = teacher_outputs
         self.method, self.train, self.seed = method, train, seed
         self.accelerator = accelerator
-        self.terms = {t.key: plugins.create("divergence", t.name, **t.options) for t in method.objective}
-        self.strategy = plugins.create("weighting", method.weighting.name, terms=list(self.terms),
-                                       directions=[d.direction for d in self.terms.values()],
-                                       **seeded_options(plugins, method.weighting, seed))
+        built = build_method(method, plugins, seed, data_policy=data_policy)
+        self.terms, self.strategy = built.terms, built.strategy
         self.probe_items = list(probe_items)
         self.rouge_probe = rouge_probe
         self.data_policy = data_policy  # an online one replaces batches during training

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from arkd_bench.divergences.base import raise_for_values, values_ok
-from arkd_bench.plugin_output import PluginOutputError
+from arkd_bench.plugins.output import PluginOutputError
 from arkd_bench.weighting.base import weights_ok, weights_problem, weights_shape_problem
 
 

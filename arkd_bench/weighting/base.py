@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel
 
-from arkd_bench.options import NoOptions
+from arkd_bench.plugins.options import NoOptions
 
 if TYPE_CHECKING:
     import torch
@@ -249,7 +249,7 @@ def check_weights(strategy: WeightingStrategy, weights: Any, features: StepFeatu
     """`weights` when they keep the contract of `WeightingStrategy.weights` for `features`, else
     a PluginOutputError naming the strategy (`name`: its registered name), its file, the method
     and the step. One device synchronisation; the training loop folds it into its own check."""
-    from arkd_bench.plugin_output import PluginOutputError, name_of
+    from arkd_bench.plugins.output import PluginOutputError, name_of
 
     name = name or name_of(strategy)
     problem = weights_shape_problem(weights, len(strategy.terms), features.mask.shape)

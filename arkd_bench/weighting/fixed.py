@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.base import WeightingStrategy
 
 
@@ -18,8 +19,7 @@ def _weight(value: float) -> float:
     return value
 
 
-class FixedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FixedOptions(PluginOptions):
     weights: list[Annotated[float, AfterValidator(_weight)]] | None = Field(
         default=None, description="one finite weight >= 0 per objective term, not all 0; "
                                   "default: equal weights summing to 1"

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.base import PassSettings
 from arkd_bench.weighting.fkl_rkl import FklRklStrategy, gap_ratio, masked_mean
 
 
-class GreedyOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GreedyOptions(PluginOptions):
     mu: float = Field(0.5, ge=0.0, le=1.0, description="teacher mass of the head (AKL's mu); see `head`")
     head: Literal["paper", "official"] = Field(
         "paper", description="paper: the head is the smallest teacher-sorted prefix reaching mass mu; official: "

@@ -37,14 +37,14 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import Field, PositiveFloat
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.base import Feedback
 from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
-class HypergradOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HypergradOptions(PluginOptions):
     beta: PositiveFloat = Field(
         0.01, description="meta learning rate; with normalize: rms about the most alpha moves in one step"
     )

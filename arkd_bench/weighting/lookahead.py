@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
-class LookaheadOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LookaheadOptions(PluginOptions):
     candidates: list[float] = Field(
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], description="FKL weights alpha to try each step"
     )

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.base import WeightingStrategy
 
 
-class ScheduleOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleOptions(PluginOptions):
     start: list[float] = Field(description="mix at the start, one non-negative weight per term")
     end: list[float] = Field(description="mix at the end, one non-negative weight per term")
     shape: Literal["linear", "cosine", "step"] = "linear"

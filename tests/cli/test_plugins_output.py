@@ -4,7 +4,7 @@ import json
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
-from arkd_bench.registry import choices, type_text
+from arkd_bench.plugins.registry import choices, type_text
 
 runner = CliRunner()
 

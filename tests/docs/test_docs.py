@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from arkd_bench import hookspecs
-from arkd_bench.kinds import PLUGIN_KINDS
+from arkd_bench.plugins import hookspecs
+from arkd_bench.plugins.kinds import PLUGIN_KINDS
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()

@@ -77,7 +77,7 @@ BAD_PLUGINS = {
         @hookimpl
         def arkd_register_metrics(register):
             register(Rouge)
-        """, ["metric 'rougeL' is registered by both", "duplicate.py:11)", "default_plugins/metrics.py:"]),
+        """, ["metric 'rougeL' is registered by both", "duplicate.py:11)", "plugins/builtin/metrics.py:"]),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from arkd_bench import DataPolicy, Divergence, Metric, hookimpl
-from arkd_bench.plugin_output import PluginOutputError
+from arkd_bench.plugins.output import PluginOutputError
 
 BAD_PLUGINS = '''
 import math

@@ -4,7 +4,7 @@ import pytest
 
 from arkd_bench import WeightingStrategy, hookimpl
 from arkd_bench.plugins import PluginLoadError, load_plugins
-from arkd_bench.registry import RegistryError
+from arkd_bench.plugins.registry import RegistryError
 
 WEIGHTING_PLUGIN = """
 from arkd_bench import WeightingStrategy, hookimpl
@@ -183,8 +183,8 @@ def test_register_kept_after_the_hook_returned_is_refused():
 
 
 def test_every_kind_in_the_table_has_exactly_one_hookspec():
-    from arkd_bench import hookspecs
-    from arkd_bench.kinds import PLUGIN_KINDS
+    from arkd_bench.plugins import hookspecs
+    from arkd_bench.plugins.kinds import PLUGIN_KINDS
 
     specs = {name for name in vars(hookspecs) if name.startswith("arkd_")}
     assert specs == {kind.hook for kind in PLUGIN_KINDS.values()}

@@ -2,8 +2,8 @@ import pytest
 from pydantic import BaseModel
 
 from arkd_bench.evaluate.base import Metric
-from arkd_bench.kinds import PLUGIN_KINDS
-from arkd_bench.registry import Registry, RegistryError
+from arkd_bench.plugins.kinds import PLUGIN_KINDS
+from arkd_bench.plugins.registry import Registry, RegistryError
 from arkd_bench.weighting.base import WeightingStrategy
 
 

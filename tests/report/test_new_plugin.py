@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from arkd_bench.cli import app
-from arkd_bench.kinds import PLUGIN_KINDS
+from arkd_bench.plugins.kinds import PLUGIN_KINDS
 from arkd_bench.plugins import load_plugins
 
 runner = CliRunner()

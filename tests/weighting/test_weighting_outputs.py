@@ -13,7 +13,7 @@ import torch
 from pydantic import ValidationError
 
 from arkd_bench import WeightingStrategy, hookimpl
-from arkd_bench.plugin_output import PluginOutputError
+from arkd_bench.plugins.output import PluginOutputError
 from arkd_bench.testing import fake_features
 from arkd_bench.weighting.base import check_weights
 from arkd_bench.weighting.fixed import FixedOptions, FixedWeighting

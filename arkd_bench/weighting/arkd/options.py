@@ -4,8 +4,9 @@ from __future__ import annotations
 import difflib
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from arkd_bench.plugins.options import PluginOptions
 from arkd_bench.weighting.arkd.features import DEFAULT_STATE_FEATURES, STATE_FEATURES
 
 # Options that only mean something with another option's value: setting them otherwise is an error.
@@ -19,8 +20,7 @@ _ONLY_WITH = {
 }
 
 
-class ArkdOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ArkdOptions(PluginOptions):
     features: list[str] = Field(
         default_factory=lambda: list(DEFAULT_STATE_FEATURES), description="policy state, see STATE_FEATURES"
     )

@@ -1,13 +1,12 @@
 """Per-token FKL/RKL weights from teacher and student uncertainty (entropy)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from arkd_bench import WeightingStrategy, hookimpl
+from arkd_bench import PluginOptions, WeightingStrategy, hookimpl
 
 
-class ConfidenceOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ConfidenceOptions(PluginOptions):
     power: float = Field(1.0, gt=0, description="sharpening exponent on both entropies")
 
 

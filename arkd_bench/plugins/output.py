@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from arkd_bench.kinds import PLUGIN_KINDS
+from arkd_bench.plugins.kinds import PLUGIN_KINDS
 
 
 class PluginOutputError(ValueError):

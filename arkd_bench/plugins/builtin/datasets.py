@@ -1,5 +1,5 @@
 """Builtin datasets, registered through the same hook a third-party plugin uses."""
-from arkd_bench.hookspecs import hookimpl
+from arkd_bench.plugins.hookspecs import hookimpl
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """Hook specifications. Each hook receives a `register` callback.
 
 Call `register(cls)` once per class the plugin provides: a subclass of the kind's base
-class (see `arkd_bench.kinds`) with a `name` class attribute and an optional pydantic
+class (see `arkd_bench.plugins.kinds`) with a `name` class attribute and an optional pydantic
 `Options` model; `register(cls, name="other")` registers it under another name. Hooks are
 called through pluggy, so `@hookimpl(tryfirst=True)`, `trylast` and `wrapper=True` work,
 and an implementation may leave out arguments it does not use.

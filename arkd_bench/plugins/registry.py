@@ -8,7 +8,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from arkd_bench.kinds import KINDS, PLUGIN_KINDS
+from arkd_bench.plugins.kinds import KINDS, PLUGIN_KINDS
 
 
 class RegistryError(Exception):
