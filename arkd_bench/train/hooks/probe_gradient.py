@@ -19,21 +19,21 @@ class ProbeGradientFeedback(TrainingHook):
         check_single_process(loop)
 
     def on_pre_optimizer_step(self, loop, state: StepState) -> None:
-        state.feedback["probe_grad"] = probe_gradient(loop, self.probe, state.term_grads)
+        state.feedback["probe_grad"] = probe_gradient(loop.distiller, self.probe, state.term_grads, loop.optimizer)
 
 
-def probe_gradient(loop, probe, term_grads):
-    """The slopes of the probe criterion after the update in each term's weight, or None when
-    the gradient now installed for the update is not finite."""
+def probe_gradient(distiller, probe, term_grads, optimizer):
+    """The update's slopes of the probe criterion in each term's weight (Feedback.probe_grad),
+    against the gradient now installed for the update; None when that gradient is not finite."""
     from arkd_bench.train.trial import first_order_slopes
     from arkd_bench.weighting.base import ProbeGradient
 
-    d, clip = loop.distiller, loop.train.grad_clip
+    d, clip = distiller, distiller.train.grad_clip
     started = time.perf_counter()
     value, probe_grad = d._probe_criterion_gradient(probe, term_grads.params, term_grads.scaler)
     step_grad = [p.grad for p in term_grads.params]
-    slopes = first_order_slopes(term_grads, probe_grad, step_grad, loop.optimizer, clip)
-    held = first_order_slopes(term_grads, probe_grad, step_grad, loop.optimizer, clip, hold_preconditioner=True)
+    slopes = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, clip)
+    held = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, clip, hold_preconditioner=True)
     if slopes is None or held is None:
         return None
     return ProbeGradient(slopes=dict(zip(d.terms, slopes[0])), update=slopes[1], criterion=value,
