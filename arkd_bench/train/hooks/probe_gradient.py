@@ -6,17 +6,14 @@ from __future__ import annotations
 import time
 
 from arkd_bench.train.hooks.base import StepState, TrainingHook
-from arkd_bench.train.hooks.trials import check_single_process
 
 
 class ProbeGradientFeedback(TrainingHook):
-    """`probe`: the probe batch, its teacher logits attached."""
+    """`probe`: the probe batch, its teacher logits attached. Needs the terms' gradients kept
+    apart (`TermGradientUpdates`, which also refuses several processes)."""
 
     def __init__(self, probe) -> None:
         self.probe = probe
-
-    def on_train_begin(self, loop) -> None:
-        check_single_process(loop)
 
     def on_pre_optimizer_step(self, loop, state: StepState) -> None:
         state.feedback["probe_grad"] = probe_gradient(loop.distiller, self.probe, state.term_grads, loop.optimizer)
