@@ -299,6 +299,7 @@ class Distiller:
 def training_hooks(distiller, probe_batch, data, on_log) -> list:
     """The side features this run needs, in the order the loop tells them: the online data
     session first (the others see its batches), the log records last (the others add to them)."""
+    from arkd_bench.train.hooks.best_student import BestStudent
     from arkd_bench.train.hooks.criteria import CriteriaFeedback
     from arkd_bench.train.hooks.dev_eval import DevEvaluation
     from arkd_bench.train.hooks.log_records import LogRecords
@@ -320,5 +321,7 @@ def training_hooks(distiller, probe_batch, data, on_log) -> list:
     if "rouge_probe" in requests:
         hooks.append(RougeProbeFeedback(distiller.rouge_probe))
     if train.eval_every:
-        hooks.append(DevEvaluation(distiller.rouge_probe, train.eval_every, train.select_best))
+        hooks.append(DevEvaluation(distiller.rouge_probe, train.eval_every))
+    if train.select_best:  # listens to the dev evaluation's on_evaluate
+        hooks.append(BestStudent())
     return [*hooks, LogRecords(on_log)]
