@@ -150,6 +150,7 @@ def agreement_run(d, probe, train, checkpoints: list[int], n_batches: int, seed:
     """Trial and first-order rewards at `checkpoints` of a fixed-0.5 run (see the docstring)."""
     import torch
 
+    from arkd_bench.train.hooks.probe_gradient import probe_gradient
     from arkd_bench.train.optim import forever, training_loader
     from arkd_bench.train.trial import TrialUpdate
 
@@ -167,7 +168,7 @@ def agreement_run(d, probe, train, checkpoints: list[int], n_batches: int, seed:
                 trial_batch = batch if b == 0 else next(extra)
                 grads = split_step(d, trial_batch, step, (REFERENCE, 1 - REFERENCE), optimizer)
                 started = time.perf_counter()
-                measured = d._probe_gradient(probe, grads, optimizer)
+                measured = probe_gradient(d, probe, grads, optimizer)
                 first_order_s = time.perf_counter() - started
                 trial = TrialUpdate(grads, optimizer, clip)
                 started = time.perf_counter()
@@ -228,6 +229,7 @@ def horizon_run(d, probe, train, seed: int) -> list[dict]:
     rewards (see the docstring)."""
     import torch
 
+    from arkd_bench.train.hooks.probe_gradient import probe_gradient
     from arkd_bench.train.optim import forever, training_loader
     from arkd_bench.train.trial import TrialUpdate
 
@@ -243,7 +245,7 @@ def horizon_run(d, probe, train, seed: int) -> list[dict]:
         batch = next(batches)
         alpha = float(rng.uniform())
         grads = split_step(d, batch, step, (alpha, 1 - alpha), optimizer)
-        measured = d._probe_gradient(probe, grads, optimizer)
+        measured = probe_gradient(d, probe, grads, optimizer)
         reference = TrialUpdate(grads, optimizer, clip).run([REFERENCE, 1 - REFERENCE], lambda: criterion(d, probe))
         if clip is not None:
             clip()

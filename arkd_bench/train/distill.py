@@ -1,32 +1,27 @@
-"""The one distillation loop: teacher and student forward, the fused divergence pass,
-a weighting strategy mixing the terms, and an accelerate-driven update."""
+"""One cell's distillation step: teacher and student forward, the fused divergence pass and a
+weighting strategy mixing the terms; `Distiller.run` trains through the fixed loop
+(`train/loop.py`) with the hooks the strategy and the training settings ask for."""
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
 from arkd_bench.method import build_method
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.train.hooks.online_data import data_session
+from arkd_bench.train.loop import DistillOutcome, TrainingLoop
 from arkd_bench.train.modes import eval_mode
-from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
+from arkd_bench.train.optim import adamw_with_schedule, training_loader
 from arkd_bench.train.sft import TrainingDiverged
 from arkd_bench.train.step_checks import check_step_outputs
-from arkd_bench.train.trial import TermGradients, TrialUpdate, active_scaler, first_order_slopes
 
 # Criteria measured on a held-out probe batch for strategies that request feedback.
 PROBE_CRITERIA = ("fkl", "rkl", "tvd")
 
 
-@dataclass
-class DistillOutcome:
-    student: Any
-    strategy: Any
-    log: list[dict[str, Any]] = field(default_factory=list)
-    data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
 
 
 def chunk_rows(vocab_size: int, logits_per_chunk: int = 1 << 19) -> int:
@@ -96,11 +91,10 @@ class MicroStep:
 class Distiller:
     """Holds what one cell's distillation needs; `run()` trains the student.
 
-    `train_items` are encoded training examples (TrainingDataset.items);
-    `teacher_outputs`, when given, holds the teacher's logits for each of them, so the
-    teacher never runs here. `rouge_probe` is a callable(model) -> mean Rouge-L on a
-    validation probe, for strategies that ask for it.
-    """
+    `train_items` are encoded training examples (TrainingDataset.items); `teacher_outputs`,
+    when given, holds the teacher's logits for each of them, so the teacher never runs here.
+    `rouge_probe` is a callable(model) -> mean Rouge-L on a validation probe, for strategies
+    that ask for it (and for dev evaluation)."""
 
     def __init__(self, *, student, teacher, tokenizer, train_items, method: MethodSpec, train: TrainSpec,
                  plugins, seed: int, accelerator, probe_items=(), teacher_outputs=None, rouge_probe=None,
@@ -179,22 +173,6 @@ class Distiller:
                 count += int(mask.sum())
         return {name: total / max(count, 1) for name, total in sums.items()}
 
-    def _probe_gradient(self, probe, term_grads: TermGradients, optimizer):
-        """The update's first-order effect on the probe criterion (Feedback.probe_grad), against
-        the gradient now installed for the update; None when that gradient is not finite."""
-        from arkd_bench.weighting.base import ProbeGradient
-
-        started = time.perf_counter()
-        value, probe_grad = self._probe_criterion_gradient(probe, term_grads.params, term_grads.scaler)
-        step_grad = [p.grad for p in term_grads.params]
-        slopes = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, self.train.grad_clip)
-        held = first_order_slopes(term_grads, probe_grad, step_grad, optimizer, self.train.grad_clip,
-                                  hold_preconditioner=True)
-        if slopes is None or held is None:
-            return None
-        return ProbeGradient(slopes=dict(zip(self.terms, slopes[0])), update=slopes[1], criterion=value,
-                             held=dict(zip(self.terms, held[0])), seconds=time.perf_counter() - started)
-
     def _probe_criterion_gradient(self, probe, params, scaler=None):
         """(c, dc/dparams) at the current weights, c the sum of the strategy's
         `probe_grad_criteria` (means over the probe's response tokens): one forward and backward
@@ -261,11 +239,8 @@ class Distiller:
         return MicroStep(loss_sum.item() / max(n_tokens, 1), term_losses, weights, features)
 
     def run(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> DistillOutcome:
+        """Prepare the student, optimizer and loader; train them in the loop with this run's hooks."""
         import torch
-
-        from arkd_bench.data.collate import collate_for_training
-        from arkd_bench.weighting import Feedback
-        from arkd_bench.weighting.base import TrialResult
 
         acc, train = self.accelerator, self.train
         torch.manual_seed(self.seed)
@@ -273,9 +248,19 @@ class Distiller:
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
-        data = self._data_session(acc)
+        data = data_session(self, acc)
         if self.teacher_outputs is None or data is not None:
             self.teacher.to(acc.device).eval()
+        probe_batch = self._probe_batch(acc)
+        loop = TrainingLoop(self, optimizer, scheduler, loader)
+        return loop.run(training_hooks(self, probe_batch, data, on_log))
+
+    def _probe_batch(self, acc):
+        """The probe batch with its teacher logits where the strategy asks ("probe", "probe_grad")."""
+        import torch
+
+        from arkd_bench.data.collate import collate_for_training
+
         requests = self.strategy.feedback_requests
         probe_batch = None
         if "probe" in requests or "probe_grad" in requests:
@@ -289,117 +274,7 @@ class Distiller:
             with torch.no_grad():
                 probe_batch["teacher_logits"] = teacher(input_ids=probe_batch["input_ids"],
                                                         attention_mask=probe_batch["attention_mask"]).logits
-        probe = probe_batch if "probe" in requests else None  # whose criteria are measured
-        rouge_probe = None
-        if "rouge_probe" in requests:
-            def rouge_probe() -> float:
-                with eval_mode(self.student):
-                    return self.rouge_probe(acc.unwrap_model(self.student))
-        trials, slopes = "trial" in requests, "probe_grad" in requests
-        if (trials or slopes) and acc.num_processes > 1:
-            raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates or probe gradients, "
-                             "which keep each term's gradient apart and run in a single process only")
-        clip = None
-        if train.grad_clip is not None:
-            clip = lambda: acc.clip_grad_norm_(self.student.parameters(), train.grad_clip)  # noqa: E731
-        outcome = DistillOutcome(student=None, strategy=self.strategy)
-        best = _BestStudent() if train.select_best else None
-        batches = forever(loader)
-        self.student.train()
-        probe_after = None
-        for step in range(train.steps):
-            micro_batches = [next(batches) for _ in range(train.grad_accum)]
-            if data is not None:  # an online data policy decides what each micro-batch holds
-                micro_batches = [data.next_batch(batch, step) for batch in micro_batches]
-            n_tokens = self._step_tokens(micro_batches)
-            # under fp16 the terms' gradients are of the scaled losses, as accelerate's backward's are
-            term_grads = (TermGradients(self.student.parameters(), len(self.terms), scaler=active_scaler(optimizer))
-                          if trials or slopes else None)
-            micro = []
-            for k, batch in enumerate(micro_batches):
-                # Skip the gradient all-reduce on all but the last micro-batch.
-                sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
-                with sync:
-                    micro.append(self._micro_step(batch, step, n_tokens, term_grads))
-            loss = sum(m.loss for m in micro)
-            term_losses = {key: sum(m.term_losses[key] for m in micro) for key in self.terms}
-            if acc.num_processes > 1:  # each process summed its share of the step's tokens
-                loss, term_losses = _sum_across_processes(acc, loss, term_losses)
-            weights, features = micro[-1].weights, micro[-1].features
-            def measured(probe_now=None) -> TrialResult:
-                """The criteria the strategy asked for: probe batch and/or this step's batches
-                (`probe_now`: the probe's criteria at the current weights, when already known)."""
-                if probe is not None and probe_now is None:
-                    probe_now = self._criteria([probe])
-                return TrialResult(probe=probe_now,
-                                   batch=self._criteria(micro_batches) if "batch_after" in requests else None)
-
-            observed = measured if self.strategy.observes_criteria else (lambda probe_now=None: TrialResult())
-            # Nothing changes the weights between the last step's "after" and this step's
-            # "before" (trials restore them exactly), and eval mode is deterministic: the probe
-            # is not measured twice at the same weights.
-            before = observed(probe_after)
-            chosen = None
-            if trials:
-                trial = TrialUpdate(term_grads, optimizer, clip)
-                chosen = self.strategy.before_update(
-                    lambda w: trial.run(w, measured))
-                self.trial_updates += trial.calls
-            if chosen is not None:
-                weights = torch.as_tensor(chosen, dtype=torch.float32)
-                term_grads.install(term_grads.combined(weights.tolist()))
-            elif term_grads is not None:
-                term_grads.install(term_grads.actual)
-            # at the pre-update weights, against the gradient the update is about to use
-            probe_grad = self._probe_gradient(probe_batch, term_grads, optimizer) if slopes else None
-            if clip is not None:
-                clip()
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if data is not None:
-                data.after_step(step)
-            after = observed()
-            probe_after = after.probe
-            self.strategy.observe(Feedback(
-                step=step, total_steps=train.steps, loss=loss, term_losses=term_losses, features=features,
-                probe_before=before.probe, probe_after=after.probe,
-                batch_before=before.batch, batch_after=after.batch,
-                rouge_probe=rouge_probe, probe_grad=probe_grad,
-            ))
-            dev = None
-            if train.eval_every and ((step + 1) % train.eval_every == 0 or step == train.steps - 1):
-                model = acc.unwrap_model(self.student)
-                dev = self.rouge_probe(model)
-                self.student.train()
-                if best is not None:
-                    best.offer(model, dev, step)
-            if step % train.log_every == 0 or step == train.steps - 1 or dev is not None:
-                record = self._log_record(step, loss, term_losses, weights, features, scheduler)
-                if data is not None:
-                    record.update(data.log_scalars())
-                if dev is not None:
-                    record["dev/rougeL"] = dev
-                outcome.log.append(record)
-                if on_log is not None:
-                    on_log(record)
-        self.student.eval()
-        outcome.student = acc.unwrap_model(self.student)
-        outcome.data = data.summary() if data is not None else None
-        if best is not None:
-            best.restore(outcome.student)
-            outcome.log.append({"step": best.step, "selected": True, "dev/rougeL": best.score})
-        return outcome
-
-    def _data_session(self, acc):
-        """The session an online data policy works in, or None (its batches are the loader's)."""
-        if self.data_policy is None or not self.data_policy.online:
-            return None
-        from arkd_bench.data_policy.session import DataSession
-
-        return DataSession(policy=self.data_policy, student=lambda: acc.unwrap_model(self.student),
-                           tokenizer=self.tokenizer, max_length=self.train.max_length, device=acc.device,
-                           seed=self.seed, total_steps=self.train.steps, probe_items=self.probe_items)
+        return probe_batch
 
     def _step_tokens(self, micro_batches) -> int:
         """Response tokens of the whole optimizer step, over micro-batches and processes."""
@@ -411,35 +286,33 @@ class Distiller:
         total = self.accelerator.reduce(torch.tensor(local, device=self.accelerator.device), reduction="sum")
         return int(total)
 
-    def _log_record(self, step, loss, term_losses, weights, features, scheduler) -> dict[str, Any]:
-        record: dict[str, Any] = {"step": step, "loss": loss, "lr": scheduler.get_last_lr()[0]}
-        record.update({f"term/{k}": v for k, v in term_losses.items()})
-        for i, key in enumerate(self.terms):
-            w = weights[i]
-            record[f"weight/{key}"] = float(w) if w.dim() == 0 else features.batch_mean(w.detach().float())
-        record.update({f"feature/{k}": v for k, v in features.to_batch_dict().items()})
-        record.update({f"strategy/{k}": float(v) for k, v in self.strategy.log_scalars().items()})
-        return record
 
+def training_hooks(distiller, probe_batch, data, on_log) -> list:
+    """The side features this run needs, in the order the loop tells them: the online data
+    session first (the others see its batches), the log records last (the others add to them)."""
+    from arkd_bench.train.hooks.best_student import BestStudent
+    from arkd_bench.train.hooks.criteria import CriteriaFeedback
+    from arkd_bench.train.hooks.dev_eval import DevEvaluation
+    from arkd_bench.train.hooks.log_records import LogRecords
+    from arkd_bench.train.hooks.online_data import OnlineData
+    from arkd_bench.train.hooks.probe_gradient import ProbeGradientFeedback
+    from arkd_bench.train.hooks.rouge import RougeProbeFeedback
+    from arkd_bench.train.hooks.trials import TermGradientUpdates
 
-def _sum_across_processes(acc, loss: float, terms: dict[str, float]):
-    import torch
-
-    values = acc.reduce(torch.tensor([loss, *terms.values()], device=acc.device), reduction="sum").tolist()
-    return values[0], dict(zip(terms, values[1:]))
-
-
-class _BestStudent:
-    """The weights of the best dev score so far (a CPU copy; small students only)."""
-
-    def __init__(self) -> None:
-        self.score, self.step, self.state = float("-inf"), -1, None
-
-    def offer(self, model, score: float, step: int) -> None:
-        if score > self.score:
-            self.score, self.step = score, step
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-    def restore(self, model) -> None:
-        if self.state is not None:
-            model.load_state_dict(self.state)
+    strategy, train = distiller.strategy, distiller.train
+    requests = strategy.feedback_requests
+    probe = probe_batch if "probe" in requests else None  # whose criteria are measured
+    hooks = [OnlineData(data)] if data is not None else []
+    if strategy.observes_criteria:
+        hooks.append(CriteriaFeedback(probe))
+    if "trial" in requests or "probe_grad" in requests:
+        hooks.append(TermGradientUpdates("trial" in requests, probe))
+    if "probe_grad" in requests:
+        hooks.append(ProbeGradientFeedback(probe_batch))
+    if "rouge_probe" in requests:
+        hooks.append(RougeProbeFeedback(distiller.rouge_probe))
+    if train.eval_every:
+        hooks.append(DevEvaluation(distiller.rouge_probe, train.eval_every))
+    if train.select_best:  # listens to the dev evaluation's on_evaluate
+        hooks.append(BestStudent())
+    return [*hooks, LogRecords(on_log)]

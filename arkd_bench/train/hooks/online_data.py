@@ -1,0 +1,36 @@
+"""An online data policy's session: it decides what each micro-batch holds (generating from
+the current student or the teacher), hears of each update, adds its scalars to the log and its
+generation cost to the outcome."""
+from __future__ import annotations
+
+from arkd_bench.train.hooks.base import StepState, TrainingHook
+
+
+def data_session(distiller, acc):
+    """The session an online data policy works in, or None (its batches are the loader's)."""
+    if distiller.data_policy is None or not distiller.data_policy.online:
+        return None
+    from arkd_bench.data_policy.session import DataSession
+
+    return DataSession(policy=distiller.data_policy, student=lambda: acc.unwrap_model(distiller.student),
+                       tokenizer=distiller.tokenizer, max_length=distiller.train.max_length, device=acc.device,
+                       seed=distiller.seed, total_steps=distiller.train.steps, probe_items=distiller.probe_items)
+
+
+class OnlineData(TrainingHook):
+    """Comes first: the other hooks see the micro-batches the session made."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+
+    def on_step_begin(self, loop, state: StepState) -> None:
+        state.micro_batches = [self.session.next_batch(batch, state.step) for batch in state.micro_batches]
+
+    def on_optimizer_step(self, loop, state: StepState) -> None:
+        self.session.after_step(state.step)
+
+    def on_log(self, loop, state: StepState, record) -> None:
+        record.update(self.session.log_scalars())
+
+    def on_train_end(self, loop) -> None:
+        loop.outcome.data = self.session.summary()

@@ -1,0 +1,96 @@
+"""The fixed training loop: each step draws its micro-batches, runs their forward, divergence
+pass, weights and backward (the Distiller's micro-step), updates the student, and tells the
+hooks at named events. Side features (probes, trial updates, dev evaluation, logging, online
+data) live in hooks (`arkd_bench.train.hooks`); adding one never changes this loop."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from arkd_bench.train.hooks.base import StepState, TrainingHook
+from arkd_bench.train.optim import forever
+
+
+@dataclass
+class DistillOutcome:
+    student: Any
+    strategy: Any
+    log: list[dict[str, Any]] = field(default_factory=list)
+    data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
+
+
+class TrainingLoop:
+    """Runs `distiller.train.steps` steps of a prepared student, optimizer, scheduler and loader.
+
+    `distiller` supplies the method's side of a step (`_step_tokens`, `_micro_step`, the
+    strategy). Hooks are told in list order at each event, so a hook that reads what another
+    wrote comes after it."""
+
+    def __init__(self, distiller, optimizer, scheduler, loader) -> None:
+        self.distiller, self.optimizer, self.scheduler, self.loader = distiller, optimizer, scheduler, loader
+        self.train, self.accelerator, self.strategy = distiller.train, distiller.accelerator, distiller.strategy
+        self.clip = None  # clips the gradient the update is about to use (train.grad_clip)
+        if self.train.grad_clip is not None:
+            acc, norm = self.accelerator, self.train.grad_clip
+            self.clip = lambda: acc.clip_grad_norm_(self.student.parameters(), norm)
+        self.hooks: list[TrainingHook] = []
+        self.outcome = DistillOutcome(student=None, strategy=distiller.strategy)
+
+    @property
+    def student(self):
+        return self.distiller.student
+
+    def fire(self, event: str, *args) -> None:
+        """Tell every hook about `event` (a TrainingHook method name), in list order."""
+        for hook in self.hooks:
+            getattr(hook, event)(self, *args)
+
+    def run(self, hooks: list[TrainingHook]) -> DistillOutcome:
+        self.hooks = list(hooks)
+        self.fire("on_train_begin")
+        batches = forever(self.loader)
+        self.student.train()
+        for step in range(self.train.steps):
+            self._step(step, batches)
+        self.student.eval()
+        self.outcome.student = self.accelerator.unwrap_model(self.student)
+        self.fire("on_train_end")
+        return self.outcome
+
+    def _step(self, step: int, batches) -> None:
+        from arkd_bench.weighting import Feedback
+
+        d, acc, train = self.distiller, self.accelerator, self.train
+        state = StepState(step=step, micro_batches=[next(batches) for _ in range(train.grad_accum)])
+        self.fire("on_step_begin", state)
+        state.n_tokens = d._step_tokens(state.micro_batches)
+        micro = []
+        for k, batch in enumerate(state.micro_batches):
+            # Skip the gradient all-reduce on all but the last micro-batch.
+            sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
+            with sync:
+                micro.append(d._micro_step(batch, step, state.n_tokens, state.term_grads))
+        state.loss = sum(m.loss for m in micro)
+        state.term_losses = {key: sum(m.term_losses[key] for m in micro) for key in d.terms}
+        if acc.num_processes > 1:  # each process summed its share of the step's tokens
+            state.loss, state.term_losses = _sum_across_processes(acc, state.loss, state.term_losses)
+        state.weights, state.features = micro[-1].weights, micro[-1].features
+        self.fire("on_backward_end", state)
+        self.fire("on_pre_optimizer_step", state)
+        if self.clip is not None:
+            self.clip()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.fire("on_optimizer_step", state)
+        self.strategy.observe(Feedback(step=step, total_steps=train.steps, loss=state.loss,
+                                       term_losses=state.term_losses, features=state.features, **state.feedback))
+        self.fire("on_step_end", state)
+
+
+def _sum_across_processes(acc, loss: float, terms: dict[str, float]):
+    import torch
+
+    values = acc.reduce(torch.tensor([loss, *terms.values()], device=acc.device), reduction="sum").tolist()
+    return values[0], dict(zip(terms, values[1:]))
