@@ -20,12 +20,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arkd_bench.recipe.schema import LOG_PREFIXES
 from arkd_bench.report.numbers import delta_digits
 from arkd_bench.report.read import train_logs
 from arkd_bench.report.rows import Collected, Row, higher_is_better
+
+if TYPE_CHECKING:
+    from arkd_bench.recipe.loader import Problem
 
 ALPHA = 0.05
 SCOPE_FIELDS = ("dataset", "teacher", "student", "recipe")
@@ -92,7 +95,7 @@ def recipe_checks(run_dirs: list[str | Path]) -> list[LocatedCheck]:
     return located
 
 
-def name_problems(collected: Collected, specs: list[Any]) -> list:
+def name_problems(collected: Collected, specs: list[Any]) -> list[Problem]:
     """A Problem at `checks[i].field` for each name a check uses that the runs do not have:
     methods, scope names, evaluation metrics (recipe validation's own check, with the runs'
     names)."""

@@ -132,6 +132,7 @@ class Collected:
 
     @property
     def rows(self) -> list[Row]:
+        """Typed views of the leaderboard's rows (filling their containers fills the results)."""
         return leaderboard_rows(self.results)
 
     def example_scores(self, row: Row, metric: str) -> dict[int, float]:
