@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from arkd_bench.cli.common import bad_choice, err, fail, out, usage_error
+from arkd_bench.cli.common import bad_choice, err, fail, out, recipe_error_exit, usage_error
 
 
 def check_run_dirs(run_dirs: list[Path]) -> None:
@@ -48,7 +48,7 @@ def check(
 ) -> None:
     """Evaluate recipe checks and a golden baseline; exit 1 when any check fails."""
     from arkd_bench.cli.run_plugins import run_plugins_or_exit
-    from arkd_bench.recipe.loader import RecipeError
+    from arkd_bench.report import baseline as baselines
     from arkd_bench.report import check_output, checks
     from arkd_bench.report.rows import load
 
@@ -56,45 +56,21 @@ def check(
     format = format or default_format()
     if format not in check_output.FORMATS:
         bad_choice("--format", format, check_output.FORMATS)
-    stored = None
-    if baseline is not None:
-        try:
-            golden = json.loads(baseline.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            fail(f"--baseline {baseline}: {exc}")
-        stored = golden.get("tolerance")
-    try:
-        tol = checks.Tolerance.parse(tolerance or [], stored)
-    except checks.ToleranceFlagError as exc:
-        usage_error(str(exc))
-    except ValueError as exc:
-        fail(str(exc))
+    golden = _read_baseline(baseline) if baseline is not None else None
+    tol = _tolerance(tolerance or [], golden)
     collected = load(run_dirs, run_plugins_or_exit(run_dirs, plugins_dir).require("check"))
-    known = {m for row in collected.rows for m in row["metrics"]}
-    if baseline is not None:
+    known = {m for row in collected.rows for m in row.metrics}
+    if golden is not None:
         known |= {m for row in golden.get("rows") or [] if isinstance(row, dict) for m in row.get("metrics") or {}}
-    problems = checks.unknown_tolerance_metrics(tolerance or [], sorted(known))
+    problems = baselines.unknown_tolerance_metrics(tolerance or [], sorted(known))
     if problems:
         usage_error("\n".join(problems))
-    try:
-        if recipe is not None:
-            located = checks.read_checks(recipe)
-            checks.validate_against_runs(recipe, located, collected)
-        else:
-            located = checks.recipe_checks(run_dirs)
-    except RecipeError as exc:
-        for line in exc.format().splitlines():
-            err.print(line, markup=False)
-        raise typer.Exit(1) from None
-    results = checks.run_checks(collected, located)
-    if baseline is not None:
-        compared = checks.compare_baseline(collected, golden, tol)
-        for r in compared:  # annotations of a baseline comparison point at the baseline file
-            r.file = str(baseline)
-        results += compared
+    results = checks.run_checks(collected, _located_checks(run_dirs, recipe, collected))
+    if golden is not None:  # annotations of a baseline comparison point at the baseline file
+        results += baselines.compare_baseline(collected, golden, tol, file=str(baseline))
     if write_baseline is not None:
         try:
-            checks.write_baseline(collected, write_baseline, tol if tolerance else None)
+            baselines.write_baseline(collected, write_baseline, tol if tolerance else None)
         except ValueError as exc:
             fail(str(exc))
         err.print(f"baseline written: {write_baseline}", markup=False)
@@ -108,6 +84,38 @@ def check(
             handle.write(check_output.markdown_summary(results))
     if any(not r.passed for r in results):
         raise typer.Exit(1)
+
+
+def _read_baseline(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(f"--baseline {path}: {exc}")
+
+
+def _tolerance(values: list[str], golden: dict | None):
+    """--tolerance over the baseline's stored tolerance: a bad flag exits 2, a bad stored value 1."""
+    from arkd_bench.report.baseline import Tolerance, ToleranceFlagError
+
+    try:
+        return Tolerance.parse(values, golden.get("tolerance") if golden is not None else None)
+    except ToleranceFlagError as exc:
+        usage_error(str(exc))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def _located_checks(run_dirs: list[Path], recipe: Path | None, collected):
+    """The checks of `--recipe` (their names checked against the runs), else the runs' own."""
+    from arkd_bench.recipe.loader import RecipeError
+    from arkd_bench.report import checks
+
+    try:
+        if recipe is not None:
+            return checks.read_checks(recipe, collected)
+        return checks.recipe_checks(run_dirs)
+    except RecipeError as exc:
+        recipe_error_exit(exc)
 
 
 def _print(results, format: str) -> None:

@@ -37,6 +37,13 @@ def bad_choice(flag: str, value: str, choices) -> None:
     usage_error(f"{flag} {value!r}: {f'did you mean {close[0]!r}? ' if close else ''}valid: {', '.join(choices)}")
 
 
+def recipe_error_exit(exc: RecipeError) -> None:
+    """Print each problem as `file:line: field: message` (no traceback) and exit 1."""
+    for line in exc.format().splitlines():
+        err.print(line, markup=False)
+    raise typer.Exit(BAD_INPUT) from None
+
+
 def load_or_exit(recipe: Path, plugins_dir: list[Path] | None = None):
     """The validated recipe, or the problems as `file:line: field: message` and exit 1."""
     from arkd_bench.recipe.validate import load_recipe
@@ -44,9 +51,7 @@ def load_or_exit(recipe: Path, plugins_dir: list[Path] | None = None):
     try:
         loaded = load_recipe(recipe, plugins_dirs=plugins_dir or [])
     except RecipeError as exc:
-        for line in exc.format().splitlines():
-            err.print(line, markup=False)
-        raise typer.Exit(BAD_INPUT) from None
+        recipe_error_exit(exc)
     except RecursionError:
         fail(f"{recipe}: the recipe is nested too deeply to check")
     except Exception as exc:  # noqa: BLE001 - whatever a bad recipe trips, the user gets one line

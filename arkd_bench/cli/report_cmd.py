@@ -109,7 +109,7 @@ def create_reporter(name: str, format: str | None, output: Path | None, reporter
 
 def check_reference(reference: str, rows) -> None:
     """--reference must name a method of the runs (a typo would leave every Δ column empty)."""
-    methods = sorted({row["method"] for row in rows})
+    methods = sorted({row.method for row in rows})
     if reference not in methods:
         from arkd_bench.plugins.registry import unknown_name_message
 

@@ -343,25 +343,34 @@ def _check_logged_name(recipe: Recipe, check, path: Path_) -> list[Problem]:
     return []
 
 
+def check_name_problems(check, path: Path_, names: dict[str, list[str]],
+                        kinds: dict[str, str] | None = None) -> list[Problem]:
+    """A Problem at `path + (field,)` for each name a check uses that `names[field]` lacks:
+    method, beats, dataset, teacher, student, recipe, then an evaluation metric (a training-log
+    metric is left to the caller). A field not in `names` is not checked; `kinds` names a
+    field's kind in the message (default: the field's name)."""
+    kinds = kinds or {}
+    problems = []
+    for field_name in ("method", "beats", "dataset", "teacher", "student", "recipe", "metric"):
+        value = getattr(check, field_name)
+        if field_name == "metric" and value.startswith(LOG_PREFIXES):
+            continue
+        if field_name in names and value is not None and value not in names[field_name]:
+            message = unknown_name_message(kinds.get(field_name, field_name), value, names[field_name])
+            problems.append(Problem(path + (field_name,), message))
+    return problems
+
+
 def _check_method_names(recipe: Recipe, plugins: Plugins) -> list[Problem]:
     methods = [m.name for m in recipe.methods] + list(RESERVED_METHODS)
-    metrics = [m.name for m in recipe.eval.metrics]
     problems = []
     if recipe.eval.reference is not None and recipe.eval.reference not in methods:
         problems.append(Problem(("eval", "reference"), unknown_name_message("method", recipe.eval.reference, methods)))
+    names = {"method": methods, "beats": methods, "dataset": [d.name for d in recipe.datasets],
+             "teacher": [t.name for t in recipe.teachers], "student": [s.name for s in recipe.students],
+             "metric": [m.name for m in recipe.eval.metrics]}
     for i, check in enumerate(recipe.checks):
-        for field_name in ("method", "beats"):
-            value = getattr(check, field_name)
-            if value is not None and value not in methods:
-                problems.append(Problem(("checks", i, field_name), unknown_name_message("method", value, methods)))
-        for field_name, kind, names in (("dataset", "dataset", [d.name for d in recipe.datasets]),
-                                        ("teacher", "teacher", [t.name for t in recipe.teachers]),
-                                        ("student", "student", [s.name for s in recipe.students])):
-            value = getattr(check, field_name)
-            if value is not None and value not in names:
-                problems.append(Problem(("checks", i, field_name), unknown_name_message(kind, value, names)))
+        problems += check_name_problems(check, ("checks", i), names, kinds={"beats": "method"})
         if check.metric.startswith(LOG_PREFIXES):
             problems += _check_logged_name(recipe, check, ("checks", i, "metric"))
-        elif check.metric not in metrics:
-            problems.append(Problem(("checks", i, "metric"), unknown_name_message("metric", check.metric, metrics)))
     return problems

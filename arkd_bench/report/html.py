@@ -10,9 +10,10 @@ import base64
 from html import escape
 from typing import Any
 
-from arkd_bench.report.rows import higher_is_better
-from arkd_bench.report.table import (Table, View, clip, datasets, legend, make_table, metric_bounds, row_label,
-                                     teacher_defined, unfinished_cells)
+from arkd_bench.report.notes import legend
+from arkd_bench.report.numbers import clip, metric_bounds
+from arkd_bench.report.rows import higher_is_better, leaderboard_rows
+from arkd_bench.report.table import Table, View, datasets, make_table, row_label, teacher_defined, unfinished_cells
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -74,21 +75,21 @@ def bar_intervals(results: dict[str, Any], metric: str, stats: list[dict]) -> li
 def _figures(results: dict[str, Any], dataset: str, logs: dict[str, list[dict]], view: View) -> list[str]:
     from arkd_bench.report import plots
 
-    rows = [r for r in results["leaderboard"] if r["dataset"] == dataset]
+    rows = [r for r in leaderboard_rows(results) if r.dataset == dataset]
     out = []
-    measured = sorted({m for r in rows for m in r["metrics"]})
+    measured = sorted({m for r in rows for m in r.metrics})
     for m in measured if view.metrics is None else [m for m in view.metrics if m in measured]:
         # the teacher is left out where the metric fixes its value (the teacher against itself)
-        with_m = [r for r in rows if m in r["metrics"] and not teacher_defined(results, r, m)]
-        stats = [r["metrics"][m] for r in with_m]
+        with_m = [r for r in rows if m in r.metrics and not teacher_defined(results, r, m)]
+        stats = [r.metrics[m] for r in with_m]
         intervals = bar_intervals(results, m, stats)
         labels = [row_label(r, rows) for r in with_m]
         out.append(_image(f"{m} by method", lambda: plots.metric_bars(
             labels, [s["mean"] for s in stats], intervals, m, higher_is_better(results, m),
-            reference=[r["kind"] in ("teacher", "sft", "echo", "constant") for r in with_m],
+            reference=[r.kind in ("teacher", "sft", "echo", "constant") for r in with_m],
             bounds=metric_bounds(results, m)),
             "bars: " + ", ".join(labels)))
-    curves = {row_label(r, rows): [logs[c] for c in r["cells"] if c in logs] for r in rows if r["kind"] == "distill"}
+    curves = {row_label(r, rows): [logs[c] for c in r.cells if c in logs] for r in rows if r.kind == "distill"}
     curves = {k: v for k, v in curves.items() if v}
     out.append(_image("Weights and alpha over training", lambda: plots.trajectories(
         curves, _is_weight_key, "objective weights per method", "weight", unit_range=True),

@@ -13,8 +13,9 @@ import re
 import textwrap
 from typing import Any
 
-from arkd_bench.report.table import (BORROWED, LOW_POWER, Cell, Column, Table, View, datasets, legend, make_table,
-                                     unfinished_cells)
+from arkd_bench.report.notes import legend
+from arkd_bench.report.numbers import BORROWED, LOW_POWER, Cell
+from arkd_bench.report.table import Column, Table, View, datasets, make_table, unfinished_cells
 
 # Characters LaTeX reads as commands, plus the symbols the tables use, as text-mode LaTeX.
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from arkd_bench.report.table import Table, View, datasets, legend, make_table, unfinished_cells
+from arkd_bench.report.notes import legend
+from arkd_bench.report.table import Table, View, datasets, make_table, unfinished_cells
 
 
 def _one_line(text: str) -> str:

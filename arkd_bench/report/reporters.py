@@ -1,4 +1,4 @@
-"""Builtin reporters: leaderboard formats rendered from the results dict."""
+"""The reporter kind's builtins (md, json, csv, html, latex), each rendering the results dict as one format."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 from arkd_bench.plugins.options import NoOptions, PluginOptions
 from arkd_bench.report.markdown import render_markdown
-from arkd_bench.report.table import MAX_DIGITS, View
+from arkd_bench.report.numbers import MAX_DIGITS
+from arkd_bench.report.rows import leaderboard_rows
+from arkd_bench.report.table import View
 
 
 class Reporter:
@@ -79,16 +81,16 @@ class CsvReporter(Reporter):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(self.COLUMNS)
-        for row in results["leaderboard"]:
-            for metric, stat in sorted(row["metrics"].items()):
-                c = row.get("vs_reference", {}).get(metric, {})
-                rank = (row.get("rank") or {}).get(metric)
-                writer.writerow([row["dataset"], row["teacher"], row["student"] or "", row["method"], metric,
+        for row in leaderboard_rows(results):
+            for metric, stat in sorted(row.metrics.items()):
+                c = row.vs_reference.get(metric, {})
+                rank = (row.rank or {}).get(metric)
+                writer.writerow([row.dataset, row.teacher, row.student or "", row.method, metric,
                                  stat["mean"], stat["std"], stat["n"], c.get("diff", ""), c.get("low", ""),
                                  c.get("high", ""), c.get("p_value", ""), stat.get("low", ""), stat.get("high", ""),
-                                 "" if rank is None else rank, row.get("failed", 0), row.get("pending", 0),
-                                 row.get("label", row["method"]), c.get("reference", ""), c.get("p_adjusted", ""),
-                                 len(row["seeds"]) if "seeds" in row else stat["n"]])
+                                 "" if rank is None else rank, row.failed, row.pending,
+                                 row.label, c.get("reference", ""), c.get("p_adjusted", ""),
+                                 len(row.seeds) if row.seeds is not None else stat["n"]])
         return buffer.getvalue()
 
 

@@ -46,7 +46,7 @@ for the comparisons of its table (`adjustment`); stars use it.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,61 @@ GROUP_KEYS = ("dataset", "teacher", "student", "method")
 REFERENCE_KINDS = ("teacher", "echo", "constant")
 
 
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row, typed: a view of a `results["leaderboard"]` entry (`from_dict`)
+    whose containers are the entry's own, so filling `metrics`, `vs_reference` or `rank`
+    fills the results; `to_dict` gives the entry back with results.json's key order."""
+
+    dataset: str
+    teacher: str
+    student: str | None
+    method: str
+    kind: str
+    label: str  # the method, plus what tells its variants apart
+    failed: int = 0
+    pending: int = 0
+    cells: list[str] = field(default_factory=list)
+    recipes: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None  # None in results written before rows recorded them
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_policy: dict[str, Any] | None = None  # only rows not trained on the ground truth
+    vs_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rank: dict[str, int | None] | None = None  # set once metric directions are known
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Row:
+        names = [f.name for f in fields(cls)]
+        return cls(**{**{k: row[k] for k in names if k in row}, "label": row.get("label", row["method"])})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {k: v for k, v in out.items() if v is not None or k == "student"}
+
+    @property
+    def rank_group(self) -> tuple:
+        """The rows it is ranked against: same dataset, teacher and student."""
+        return (self.dataset, self.teacher, self.student)
+
+    @property
+    def trained(self) -> bool:
+        """Whether its training seeds matter (not the teacher, a bound, nor a floor)."""
+        return self.kind not in REFERENCE_KINDS
+
+    @property
+    def seed_count(self) -> int:
+        """Distinct training seeds of its finished cells (merged runs that repeat a seed
+        count it once)."""
+        if self.seeds is not None:
+            return len(self.seeds)
+        return max((s["n"] for s in self.metrics.values()), default=0)
+
+
+def leaderboard_rows(results: dict[str, Any]) -> list[Row]:
+    """The typed rows of a results dict, in leaderboard order."""
+    return [Row.from_dict(row) for row in results["leaderboard"]]
+
+
 @dataclass
 class Collected:
     """The results dict plus what it leaves out: per-example scores of every finished cell."""
@@ -76,32 +131,33 @@ class Collected:
     _pooled: dict[tuple, tuple | None] = field(default_factory=dict, repr=False)
 
     @property
-    def rows(self) -> list[dict[str, Any]]:
-        return self.results["leaderboard"]
+    def rows(self) -> list[Row]:
+        """Typed views of the leaderboard's rows (filling their containers fills the results)."""
+        return leaderboard_rows(self.results)
 
-    def example_scores(self, row: dict[str, Any], metric: str) -> dict[int, float]:
+    def example_scores(self, row: Row, metric: str) -> dict[int, float]:
         """Example -> score of a row, averaged over its training and generation seeds."""
-        return average_seeds([self.scores[c] for c in row["cells"] if c in self.scores], metric)
+        return average_seeds([self.scores[c] for c in row.cells if c in self.scores], metric)
 
-    def paired(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str) -> tuple[list[float], list[float]]:
+    def paired(self, row_a: Row, row_b: Row, metric: str) -> tuple[list[float], list[float]]:
         """Scores of two rows on the test examples both have, in the same order."""
         return paired(self.example_scores(row_a, metric), self.example_scores(row_b, metric))
 
-    def seed_scores(self, row: dict[str, Any], metric: str) -> SeedScores:
+    def seed_scores(self, row: Row, metric: str) -> SeedScores:
         """Training seed -> example -> score of a row (generation seeds averaged)."""
-        return by_seed([(self.seeds.get(c, 0), self.scores[c]) for c in row["cells"] if c in self.scores], metric)
+        return by_seed([(self.seeds.get(c, 0), self.scores[c]) for c in row.cells if c in self.scores], metric)
 
-    def pooled_seed_variance(self, row: dict[str, Any], metric: str) -> tuple[float, int, int] | None:
+    def pooled_seed_variance(self, row: Row, metric: str) -> tuple[float, int, int] | None:
         """(variance of one seed's mean, df, rows) pooled over the trained rows of the row's
         dataset, teacher and student that have 2+ distinct seeds; None when there are none."""
-        key = (rank_group(row), metric)
+        key = (row.rank_group, metric)
         if key not in self._pooled:
             estimates = [seed_mean_variance(self.seed_scores(r, metric)) for r in self.rows
-                         if rank_group(r) == key[0] and r["kind"] not in REFERENCE_KINDS]
+                         if r.rank_group == key[0] and r.trained]
             self._pooled[key] = pool_seed_variance([e for e in estimates if e is not None])
         return self._pooled[key]
 
-    def compare(self, row_a: dict[str, Any], row_b: dict[str, Any], metric: str):
+    def compare(self, row_a: Row, row_b: Row, metric: str):
         """Comparison of a - b (`pairing.compare_rows`: over seeds and examples when either
         row has 2+ seeds, or when a one-seed row can borrow the seed variance pooled over its
         grid's multi-seed rows), or None with under 2 common examples."""
@@ -176,7 +232,7 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None,
     """Merge run folders into one Collected; with `plugins`, metric directions and ranks too.
     `adjust` (holm, bonferroni, none) sets how each table's stars account for its number
     of comparisons."""
-    from arkd_bench.evaluate.stats import ADJUSTMENTS, mean_std
+    from arkd_bench.evaluate.stats import ADJUSTMENTS
 
     if adjust not in ADJUSTMENTS:
         raise ValueError(f"unknown adjustment {adjust!r}; valid: {', '.join(ADJUSTMENTS)}")
@@ -185,54 +241,60 @@ def load(run_dirs: list[str | Path], plugins=None, reference: str | None = None,
     cells, extras, runs = read_runs(run_dirs, order)
     first_recipe = runs[0][1] if runs else {}
     reference = reference or (first_recipe.get("eval") or {}).get("reference") or "sft"
-    collected = Collected(results={})
+    scores, seeds = {}, {}
     for path in run_dirs:
         rundir = RunDir(path)
         for cell in cells.values():
             if cell["run"] == str(path) and cell["status"] == DONE:
-                collected.scores[cell["id"]] = per_example_scores(rundir, cell["id"])
-                collected.seeds[cell["id"]] = cell["seed"]
+                scores[cell["id"]] = per_example_scores(rundir, cell["id"])
+                seeds[cell["id"]] = cell["seed"]
     groups = _group(cells, extras)
     labels = _labels(groups)
-    leaderboard = []
-    for key, members in groups.items():
-        members.sort(key=lambda c: c["seed"])
-        done = [c for c in members if c["status"] == DONE]
-        row: dict[str, Any] = dict(zip(GROUP_KEYS, key))
-        row.update(kind=members[0]["kind"], label=labels[key],
-                   failed=sum(c["status"] == FAILED for c in members),
-                   pending=sum(c["status"] not in (DONE, FAILED) for c in members),
-                   cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}),
-                   seeds=sorted({c["seed"] for c in done}), metrics={})
-        for m in sorted({m for c in done for m in c["metrics"]}):
-            mean, std, n = mean_std(_per_seed([c for c in done if m in c["metrics"]], m))
-            row["metrics"][m] = {"mean": mean, "std": std, "n": n}
-        costs = [c["data_policy"] for c in done if c.get("data_policy")]
-        if costs:  # ground-truth rows have none, and their results stay as they were
-            row["data_policy"] = {**costs[0], "generation_seconds_per_step": round(
-                sum(c["generation_seconds_per_step"] for c in costs) / len(costs), 4)}
-        leaderboard.append(row)
-    leaderboard.sort(key=order.row_key)
+    leaderboard = sorted((_row(key, members, labels[key]).to_dict() for key, members in groups.items()),
+                         key=order.row_key)
     ordered_cells = sorted(cells.values(), key=lambda c: (*order.row_key(c), c["seed"]))
-    collected.results = {
+    collected = Collected({
         "schema_version": SCHEMA_VERSION, "recipe": ", ".join(dict.fromkeys(name for name, _ in runs)),
         "runs": [str(p) for p in run_dirs], "cells": ordered_cells, "leaderboard": leaderboard,
         "reference": reference, "comparisons": 0,
         "settings": {"seeds": first_recipe.get("seeds", [0]), "eval": first_recipe.get("eval", {})},
         "primary_metric": next((m for _, r in runs for m in metric_names(r)), None),
         "eval_settings": _eval_settings(ordered_cells, extras),
-    }
-    for row in leaderboard:  # after all rows: a one-seed row borrows the pooled seed variance of its grid
-        for m, stat in row["metrics"].items():
-            scores = collected.seed_scores(row, m)
-            trained = row["kind"] not in REFERENCE_KINDS  # the teacher and the floors have no seed variance
-            pooled = collected.pooled_seed_variance(row, m) if len(scores) == 1 and trained else None
-            stat.update(row_interval(scores, pooled=None if pooled is None else pooled[:2]))
+    }, scores, seeds)
+    for row in collected.rows:  # after all rows: a one-seed row borrows the pooled seed variance of its grid
+        for m, stat in row.metrics.items():
+            row_scores = collected.seed_scores(row, m)
+            # the teacher and the floors have no seed variance
+            pooled = collected.pooled_seed_variance(row, m) if len(row_scores) == 1 and row.trained else None
+            stat.update(row_interval(row_scores, pooled=None if pooled is None else pooled[:2]))
     _compare_with_reference(collected)
     adjust_comparisons(collected.results, adjust)
     if plugins is not None:
         annotate_metrics(collected.results, plugins)
     return collected
+
+
+def _row(key: tuple, members: list[dict], label: str) -> Row:
+    """A row from its cells: counts, seeds, per-metric mean and std over seeds, and what
+    generating its sequences cost."""
+    from arkd_bench.evaluate.stats import mean_std
+
+    members.sort(key=lambda c: c["seed"])
+    done = [c for c in members if c["status"] == DONE]
+    metrics = {}
+    for m in sorted({m for c in done for m in c["metrics"]}):
+        mean, std, n = mean_std(_per_seed([c for c in done if m in c["metrics"]], m))
+        metrics[m] = {"mean": mean, "std": std, "n": n}
+    costs = [c["data_policy"] for c in done if c.get("data_policy")]
+    data_policy = None  # ground-truth rows have none, and their results stay as they were
+    if costs:
+        data_policy = {**costs[0], "generation_seconds_per_step": round(
+            sum(c["generation_seconds_per_step"] for c in costs) / len(costs), 4)}
+    return Row(*key[:4], kind=members[0]["kind"], label=label,
+               failed=sum(c["status"] == FAILED for c in members),
+               pending=sum(c["status"] not in (DONE, FAILED) for c in members),
+               cells=[c["id"] for c in members], recipes=sorted({c["recipe"] for c in members}),
+               seeds=sorted({c["seed"] for c in done}), metrics=metrics, data_policy=data_policy)
 
 
 def _per_seed(cells: list[dict], metric: str) -> list[float]:
@@ -249,8 +311,8 @@ def adjust_comparisons(results: dict[str, Any], method: str = "holm") -> None:
     from arkd_bench.evaluate.stats import adjust_p_values
 
     families: dict[str, list[dict]] = defaultdict(list)
-    for row in results["leaderboard"]:
-        families[row["dataset"]] += list(row.get("vs_reference", {}).values())
+    for row in leaderboard_rows(results):
+        families[row.dataset] += list(row.vs_reference.values())
     for comparisons in families.values():
         for c, p in zip(comparisons, adjust_p_values([c["p_value"] for c in comparisons], method)):
             c["p_adjusted"] = p
@@ -258,30 +320,29 @@ def adjust_comparisons(results: dict[str, Any], method: str = "holm") -> None:
                              "comparisons": {d: len(c) for d, c in families.items()}}
 
 
-def reference_row(rows: list[dict], row: dict, reference: str) -> dict | None:
+def reference_row(rows: list[Row], row: Row, reference: str) -> Row | None:
     """The reference method's row next to `row` (same dataset, teacher, student), preferring
     one from the same recipe when a method name has several variants."""
-    candidates = [r for r in rows if r["method"] == reference
-                  and (r["dataset"], r["teacher"], r["student"]) == (row["dataset"], row["teacher"], row["student"])]
-    same_recipe = [r for r in candidates if set(r["recipes"]) & set(row["recipes"])]
+    candidates = [r for r in rows if r.method == reference and r.rank_group == row.rank_group]
+    same_recipe = [r for r in candidates if set(r.recipes) & set(row.recipes)]
     return (same_recipe or candidates or [None])[0]
 
 
 def _compare_with_reference(collected: Collected) -> None:
     results = collected.results
     reference, comparisons = results["reference"], 0
-    for row in results["leaderboard"]:
-        row["vs_reference"] = {}
-        ref = reference_row(results["leaderboard"], row, reference)
-        if ref is None or ref is row or row["method"] == reference:
+    rows = collected.rows
+    for row in rows:
+        ref = reference_row(rows, row, reference)
+        if ref is None or ref is row or row.method == reference:
             continue
-        for m in row["metrics"]:
+        for m in row.metrics:
             c = collected.compare(row, ref, m)
             if c is not None:
-                row["vs_reference"][m] = {"reference": ref["label"], "diff": c.diff, "low": c.low, "high": c.high,
-                                          "p_value": c.p_value, "n_examples": c.n, "interval": c.interval,
-                                          "seeds": list(c.seeds), "paired_seeds": c.paired_seeds,
-                                          "seed_variance": c.seed_variance}
+                row.vs_reference[m] = {"reference": ref.label, "diff": c.diff, "low": c.low, "high": c.high,
+                                       "p_value": c.p_value, "n_examples": c.n, "interval": c.interval,
+                                       "seeds": list(c.seeds), "paired_seeds": c.paired_seeds,
+                                       "seed_variance": c.seed_variance}
                 comparisons += 1
     results["comparisons"] = comparisons
 
@@ -294,16 +355,11 @@ def collect(run_dirs: list[str | Path], reference: str | None = None, adjust: st
 def annotate_metrics(results: dict[str, Any], plugins) -> dict[str, Any]:
     """Add each metric's direction (from its plugin) and the ranks that depend on it."""
     registry = plugins.registry("metric")
-    names = {m for row in results["leaderboard"] for m in row["metrics"]}
+    names = {m for row in leaderboard_rows(results) for m in row.metrics}
     results["metric_info"] = {m: _metric_info(registry.get(m).factory if m in registry else None)
                               for m in sorted(names)}
     add_ranks(results)
     return results
-
-
-def rank_group(row: dict[str, Any]) -> tuple:
-    """The rows a row is ranked against: same dataset, teacher and student."""
-    return (row["dataset"], row["teacher"], row["student"])
 
 
 def _metric_info(factory) -> dict[str, Any]:
@@ -325,11 +381,12 @@ def add_ranks(results: dict[str, Any]) -> None:
     """Rank rows per (dataset, teacher, student) and metric, 1 = best: students of other
     architectures or teachers are not rivals. The teacher (a bound) and the trivial
     baselines (floors) are reference points, not contestants."""
-    for row in results["leaderboard"]:
-        row["rank"] = {}
-    for group in {rank_group(r) for r in results["leaderboard"]}:
-        rows = [r for r in results["leaderboard"] if rank_group(r) == group and r["kind"] not in REFERENCE_KINDS]
-        for m in {m for r in rows for m in r["metrics"]}:
-            values = [r["metrics"].get(m, {}).get("mean") for r in rows]
+    for entry in results["leaderboard"]:
+        entry["rank"] = {}
+    ranked = [r for r in leaderboard_rows(results) if r.trained]
+    for group in {r.rank_group for r in ranked}:
+        rows = [r for r in ranked if r.rank_group == group]
+        for m in {m for r in rows for m in r.metrics}:
+            values = [r.metrics.get(m, {}).get("mean") for r in rows]
             for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):
-                r["rank"][m] = rank
+                r.rank[m] = rank

@@ -160,6 +160,8 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
 
 
 def test_leaderboards_without_data_policies_get_no_data_line():
-    from arkd_bench.report.table import data_policy_line
+    from arkd_bench.report.notes import data_policy_line
+    from arkd_bench.report.rows import Row
 
-    assert data_policy_line([{"method": "fkl"}, {"method": "sft"}]) is None
+    rows = [Row("d", "t", "s", "fkl", "distill", "fkl"), Row("d", "t", "s", "sft", "sft", "sft")]
+    assert data_policy_line(rows) is None

@@ -6,7 +6,8 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.recipe.schema import CheckSpec
-from arkd_bench.report.checks import Tolerance, compare_baseline, run_checks
+from arkd_bench.report.baseline import Tolerance, compare_baseline
+from arkd_bench.report.checks import run_checks
 from arkd_bench.report.rows import Collected
 
 runner = CliRunner()

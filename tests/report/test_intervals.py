@@ -146,7 +146,7 @@ def test_a_one_seed_row_takes_the_seed_variance_pooled_over_its_grid(known_p_val
                     keep=lambda c: not (c["method"] == "fkl" and c["seed"] == 1))
     plugins = load_plugins(autoload=False)
     collected = load([lost], plugins)
-    rows = {r["method"]: r for r in collected.rows}
+    rows = {r.method: r for r in collected.rows}
 
     def seeds_x_examples(method):
         scores = collected.seed_scores(rows[method], "rougeL")
@@ -155,12 +155,12 @@ def test_a_one_seed_row_takes_the_seed_variance_pooled_over_its_grid(known_p_val
     matrix = {m: seeds_x_examples(m) for m in ("sft", "fkl", "mix")}
     # pooled over the trained rows with 2+ seeds (sft, mix): one df each
     pooled = (np.mean([matrix["sft"].mean(1).var(ddof=1), matrix["mix"].mean(1).var(ddof=1)]), 2)
-    vs = rows["fkl"]["vs_reference"]["rougeL"]
+    vs = rows["fkl"].vs_reference["rougeL"]
     expected = seeded_bootstrap(matrix["fkl"], matrix["sft"], pooled_seed_var=pooled)
     assert (vs["interval"], vs["seed_variance"], vs["seeds"]) == ("seeds+examples", "pooled", [1, 2])
     assert (vs["low"], vs["high"], vs["p_value"]) == pytest.approx((expected.low, expected.high, expected.p_value))
-    assert rows["fkl"]["metrics"]["rougeL"]["seed_variance"] == "pooled"
-    assert rows["mix"]["vs_reference"]["rougeL"]["seed_variance"] == "own"
+    assert rows["fkl"].metrics["rougeL"]["seed_variance"] == "pooled"
+    assert rows["mix"].vs_reference["rougeL"]["seed_variance"] == "own"
     md = runner.invoke(app, ["report", str(lost)]).output
     assert ("rows with one training seed (fkl) take the seed variance pooled over the multi-seed rows of their "
             "teacher and student, assuming methods share it (‡)") in md

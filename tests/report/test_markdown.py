@@ -95,12 +95,14 @@ def test_students_of_two_architectures_are_ranked_and_bolded_separately():
 
 
 def test_row_labels_name_what_varies_in_a_merge():
+    from arkd_bench.report.rows import Row
     from arkd_bench.report.table import row_label
 
-    rows = [row("teacher", "teacher"), {**row("teacher", "teacher"), "teacher": "t2"}, row("sft", "sft")]
+    rows = [Row.from_dict(r) for r in (row("teacher", "teacher"), {**row("teacher", "teacher"), "teacher": "t2"},
+                                       row("sft", "sft"))]
     assert [row_label(r, rows) for r in rows] == ["teacher [t]", "teacher [t2]", "sft [t -> s]"]
     assert row_label(rows[2], rows[2:]) == "sft"
-    other = {**row("sft", "sft"), "dataset": "e"}
+    other = Row.from_dict({**row("sft", "sft"), "dataset": "e"})
     assert row_label(other, [rows[2], other]) == "sft [e]"
 
 

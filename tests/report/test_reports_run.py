@@ -61,13 +61,13 @@ def test_report_formats_and_output_files(grid, tmp_path):
 def test_any_two_rows_can_be_paired(grid):
     _, run, _ = grid
     collected = load([run], load_plugins(autoload=False))
-    rows = {r["method"]: r for r in collected.rows}
+    rows = {r.method: r for r in collected.rows}
     a, b = collected.paired(rows["fkl"], rows["mix"], "rougeL")
     assert len(a) == len(b) == 3
     # per seed and example, read straight from the cells' generations (generation seeds averaged)
     def matrix(row):
         by_seed = {}
-        for cell_id in row["cells"]:
+        for cell_id in row.cells:
             seed = json.loads((run / "cells" / cell_id / "cell.json").read_text())["seed"]
             lines = [json.loads(l) for l in (run / "cells" / cell_id / "generations.jsonl").read_text().splitlines()]
             by_seed[seed] = [np.mean([l["scores"]["rougeL"] for l in lines if l["example"] == i]) for i in range(3)]
@@ -79,9 +79,9 @@ def test_any_two_rows_can_be_paired(grid):
     assert (comparison.interval, comparison.seeds, comparison.paired_seeds) == ("seeds+examples", (2, 2), True)
     assert comparison == seeded_bootstrap(mix, fkl, paired_seeds=True)
     assert comparison.diff == pytest.approx(float((mix - fkl).mean()))
-    vs = rows["mix"]["vs_reference"]["rougeL"]
+    vs = rows["mix"].vs_reference["rougeL"]
     assert (vs["interval"], vs["seeds"], vs["paired_seeds"]) == ("seeds+examples", [2, 2], True)
-    assert rows["mix"]["metrics"]["rougeL"]["interval"] == "seeds+examples"
+    assert rows["mix"].metrics["rougeL"]["interval"] == "seeds+examples"
     # one seed each: seeds averaged away, exact sign-flip test over the 3 paired examples
     one = compare_rows({0: dict(enumerate(mix[0]))}, {0: dict(enumerate(fkl[0]))})
     d = mix[0] - fkl[0]
