@@ -386,7 +386,7 @@ def add_ranks(results: dict[str, Any]) -> None:
     ranked = [r for r in leaderboard_rows(results) if r.trained]
     for group in {r.rank_group for r in ranked}:
         rows = [r for r in ranked if r.rank_group == group]
-        for m in {m for r in rows for m in r.metrics}:
+        for m in dict.fromkeys(m for r in rows for m in r.metrics):  # a set's order would vary by process
             values = [r.metrics.get(m, {}).get("mean") for r in rows]
             for r, rank in zip(rows, rank_values(values, higher_is_better(results, m))):
                 r.rank[m] = rank
