@@ -12,9 +12,9 @@ from typing import Any
 
 from arkd_bench.data.prompt_format import raw_prompt
 from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell
-from arkd_bench.rundir.store import RunDir
 from arkd_bench.run.artifacts import Artifacts
 from arkd_bench.run.shared import named
+from arkd_bench.rundir.store import RunDir
 
 
 @dataclass

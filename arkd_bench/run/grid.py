@@ -11,10 +11,10 @@ from pathlib import Path
 from arkd_bench.faults import INTERRUPTED, RunAborted, RunInterrupted, describe_failure, stop_on_signals
 from arkd_bench.recipe.matrix import Cell, expand, shard
 from arkd_bench.recipe.validate import LoadedRecipe
-from arkd_bench.rundir.lock import describe_holder
-from arkd_bench.rundir.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
 from arkd_bench.run.artifacts import Artifacts
 from arkd_bench.run.cell import run_cell
+from arkd_bench.rundir.lock import describe_holder
+from arkd_bench.rundir.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
 from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 
 
