@@ -166,7 +166,7 @@ def run_tiny(directory, *plugin_modules, methods=None, metrics=None, datasets=No
 
     from arkd_bench.plugins import load_plugins
     from arkd_bench.recipe.validate import load_recipe
-    from arkd_bench.runner import run_recipe
+    from arkd_bench.run.grid import run_recipe
 
     recipe = {**TINY_RECIPE, **changes}
     recipe["methods"] = methods or recipe["methods"]

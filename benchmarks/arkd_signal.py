@@ -51,7 +51,7 @@ def collect(recipe_path: str, checkpoints: list[int], n_batches: int, seed: int,
     from arkd_bench.recipe.validate import load_recipe
     from accelerate import Accelerator
 
-    from arkd_bench.runner import RunContext
+    from arkd_bench.run.artifacts import Artifacts
     from arkd_bench.train.cache import ArtifactCache, default_cache_dir
     from arkd_bench.train.distill import Distiller
     from arkd_bench.train.modes import eval_mode
@@ -61,19 +61,18 @@ def collect(recipe_path: str, checkpoints: list[int], n_batches: int, seed: int,
     loaded = load_recipe(Path(recipe_path))
     recipe = loaded.recipe
     accelerator = Accelerator(cpu=True)
-    ctx = RunContext(loaded, ArtifactCache(default_cache_dir(), accelerator, say=print), accelerator, print)
+    ctx = Artifacts(loaded, ArtifactCache(default_cache_dir(), accelerator, say=print), accelerator, print)
     dataset, teacher_name, student_name = recipe.datasets[0].name, recipe.teachers[0].name, recipe.students[0].name
-    tokenizer, _ = ctx.tokenizer(dataset, teacher_name)
+    tokenizer, _ = ctx.data.tokenizer(dataset, teacher_name)
     teacher = ctx.teacher(dataset, teacher_name)[0]
     student = ctx.student(dataset, teacher_name, student_name, seed, sft=recipe.train.student_sft)
     method = next(m for m in recipe.methods if m.name == "alpha-0.50")
     train = recipe.train
-    d = Distiller(student=student, teacher=teacher, tokenizer=tokenizer,
-                  train_items=ctx.train_items(dataset, teacher_name),
-                  teacher_outputs=ctx.teacher_outputs(dataset, teacher_name), method=method, train=train,
+    d = Distiller(student=student, teacher=ctx.teacher_source(dataset, teacher_name), tokenizer=tokenizer,
+                  train_items=ctx.data.train_items(dataset, teacher_name), method=method, train=train,
                   plugins=loaded.plugins, seed=seed, accelerator=ctx.accelerator,
-                  probe_items=ctx.probe_items(dataset, teacher_name))
-    rouge_probe = ctx.rouge_probe(dataset, teacher_name)
+                  probe_items=ctx.data.probe_items(dataset, teacher_name))
+    rouge_probe = ctx.data.rouge_probe(dataset, teacher_name)
     probe = collate_for_training(d.probe_items, tokenizer.pad_token_id)
     with torch.no_grad():
         probe["teacher_logits"] = teacher(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits

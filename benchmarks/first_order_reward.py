@@ -69,7 +69,8 @@ def build(recipe_path: Path, cache_dir: Path, seed: int, method_name: str):
 
     from arkd_bench.data.collate import collate_for_training
     from arkd_bench.recipe.validate import load_recipe
-    from arkd_bench.runner import RunContext, quiet_transformers
+    from arkd_bench.run.artifacts import Artifacts
+    from arkd_bench.run.grid import quiet_transformers
     from arkd_bench.train.cache import ArtifactCache
     from arkd_bench.train.distill import Distiller
 
@@ -77,19 +78,18 @@ def build(recipe_path: Path, cache_dir: Path, seed: int, method_name: str):
     loaded = load_recipe(recipe_path)
     recipe = loaded.recipe
     accelerator = Accelerator(cpu=True)
-    ctx = RunContext(loaded, ArtifactCache(cache_dir, accelerator, say=lambda m: None), accelerator, lambda m: None)
+    ctx = Artifacts(loaded, ArtifactCache(cache_dir, accelerator, say=lambda m: None), accelerator, lambda m: None)
     dataset, teacher_name, student_name = recipe.datasets[0].name, recipe.teachers[0].name, recipe.students[0].name
-    tokenizer, _ = ctx.tokenizer(dataset, teacher_name)
+    tokenizer, _ = ctx.data.tokenizer(dataset, teacher_name)
     teacher = ctx.teacher(dataset, teacher_name)[0]
     method = next(m for m in recipe.methods if m.name == method_name)
 
     def distiller(spec=method):
         student = ctx.student(dataset, teacher_name, student_name, seed, sft=recipe.train.student_sft)
-        return Distiller(student=student, teacher=teacher, tokenizer=tokenizer,
-                         train_items=ctx.train_items(dataset, teacher_name),
-                         teacher_outputs=ctx.teacher_outputs(dataset, teacher_name), method=spec,
+        return Distiller(student=student, teacher=ctx.teacher_source(dataset, teacher_name), tokenizer=tokenizer,
+                         train_items=ctx.data.train_items(dataset, teacher_name), method=spec,
                          train=recipe.train.model_copy(update={"log_every": 1}), plugins=loaded.plugins,
-                         seed=seed, accelerator=accelerator, probe_items=ctx.probe_items(dataset, teacher_name))
+                         seed=seed, accelerator=accelerator, probe_items=ctx.data.probe_items(dataset, teacher_name))
 
     d = distiller()
     probe = collate_for_training(d.probe_items, tokenizer.pad_token_id)

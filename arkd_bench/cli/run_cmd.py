@@ -112,7 +112,7 @@ def _run(recipe: Path, out_dir: Path | None, dry_run: bool, shard_spec, cache_di
     where.cell_ids, where.out = [c.id for c in cells], out_dir
     from arkd_bench.faults import RunAborted
     from arkd_bench.rundir.store import RunDirError
-    from arkd_bench.runner import run_recipe
+    from arkd_bench.run.grid import run_recipe
     from arkd_bench.train.trackers import TrackerError
 
     try:

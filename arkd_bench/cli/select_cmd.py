@@ -68,7 +68,7 @@ def _run_grid(grid, cells, out_dir: Path, cache_dir: Path | None) -> None:
     from arkd_bench.cli.run_cmd import RichProgress
     from arkd_bench.faults import RunAborted
     from arkd_bench.rundir.store import RunDirError
-    from arkd_bench.runner import run_recipe
+    from arkd_bench.run.grid import run_recipe
     from arkd_bench.train.trackers import TrackerError
 
     try:

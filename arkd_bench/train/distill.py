@@ -91,19 +91,17 @@ class MicroStep:
 class Distiller:
     """Holds what one cell's distillation needs; `run()` trains the student.
 
-    `train_items` are encoded training examples (TrainingDataset.items); `teacher_outputs`,
-    when given, holds the teacher's logits for each of them, so the teacher never runs here.
+    `train_items` are encoded training examples (TrainingDataset.items); `teacher` is the
+    TeacherSource (arkd_bench.teacher) that gives the teacher logits of their batches.
     `rouge_probe` is a callable(model) -> mean Rouge-L on a validation probe, for strategies
     that ask for it (and for dev evaluation)."""
 
     def __init__(self, *, student, teacher, tokenizer, train_items, method: MethodSpec, train: TrainSpec,
-                 plugins, seed: int, accelerator, probe_items=(), teacher_outputs=None, rouge_probe=None,
-                 data_policy=None):
-        from arkd_bench.train.teacher_cache import IndexedDataset
+                 plugins, seed: int, accelerator, probe_items=(), rouge_probe=None, data_policy=None):
+        from arkd_bench.teacher.items import IndexedDataset
 
         self.student, self.teacher, self.tokenizer = student, teacher, tokenizer
         self.dataset = IndexedDataset(train_items, tokenizer.pad_token_id)
-        self.teacher_outputs = teacher_outputs
         self.method, self.train, self.seed = method, train, seed
         self.accelerator = accelerator
         built = build_method(method, plugins, seed, data_policy=data_policy)
@@ -112,10 +110,8 @@ class Distiller:
         self.rouge_probe = rouge_probe
         self.data_policy = data_policy  # an online one replaces batches during training
         self.criteria = {name: plugins.create("divergence", name) for name in PROBE_CRITERIA}
-        self.online_teacher_batches = 0
         self.trial_updates = 0  # hypothetical updates measured for the strategy (before_update)
         self.probe_gradients = 0  # probe backward passes for the strategy ("probe_grad")
-        self.teacher_seconds = 0.0  # time spent in online teacher forwards
         self.lm_head = student_head(student, accelerator) if train.fused_head else None
 
     def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None):
@@ -132,8 +128,6 @@ class Distiller:
     def _logits(self, batch):
         """(student, teacher, labels) at the next-token positions; the student's side is its
         logits, or with `train.fused_head` its last hidden states (the pass applies the head)."""
-        import torch
-
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.lm_head is None:
             student_logits = self.student(**inputs).logits
@@ -141,17 +135,7 @@ class Distiller:
             # the body runs under the autocast the prepared model's forward would apply
             with self.accelerator.autocast():
                 student_logits = self.accelerator.unwrap_model(self.student).base_model(**inputs).last_hidden_state
-        if "teacher_logits" in batch:
-            teacher_logits = batch["teacher_logits"]
-        elif self.teacher_outputs is not None and "index" in batch:
-            teacher_logits = self.teacher_outputs.batch(batch["index"], batch["input_ids"].shape[1],
-                                                        device=student_logits.device)
-        else:
-            self.online_teacher_batches += 1
-            started = time.perf_counter()
-            with torch.no_grad():
-                teacher_logits = self.teacher(**inputs).logits
-            self.teacher_seconds += time.perf_counter() - started
+        teacher_logits = self.teacher.logits(batch, device=student_logits.device)
         student_logits, labels = shift_for_next_token(student_logits, batch["labels"])
         teacher_logits, _ = shift_for_next_token(teacher_logits, batch["labels"])
         return student_logits, teacher_logits, labels
@@ -249,16 +233,14 @@ class Distiller:
                                                    train.warmup_steps, train.steps)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
         data = data_session(self, acc)
-        if self.teacher_outputs is None or data is not None:
-            self.teacher.to(acc.device).eval()
+        if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index
+            self.teacher.to(acc.device)
         probe_batch = self._probe_batch(acc)
         loop = TrainingLoop(self, optimizer, scheduler, loader)
         return loop.run(training_hooks(self, probe_batch, data, on_log))
 
     def _probe_batch(self, acc):
         """The probe batch with its teacher logits where the strategy asks ("probe", "probe_grad")."""
-        import torch
-
         from arkd_bench.data.collate import collate_for_training
 
         requests = self.strategy.feedback_requests
@@ -270,10 +252,7 @@ class Distiller:
             probe_batch = collate_for_training(self.probe_items, self.tokenizer.pad_token_id)
             probe_batch = {k: v.to(acc.device) for k, v in probe_batch.items()}
             # The probe is measured (or differentiated) every step; its teacher side never changes.
-            teacher = self.teacher.to(acc.device).eval()
-            with torch.no_grad():
-                probe_batch["teacher_logits"] = teacher(input_ids=probe_batch["input_ids"],
-                                                        attention_mask=probe_batch["attention_mask"]).logits
+            probe_batch["teacher_logits"] = self.teacher.to(acc.device).forward(probe_batch)
         return probe_batch
 
     def _step_tokens(self, micro_batches) -> int:

@@ -8,7 +8,7 @@ one, or METHOD[:SEED]). Both appear atomically: the folder is written under a te
 name and renamed once complete.
 
 Cells keep no weights of their own, so a finished cell without a saved student can only get
-one by training again: a rerun with train.save_student on does that (runner.py), and the
+one by training again: a rerun with train.save_student on does that (arkd_bench/run/grid.py), and the
 export error says so with the command to run.
 """
 from __future__ import annotations

@@ -83,7 +83,7 @@ def stand_in_runner(monkeypatch, statuses, reports=False, stop=KeyboardInterrupt
                 (Path(out) / name).write_text("{}")
         raise stop()
 
-    monkeypatch.setitem(sys.modules, "arkd_bench.runner", types.SimpleNamespace(run_recipe=run_recipe))
+    monkeypatch.setitem(sys.modules, "arkd_bench.run.grid", types.SimpleNamespace(run_recipe=run_recipe))
 
 
 def test_sigint_after_the_grid_before_the_reports(recipe, tmp_path, monkeypatch):

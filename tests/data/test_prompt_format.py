@@ -3,7 +3,7 @@ import pytest
 
 from arkd_bench.data.base import DatasetSplits, DataError, Example
 from arkd_bench.data.prompt_format import apply_prompt_format, chat_prompt, raw_prompt
-from arkd_bench.runner import trivial_predictions
+from arkd_bench.run.cell import trivial_predictions
 from arkd_bench.testing import tiny_tokenizer
 
 TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"

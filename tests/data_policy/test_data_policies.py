@@ -13,6 +13,7 @@ from arkd_bench.data_policy import GroundTruth, OnPolicy, Replay, TeacherGenerat
 from arkd_bench.data_policy.session import DataSession, SequenceSource
 from arkd_bench.evaluate.generate import GenerationSettings, generate_ids
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.teacher.base import OnlineTeacher
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
 
@@ -33,7 +34,8 @@ def distiller(tokenizer, plugins, policy=None, steps: int = 3, seed: int = 0):
     method = MethodSpec.model_validate({"name": "m", "objective": ["fkl"]})
     spec = TrainSpec.model_validate({"steps": steps, "batch_size": 4, "max_length": 64, "lr": 0.01, "log_every": 1})
     items = items_of(tokenizer)
-    return Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=tiny_gpt2(tokenizer, n_layer=2, seed=2),
+    return Distiller(student=tiny_gpt2(tokenizer, seed=1),
+                     teacher=OnlineTeacher(tiny_gpt2(tokenizer, n_layer=2, seed=2)),
                      tokenizer=tokenizer, train_items=items, method=method, train=spec, plugins=plugins, seed=seed,
                      accelerator=Accelerator(cpu=True), probe_items=items[:4], data_policy=policy)
 
@@ -189,7 +191,7 @@ def test_teacher_policy_builds_the_teachers_generations(tokenizer):
 def test_token_targets_make_fkl_the_cross_entropy(tokenizer, builtin_plugins):
     import torch.nn.functional as F
 
-    from arkd_bench.data_policy.targets import TokenTargets
+    from arkd_bench.teacher.targets import TokenTargets
 
     items = items_of(tokenizer, n=4)
     batch = collate_for_training(items, tokenizer.pad_token_id)

@@ -96,7 +96,7 @@ def _save_teacher(folder: Path, tokenizer, seed: int) -> None:
 def _run(tmp_path: Path, recipe: dict, said: list[str]):
     from arkd_bench.plugins import load_plugins
     from arkd_bench.recipe.validate import load_recipe
-    from arkd_bench.runner import run_recipe
+    from arkd_bench.run.grid import run_recipe
 
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")

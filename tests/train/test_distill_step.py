@@ -8,6 +8,7 @@ import torch
 from arkd_bench.data.base import Example
 from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.teacher.base import OnlineTeacher
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
 
@@ -39,7 +40,8 @@ def make_distiller(tokenizer, builtin_plugins, *, weighting=None, objective=("fk
                                         "weighting": weighting or {"name": "fixed", "options": {"weights": [0.5, 0.5]}}})
     spec = TrainSpec.model_validate({"steps": 2, "batch_size": 4, "max_length": 96, **train})
     items = TrainingDataset(examples(32), tokenizer, spec.max_length).items
-    return Distiller(student=student, teacher=teacher, tokenizer=tokenizer, train_items=items, method=method,
+    return Distiller(student=student, teacher=OnlineTeacher(teacher), tokenizer=tokenizer, train_items=items,
+                     method=method,
                      train=spec, plugins=builtin_plugins, seed=0, accelerator=Accelerator(cpu=True),
                      probe_items=list(probe))
 
@@ -156,7 +158,8 @@ def test_the_probe_is_measured_once_a_step_and_before_reuses_the_last_after(toke
                        probe=probe_items)
     probe = batch_of(tokenizer, probe_items)
     with torch.no_grad():
-        probe["teacher_logits"] = d.teacher(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
+        probe["teacher_logits"] = d.teacher.model(input_ids=probe["input_ids"],
+                                                  attention_mask=probe["attention_mask"]).logits
     calls, fresh, feedback = [], [], []
     measure = d._criteria
     d._criteria = lambda batches: calls.append(1) or measure(batches)

@@ -177,6 +177,7 @@ def make_distiller(tokenizer, plugins, weighting, *, dropout=0.0, **train):
     from arkd_bench.data.collate import TrainingDataset
     from arkd_bench.recipe.schema import MethodSpec, TrainSpec
     from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
+    from arkd_bench.teacher.base import OnlineTeacher
     from arkd_bench.train.distill import Distiller
 
     examples = [Example(prompt=f"Item {i}:", references=(" ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)]
@@ -189,7 +190,8 @@ def make_distiller(tokenizer, plugins, weighting, *, dropout=0.0, **train):
     method = MethodSpec.model_validate({"name": "m", "objective": ["fkl", "rkl"], "weighting": weighting})
     spec = TrainSpec.model_validate({"steps": 4, "batch_size": 4, "max_length": 96, "lr": 0.02, "log_every": 1,
                                      **train})
-    return Distiller(student=student, teacher=tiny_gpt2(tokenizer, n_layer=2, seed=2), tokenizer=tokenizer,
+    return Distiller(student=student, teacher=OnlineTeacher(tiny_gpt2(tokenizer, n_layer=2, seed=2)),
+                     tokenizer=tokenizer,
                      train_items=TrainingDataset(examples[:32], tokenizer, 96).items, method=method, train=spec,
                      plugins=plugins, seed=0, accelerator=Accelerator(cpu=True),
                      probe_items=TrainingDataset(examples[32:], tokenizer, 96).items)
@@ -253,7 +255,8 @@ def test_the_probe_gradient_is_taken_in_eval_mode(tokenizer, builtin_plugins):
     d.student.train()
     probe = collate_for_training(d.probe_items, tokenizer.pad_token_id)
     with torch.no_grad():
-        probe["teacher_logits"] = d.teacher(input_ids=probe["input_ids"], attention_mask=probe["attention_mask"]).logits
+        probe["teacher_logits"] = d.teacher.model(input_ids=probe["input_ids"],
+                                                  attention_mask=probe["attention_mask"]).logits
     params = [p for p in d.student.parameters() if p.requires_grad]
     first, second = d._probe_criterion_gradient(probe, params), d._probe_criterion_gradient(probe, params)
     assert first[0] == second[0] and all(torch.equal(a, b) for a, b in zip(first[1], second[1]))

@@ -43,6 +43,7 @@ def test_a_hook_hears_every_event_in_order_and_extends_the_log(tokenizer, builti
     from accelerate import Accelerator
 
     import arkd_bench.train.distill as distill
+    from arkd_bench.teacher.base import OnlineTeacher
 
     recorder = Recorder()
     build = distill.training_hooks
@@ -50,7 +51,7 @@ def test_a_hook_hears_every_event_in_order_and_extends_the_log(tokenizer, builti
     examples = [Example(prompt=f"Item {i}:", references=(SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)],)) for i in range(8)]
     method = MethodSpec.model_validate({"name": "m", "objective": ["fkl", "rkl"]})
     spec = TrainSpec.model_validate({"steps": 2, "batch_size": 4, "max_length": 64, "log_every": 1})
-    d = distill.Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=tiny_gpt2(tokenizer, seed=2),
+    d = distill.Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=OnlineTeacher(tiny_gpt2(tokenizer, seed=2)),
                           tokenizer=tokenizer, train_items=TrainingDataset(examples, tokenizer, 64).items,
                           method=method, train=spec, plugins=builtin_plugins, seed=0,
                           accelerator=Accelerator(cpu=True))

@@ -16,6 +16,7 @@ import torch
 from arkd_bench.data.base import Example
 from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.teacher.base import OnlineTeacher
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
 from arkd_bench.train.distill import Distiller
 
@@ -64,7 +65,8 @@ def distiller(tokenizer, plugins, acc, weighting=FIXED, **train):
     spec = TrainSpec.model_validate({"steps": 1, "batch_size": 4, "max_length": 96, "lr": 0.01, **train})
     items = TrainingDataset(examples(32), tokenizer, 96).items
     probe = TrainingDataset(examples(40)[32:], tokenizer, 96).items
-    return Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=tiny_gpt2(tokenizer, n_layer=2, seed=2),
+    return Distiller(student=tiny_gpt2(tokenizer, seed=1),
+                     teacher=OnlineTeacher(tiny_gpt2(tokenizer, n_layer=2, seed=2)),
                      tokenizer=tokenizer, train_items=items, method=method, train=spec, plugins=plugins, seed=0,
                      accelerator=acc, probe_items=probe)
 

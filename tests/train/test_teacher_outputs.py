@@ -8,8 +8,9 @@ from arkd_bench.data.collate import TrainingDataset
 from arkd_bench import get_divergence
 from arkd_bench.divergences import divergence_pass
 from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
-from arkd_bench.train.teacher_cache import (StoredTeacherOutputs, TeacherOutputs, response_positions,
-                                            topk_to_dense)
+from arkd_bench.teacher.disk import StoredTeacherOutputs, topk_to_dense
+from arkd_bench.teacher.items import response_positions
+from arkd_bench.teacher.memory import TeacherOutputs
 
 
 @pytest.fixture(scope="module")

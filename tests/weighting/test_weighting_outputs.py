@@ -115,6 +115,7 @@ def distill(tokenizer, strategy_cls, steps=2):
     from arkd_bench.plugins import load_plugins
     from arkd_bench.recipe.schema import MethodSpec, TrainSpec
     from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
+    from arkd_bench.teacher.base import OnlineTeacher
     from arkd_bench.train.distill import Distiller
 
     module = types.ModuleType("weights_plugin")
@@ -125,7 +126,8 @@ def distill(tokenizer, strategy_cls, steps=2):
     spec = TrainSpec.model_validate({"steps": steps, "batch_size": 4, "max_length": 64, "log_every": 1})
     examples = [Example(prompt=f"Item {i}:", references=(SAMPLE_TEXTS[i % len(SAMPLE_TEXTS)],)) for i in range(8)]
     items = TrainingDataset(examples, tokenizer, 64).items
-    return Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=tiny_gpt2(tokenizer, seed=2), tokenizer=tokenizer,
+    return Distiller(student=tiny_gpt2(tokenizer, seed=1), teacher=OnlineTeacher(tiny_gpt2(tokenizer, seed=2)),
+                     tokenizer=tokenizer,
                      train_items=items, method=method, train=spec, plugins=plugins, seed=0,
                      accelerator=Accelerator(cpu=True)).run()
 

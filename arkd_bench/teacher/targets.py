@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from arkd_bench.teacher.base import StoredTeacher
+
 # exp(-1e4) underflows to exactly 0 in float32 and bfloat16, so the softmax of a row is an
 # exact one-hot and FKL(one-hot || q) = -log q(token): the cross-entropy, bit for bit up to
 # the log-softmax of the student.
 OFF_TARGET_LOGIT = -1.0e4
 
 
-class TokenTargets:
-    """Same interface as `TeacherOutputs.batch`: logits for a right-padded batch of item
-    indices, position t putting all mass on the item's token t + 1 (nothing is stored)."""
+class TokenTargets(StoredTeacher):
+    """Logits for a right-padded batch of item indices, position t putting all mass on the
+    item's token t + 1 (nothing is stored); the model answers batches without an index."""
 
-    def __init__(self, items: Sequence[dict], vocab_size: int) -> None:
+    description = "TokenTargets"  # the name cells have always recorded for it
+
+    def __init__(self, items: Sequence[dict], vocab_size: int, model=None) -> None:
+        super().__init__(model)
         self.items = items
         self.vocab_size = vocab_size
 

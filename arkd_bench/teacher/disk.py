@@ -1,85 +1,11 @@
-"""Teacher outputs computed once per (teacher, dataset, tokenization) and shared by every
-cell of a grid: in memory (`TeacherOutputs`) when they fit `train.teacher_cache_mb`, beyond it
-in memory-mapped files in the artifact cache (`StoredTeacherOutputs`: float16 log-probs, or the
-top k). The teacher runs online only when a recipe asks (`teacher_outputs: online`, or `auto`
-with `teacher_cache_mb: 0`)."""
+"""Teacher log-probs of every training item in memory-mapped files: `disk` (float16, exact
+but for rounding) or `topk` (an approximation, used only when a recipe asks for it)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-
-class IndexedDataset:
-    """Training items that carry their position, so a batch can find its cached teacher rows."""
-
-    def __init__(self, items: Sequence[dict], pad_token_id: int) -> None:
-        self.items = list(items)
-        self.pad_token_id = pad_token_id
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict:
-        return {**self.items[index], "index": index}
-
-    def collate(self, batch: Sequence[dict]):
-        import torch
-
-        from arkd_bench.data.collate import collate_for_training
-
-        out = collate_for_training(batch, self.pad_token_id)
-        out["index"] = torch.tensor([item["index"] for item in batch], dtype=torch.long)
-        return out
-
-
-def cache_bytes(items: Sequence[dict], vocab_size: int, bytes_per_value: int = 4) -> int:
-    return sum(len(item["input_ids"]) for item in items) * vocab_size * bytes_per_value
-
-
-@dataclass
-class TeacherOutputs:
-    """Full-vocabulary teacher logits per training item (float32, unpadded)."""
-
-    rows: list = field(default_factory=list)
-    description = "memory (float32 logits, exact)"
-
-    @classmethod
-    def compute(cls, teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 32,
-                device=None) -> TeacherOutputs:
-        rows: list = [None] * len(items)
-        for chunk, logits in teacher_batches(teacher, items, pad_token_id, batch_size, device):
-            logits = logits.float().cpu()
-            for row, i in enumerate(chunk):
-                rows[i] = logits[row, : len(items[i]["input_ids"])].clone()
-        return cls(rows)
-
-    def batch(self, indices, width: int, device=None):
-        """Teacher logits for a right-padded batch of `indices`, padded to `width` positions."""
-        import torch
-
-        vocab = self.rows[0].shape[-1]
-        out = torch.zeros(len(indices), width, vocab)
-        for row, index in enumerate(indices.tolist()):
-            logits = self.rows[index]
-            out[row, : logits.shape[0]] = logits
-        return out.to(device)
-
-
-def response_positions(item: dict) -> list[int]:
-    """Positions whose teacher distribution the loss reads: those predicting a response token
-    (the next label is not ignored). Every other position is masked out of every term."""
-    from arkd_bench.data.collate import IGNORE_INDEX
-
-    labels = item["labels"]
-    return [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE_INDEX]
-
-
-def items_hash(items: Sequence[dict]) -> str:
-    import hashlib
-    import json
-
-    payload = [[item["input_ids"], item["labels"]] for item in items]
-    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+from arkd_bench.teacher.base import StoredTeacher
+from arkd_bench.teacher.items import response_positions, teacher_batches
 
 
 def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 16, device=None):
@@ -92,24 +18,7 @@ def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_s
             yield i, torch.log_softmax(logits[row, at].float(), -1).cpu()
 
 
-def teacher_batches(teacher, items: Sequence[dict], pad_token_id: int, batch_size: int, device=None):
-    """Yield (item indices, teacher logits of their right-padded batch), in eval mode without
-    gradient; items of similar length go together (less padding, fewer wasted FLOPs)."""
-    import torch
-
-    from arkd_bench.data.collate import collate_for_training
-
-    order = sorted(range(len(items)), key=lambda i: len(items[i]["input_ids"]))
-    teacher.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            batch = collate_for_training([items[i] for i in chunk], pad_token_id)
-            yield chunk, teacher(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device)).logits
-
-
-class StoredTeacherOutputs:
+class StoredTeacherOutputs(StoredTeacher):
     """Teacher log-probs at the response positions of every training item, in files that are
     memory-mapped, not loaded: `dense` keeps the full vocabulary in float16 (exact but for
     half-precision rounding of log-probs, which is finest where probability is largest);
@@ -121,11 +30,12 @@ class StoredTeacherOutputs:
     token hold zeros (the loss masks them).
     """
 
-    def __init__(self, folder, kind: str, vocab_size: int) -> None:
+    def __init__(self, folder, kind: str, vocab_size: int, model=None) -> None:
         import json
 
         import numpy as np
 
+        super().__init__(model)
         self.folder, self.kind, self.vocab_size = folder, kind, vocab_size
         self.description = "disk (float16 log-probs, exact up to rounding)"
         index = json.loads((folder / "index.json").read_text())

@@ -1,0 +1,2 @@
+"""Running a recipe's grid: the cell loop with its locks, signals and resume rules (grid), what
+cells share within a run (artifacts, data, files), and one function per cell kind (cell)."""

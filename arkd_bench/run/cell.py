@@ -1,0 +1,169 @@
+"""One cell of a grid, by kind: a trivial baseline, the teacher, an SFT student or a distilled
+student. Each kind gives the model to evaluate; every kind is then evaluated and written the
+same way (generations, scores, provenance)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from arkd_bench.data.prompt_format import raw_prompt
+from arkd_bench.recipe.matrix import TRIVIAL_BASELINES, Cell
+from arkd_bench.run.artifacts import Artifacts
+from arkd_bench.run.shared import named
+from arkd_bench.rundir.store import RunDir
+
+
+@dataclass
+class CellStart:
+    """What every kind of cell starts from: its tokenizer and data, the teacher (None for a
+    trivial baseline), and the provenance gathered so far."""
+
+    tokenizer: Any
+    data: Any
+    teacher: Any
+    extra: dict[str, Any]
+    started: float
+
+
+def start_cell(cell: Cell, art: Artifacts) -> CellStart:
+    started = time.time()
+    tokenizer, tok_key = art.data.tokenizer(cell.dataset, cell.teacher)
+    data = art.data.splits(cell.dataset, cell.teacher)
+    trivial = cell.kind in TRIVIAL_BASELINES
+    teacher, teacher_key, teacher_hash = (None, None, None) if trivial else art.teacher(cell.dataset, cell.teacher)
+    extra: dict[str, Any] = {"data_hash": data.content_hash, "tokenizer_key": tok_key,
+                             "teacher_key": teacher_key, "teacher_weights_sha256": teacher_hash, "seed": cell.seed,
+                             # what the models and tokenizer held (file hashes, hub commits), checked on resume
+                             "sources": {role: i.record() for role, i in art.files.cell_sources(cell).items()}}
+    if not trivial:
+        extra["teacher_identity"] = art.teacher_identity(cell.dataset, cell.teacher)
+    return CellStart(tokenizer, data, teacher, extra, started)
+
+
+def trivial_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, on_step=None):
+    return None  # a model-free baseline: its predictions are fixed (trivial_predictions)
+
+
+def teacher_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, on_step=None):
+    return begun.teacher
+
+
+def sft_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, on_step=None):
+    return art.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=True, on_step=on_step)
+
+
+def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, on_step=None):
+    """Distil the teacher into the cell's student; write its training log and artifacts."""
+    from arkd_bench.method import build_data_policy
+    from arkd_bench.train.distill import Distiller
+    from arkd_bench.train.models import check_vocabularies
+
+    recipe = art.recipe
+    student = art.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
+    check_vocabularies(begun.teacher, student, cell.teacher, cell.student)
+    method = named(recipe.methods, cell.method)
+    policy = build_data_policy(method, art.loaded.plugins)
+    items, source, built = art.training_sequences(cell.dataset, cell.teacher, policy)
+    # an approximate teacher (top-k) is never used silently: every cell records what it had
+    begun.extra["teacher_outputs"] = source.description
+    distiller = Distiller(student=student, teacher=source, tokenizer=begun.tokenizer, train_items=items,
+                          data_policy=policy, method=method, train=recipe.train, plugins=art.loaded.plugins,
+                          seed=cell.seed, accelerator=art.accelerator,
+                          probe_items=art.data.probe_items(cell.dataset, cell.teacher),
+                          rouge_probe=art.data.rouge_probe(cell.dataset, cell.teacher))
+    outcome = train_tracked(distiller, cell, recipe, rundir, on_step)
+    if not method.data.is_default:  # ground-truth cells keep their provenance and scores as before
+        begun.extra["data_policy"] = {**method.data.model_dump(mode="json"), "label": policy.describe(),
+                                      **({"sequences": built} if built else {}), **(outcome.data or {})}
+    art.accelerator.free_memory()
+    rundir.write(cell.id, "train_log.jsonl", outcome.log)
+    if rundir.writable:
+        save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student, begun.tokenizer)
+    return outcome.student
+
+
+def train_tracked(distiller, cell: Cell, recipe, rundir: RunDir, on_step=None):
+    """Run the distiller, its log records going to the progress bar and the trackers (train.log_with)."""
+    from arkd_bench.train.trackers import cell_trackers
+
+    with cell_trackers(recipe.train, rundir, cell, recipe.name) as track:
+        def on_log(record):
+            if on_step:
+                on_step(record["step"], record["loss"])
+            if track:
+                track(record)
+
+        return distiller.run(on_log=on_log)
+
+
+CELL_KINDS: dict[str, Callable] = {"teacher": teacher_cell, "sft": sft_cell, "distill": distill_cell,
+                                   **dict.fromkeys(TRIVIAL_BASELINES, trivial_cell)}
+
+
+def run_cell(cell: Cell, art: Artifacts, rundir: RunDir, on_step=None) -> dict[str, Any]:
+    """Train (when the cell trains) and evaluate; write every artifact of the cell."""
+    begun = start_cell(cell, art)
+    model = CELL_KINDS[cell.kind](cell, art, rundir, begun, on_step)
+    if not rundir.writable:
+        return {}  # the main process evaluates
+    return evaluate_cell(cell, art, rundir, begun, model)
+
+
+def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, model) -> dict[str, Any]:
+    """Score the cell's model on the eval split and every eval-only dataset; write its
+    generations, provenance and scores."""
+    from arkd_bench.evaluate.evaluate_model import evaluate_model
+    from arkd_bench.rundir.provenance import provenance
+
+    recipe, extra = art.recipe, begun.extra
+
+    def evaluate(examples):
+        fixed = trivial_predictions(cell.kind, examples, begun.data.train) if cell.kind in TRIVIAL_BASELINES else None
+        return evaluate_model(model, begun.tokenizer, examples, art.data.metrics(), art.data.generation_settings(),
+                              teacher=begun.teacher, fixed_predictions=fixed)
+
+    evaluation = evaluate(art.data.eval_examples(cell.dataset, cell.teacher))
+    if recipe.eval.split != "test":  # test-split scores keep the settings they always had
+        evaluation.settings["split"] = recipe.eval.split
+    rundir.write(cell.id, "generations.jsonl", evaluation.records)
+    scores = evaluation.scores()
+    for dataset in recipe.eval_only_datasets:
+        other = evaluate(art.data.eval_examples(dataset.name, cell.teacher))
+        rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
+        scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
+        extra.setdefault("eval_data_hashes", {})[dataset.name] = art.data.splits(dataset.name, cell.teacher).content_hash
+    rundir.write(cell.id, "provenance.json", provenance(art.loaded.base_dir, **extra))
+    scores["seconds"] = round(time.time() - begun.started, 2)
+    if "data_policy" in extra:
+        scores["data_policy"] = extra["data_policy"]
+    rundir.write(cell.id, "scores.json", scores)
+    return scores
+
+
+def trivial_predictions(kind: str, examples, train) -> list[str]:
+    """What a model-free baseline answers: the prompt itself (echo), or the commonest
+    training response (constant; ties go to the alphabetically first)."""
+    if kind == "echo":  # the dataset's prompt, not a chat template around it
+        return [raw_prompt(e) for e in examples]
+    counts = Counter(e.references[0] for e in train)
+    answer = min(counts, key=lambda text: (-counts[text], text))
+    return [answer] * len(examples)
+
+
+def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokenizer) -> None:
+    """The strategy's state (e.g. ARKD's policy) always; the student when asked, as a complete
+    Hugging Face folder (config, weights, tokenizer, generation config)."""
+    import torch
+
+    from arkd_bench.train.export import STUDENT_DIR, save_hf_model
+
+    state = outcome.strategy.state_dict()
+    if state:
+        torch.save(state, cell_dir / "strategy.pt")
+    if save_student:
+        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR)
+
