@@ -10,17 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "arkd_bench"
 MAX_MODULE, MAX_CLASS, MAX_FUNCTION = 400, 200, 70
-
-# Modules still past the limits, to be split: checked apart, so every other module's
-# limits stay enforced meanwhile.
-SPLIT_IN_PROGRESS = (
-    "runner.py", "train/distill.py", "weighting/arkd.py", "report/checks.py",
-    "report/table.py", "plugins.py", "cli/check_cmd.py",
-)
 
 
 def module_name(path: Path) -> str:
@@ -121,18 +112,6 @@ def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-def _oversize_in(selected: bool) -> list[str]:
-    return [problem for path in sorted(PACKAGE.rglob("*.py"))
-            if (path.relative_to(PACKAGE).as_posix() in SPLIT_IN_PROGRESS) == selected
-            for problem in oversize(path)]
-
-
 def test_modules_classes_and_functions_within_size_limits():
-    found = _oversize_in(selected=False)
-    assert not found, "past the size limits:\n" + "\n".join(found)
-
-
-@pytest.mark.xfail(strict=False, reason="still to be split: " + ", ".join(SPLIT_IN_PROGRESS))
-def test_modules_being_split_within_size_limits():
-    found = _oversize_in(selected=True)
+    found = [problem for path in sorted(PACKAGE.rglob("*.py")) for problem in oversize(path)]
     assert not found, "past the size limits:\n" + "\n".join(found)
