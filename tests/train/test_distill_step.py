@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arkd_bench.data.base import Example
 from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.teacher.base import OnlineTeacher
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
+from arkd_bench.testing import tiny_gpt2
 from arkd_bench.train.distill import Distiller
+from helpers import examples_of_varied_length as examples
 
 
 @pytest.fixture(autouse=True)
@@ -18,13 +18,6 @@ def _one_thread(torch_single_thread):
     yield
 
 
-def examples(n: int) -> list[Example]:
-    """Prompts of one length, responses of very different lengths (1 to 8 sample texts)."""
-    out = []
-    for i in range(n):
-        response = " ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)] for j in range(i, i + 1 + i % 8))
-        out.append(Example(prompt=f"Item {i}:", references=(response,)))
-    return out
 
 
 def make_distiller(tokenizer, builtin_plugins, *, weighting=None, objective=("fkl", "rkl"), dropout=0.0,

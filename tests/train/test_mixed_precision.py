@@ -13,12 +13,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from arkd_bench.data.base import Example
 from arkd_bench.data.collate import TrainingDataset, collate_for_training
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.teacher.base import OnlineTeacher
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2
+from arkd_bench.testing import tiny_gpt2
 from arkd_bench.train.distill import Distiller
+from helpers import examples_of_varied_length as examples
 
 FIXED = {"name": "fixed", "options": {"weights": [0.5, 0.5]}}
 
@@ -52,12 +52,6 @@ def accelerator(precision: str, **scaler_options):
     return acc
 
 
-def examples(n: int) -> list[Example]:
-    out = []
-    for i in range(n):
-        response = " ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)] for j in range(i, i + 1 + i % 8))
-        out.append(Example(prompt=f"Item {i}:", references=(response,)))
-    return out
 
 
 def distiller(tokenizer, plugins, acc, weighting=FIXED, **train):
