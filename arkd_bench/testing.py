@@ -30,7 +30,7 @@ def tiny_tokenizer(texts=None, vocab_size: int = 320, add_bos: bool = False):
     """A byte-level BPE trained on a few sentences (no download). Its BOS is its EOS and is
     not added to encoded text, as GPT-2's; `add_bos=True` gives it a BOS token `<s>` of its
     own, put in front of every encoded text, as Llama's tokenizers do."""
-    from arkd_bench.train.tokenizer import train_bpe_tokenizer
+    from arkd_bench.models.tokenizer import train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer((texts or SAMPLE_TEXTS) * 4, vocab_size=vocab_size)
     if not add_bos:

@@ -52,7 +52,7 @@ def collect(recipe_path: str, checkpoints: list[int], n_batches: int, seed: int,
     from accelerate import Accelerator
 
     from arkd_bench.run.artifacts import Artifacts
-    from arkd_bench.train.cache import ArtifactCache, default_cache_dir
+    from arkd_bench.run.cache import ArtifactCache, default_cache_dir
     from arkd_bench.train.distill import Distiller
     from arkd_bench.train.modes import eval_mode
     from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader

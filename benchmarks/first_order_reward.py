@@ -71,7 +71,7 @@ def build(recipe_path: Path, cache_dir: Path, seed: int, method_name: str):
     from arkd_bench.recipe.validate import load_recipe
     from arkd_bench.run.artifacts import Artifacts
     from arkd_bench.run.grid import quiet_transformers
-    from arkd_bench.train.cache import ArtifactCache
+    from arkd_bench.run.cache import ArtifactCache
     from arkd_bench.train.distill import Distiller
 
     quiet_transformers()
@@ -410,7 +410,7 @@ def main() -> int:
 
     import torch
 
-    from arkd_bench.train.cache import default_cache_dir
+    from arkd_bench.run.cache import default_cache_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)

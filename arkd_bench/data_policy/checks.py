@@ -98,7 +98,7 @@ def items_problem(items: Any, vocab_size: int) -> str | None:
 def check_built_sequences(policy: Any, items: Any, source: Any) -> None:
     """Raise a PluginOutputError naming the policy (a DataPolicy) when `build_sequences` returned
     bad items for `source` (the SequenceSource it was given)."""
-    from arkd_bench.train.models import vocab_size
+    from arkd_bench.models.build import vocab_size
 
     problem = items_problem(items, vocab_size(source.teacher))
     if problem:

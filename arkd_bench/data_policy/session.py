@@ -82,7 +82,7 @@ class DataSession:
     def vocab_size(self) -> int:
         """Entries of the student's (and teacher's) vocabulary: every token id is below it."""
         if self._vocab_size is None:
-            from arkd_bench.train.models import vocab_size
+            from arkd_bench.models.build import vocab_size
 
             self._vocab_size = vocab_size(self.student())
         return self._vocab_size

@@ -31,7 +31,7 @@ class Artifacts:
     # -- models ------------------------------------------------------------------
     def build_model(self, spec, dataset: str, teacher: str, tokenizer):
         """A model before any SFT: pretrained, GGUF, derived from the cell's teacher, or from a config."""
-        from arkd_bench.train.models import build_model
+        from arkd_bench.models.build import build_model
 
         folder = self.files.gguf_folder(spec)[0] if spec.gguf_file is not None else None
         source = self.teacher(dataset, teacher)[0] if spec.derive is not None else None
@@ -107,7 +107,7 @@ class Artifacts:
                        targets: str = "distribution"):
         """The teacher source for the training items (the dataset's, or a data policy's built
         ones under `items_key`), as arkd_bench.teacher.choose chooses it."""
-        from arkd_bench.train.models import vocab_size
+        from arkd_bench.models.build import vocab_size
 
         model = self.teacher(dataset, teacher)[0]
         items = self.data.train_items(dataset, teacher) if items is None else items

@@ -60,7 +60,7 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
     """Distil the teacher into the cell's student; write its training log and artifacts."""
     from arkd_bench.method import build_data_policy
     from arkd_bench.train.distill import Distiller
-    from arkd_bench.train.models import check_vocabularies
+    from arkd_bench.models.build import check_vocabularies
 
     recipe = art.recipe
     student = art.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
@@ -159,7 +159,7 @@ def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokeniz
     Hugging Face folder (config, weights, tokenizer, generation config)."""
     import torch
 
-    from arkd_bench.train.export import STUDENT_DIR, save_hf_model
+    from arkd_bench.models.export import STUDENT_DIR, save_hf_model
 
     state = outcome.strategy.state_dict()
     if state:

@@ -45,7 +45,7 @@ class RunData:
     def tokenizer(self, dataset: str, teacher: str):
         """(tokenizer, key): a given path, the pretrained teacher's, or a BPE trained on the data.
         The key follows the tokenizer's content (its files' hashes, its hub commit, its GGUF file)."""
-        from arkd_bench.train.tokenizer import load_tokenizer, train_bpe_tokenizer
+        from arkd_bench.models.tokenizer import load_tokenizer, train_bpe_tokenizer
 
         spec, teacher_spec = self.recipe.tokenizer, named(self.recipe.teachers, teacher)
         if not spec.path and teacher_spec.gguf_file is not None:

@@ -13,13 +13,13 @@ class SourceFiles:
         self.loaded, self.recipe, self.cache, self.memo, self.say = loaded, loaded.recipe, cache, memo, say
 
     def source_identity(self, spec):
-        """The content identity of a model spec's own files (arkd_bench.train.identity): a local
+        """The content identity of a model spec's own files (arkd_bench.models.identity): a local
         folder's files, a hub repo's resolved commit, a GGUF file's sha256; None for `scratch`
         (its spec and seed are its identity) and `derive` (its teacher's is)."""
-        from arkd_bench.train.identity import gguf_identity, path_identity
+        from arkd_bench.models.identity import gguf_identity, path_identity
 
         if spec.gguf_file is not None:
-            from arkd_bench.train.pretrained import locate_gguf
+            from arkd_bench.models.gguf import locate_gguf
 
             return self.memo(("source", "gguf", spec.distribution, spec.path, spec.revision, spec.gguf_file),
                              lambda: gguf_identity(locate_gguf(spec, self.loaded.base_dir), self.cache.file_hashes))
@@ -31,7 +31,7 @@ class SourceFiles:
     def tokenizer_source(self, teacher: str):
         """The content identity of the tokenizer's files (None for one trained on the data, which
         is keyed by the data): `tokenizer.path`, the teacher's folder or repo, or its GGUF file."""
-        from arkd_bench.train.identity import path_identity
+        from arkd_bench.models.identity import path_identity
 
         spec, teacher_spec = self.recipe.tokenizer, named(self.recipe.teachers, teacher)
         if not spec.path and teacher_spec.gguf_file is not None:
@@ -79,6 +79,6 @@ class SourceFiles:
 
     def gguf_folder(self, spec):
         """(folder, key) of a GGUF model dequantized once into the cache."""
-        from arkd_bench.train.pretrained import gguf_folder
+        from arkd_bench.models.gguf import gguf_folder
 
         return self.memo(("gguf", spec.name), lambda: gguf_folder(spec, self.cache, self.loaded.base_dir, self.say))

@@ -15,7 +15,7 @@ from arkd_bench.run.artifacts import Artifacts
 from arkd_bench.run.cell import run_cell
 from arkd_bench.rundir.lock import describe_holder
 from arkd_bench.rundir.store import DONE, FAILED, RUNNING, RunDir, atomic_write_json, atomic_write_text
-from arkd_bench.train.cache import ArtifactCache, default_cache_dir
+from arkd_bench.run.cache import ArtifactCache, default_cache_dir
 
 
 @dataclass
@@ -156,7 +156,7 @@ def changed_sources(cell: Cell, art: Artifacts, rundir: RunDir) -> list[str]:
     provenance that hold other content now: such a cell is not counted as done. A cell id
     follows the recipe, not the files it names, so this is where new weights under an old path
     are caught. Cells that recorded no sources (older runs) are taken as they are."""
-    from arkd_bench.train.identity import describe_change
+    from arkd_bench.models.identity import describe_change
 
     try:
         recorded = (rundir.read(cell.id, "provenance.json") or {}).get("sources") or {}
@@ -179,7 +179,7 @@ def changed_sources(cell: Cell, art: Artifacts, rundir: RunDir) -> list[str]:
 def _student_unsaved(cell, art: Artifacts, rundir: RunDir) -> bool:
     """A finished distill cell without a complete saved student, in a run that saves them.
     Cells keep no weights, so the only way to its student is to train it again."""
-    from arkd_bench.train.export import STUDENT_DIR, missing_parts
+    from arkd_bench.models.export import STUDENT_DIR, missing_parts
 
     if not art.recipe.train.save_student or cell.kind != "distill":
         return False

@@ -1,2 +1,2 @@
-"""Training: tokenizers and models built, loaded or derived and cached, SFT, the distillation
-loop with its teacher outputs and trial updates, optimisers, trackers and student export."""
+"""Training: the distillation loop and its hooks (probes, dev evaluation, logging, trackers,
+trial updates), SFT and optimisers."""

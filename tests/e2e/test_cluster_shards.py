@@ -20,7 +20,7 @@ RECIPE = ROOT / "tests" / "fixtures" / "tiny.yaml"
 
 
 # Two whole tiny runs at once: over two minutes on a shared 2-core machine. The lock itself is
-# tested in the default suite (tests/train/test_cache_lock.py).
+# tested in the default suite (tests/run/test_cache_lock.py).
 @pytest.mark.slow
 def test_array_tasks_share_the_cache_without_building_an_entry_twice_and_report_merges(tmp_path):
     cache = tmp_path / "cache"

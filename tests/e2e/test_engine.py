@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.testing import tiny_gpt2, tiny_tokenizer
-from arkd_bench.train.models import ModelError, check_vocabularies
+from arkd_bench.models.build import ModelError, check_vocabularies
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()

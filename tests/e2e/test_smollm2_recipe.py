@@ -34,8 +34,8 @@ def test_recipe_is_valid_with_a_gguf_teacher_and_a_pruned_student():
 
 @pytest.mark.slow
 def test_reduced_real_model_recipe_runs_end_to_end(tmp_path):
-    from arkd_bench.train.cache import ArtifactCache, default_cache_dir
-    from arkd_bench.train.pretrained import gguf_folder
+    from arkd_bench.run.cache import ArtifactCache, default_cache_dir
+    from arkd_bench.models.gguf import gguf_folder
     from helpers import SMOLLM2_GGUF as SPEC
 
     # the dequantized weights come from the shared cache (built once); everything else is fresh

@@ -13,7 +13,7 @@ from arkd_bench.faults import describe_failure
 from arkd_bench.rundir.atomic import DiskFullError, atomic_path, atomic_write_text
 from arkd_bench.rundir.lock import FolderLock, LockHeld
 from arkd_bench.rundir.store import RunDir, RunDirError
-from arkd_bench.train.cache import ArtifactCache
+from arkd_bench.run.cache import ArtifactCache
 
 
 def counting_build(calls):

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from arkd_bench.testing import tiny_gpt2, tiny_tokenizer
-from arkd_bench.train import identity
-from arkd_bench.train.identity import FileHashes, folder_identity
+from arkd_bench.models import identity
+from arkd_bench.models.identity import FileHashes, folder_identity
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -77,7 +77,7 @@ def test_files_written_just_now_are_not_memoised_on_disk(tmp_path):
 
 
 def test_gguf_key_is_memoised(tmp_path, no_racy_window):
-    from arkd_bench.train.pretrained import gguf_key
+    from arkd_bench.models.gguf import gguf_key
 
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF" + bytes(1000))

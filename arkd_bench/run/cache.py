@@ -5,7 +5,7 @@ teachers and students (`teachers/`, `students/`), teacher log-probs written to d
 policies (`sequences/`) and model folders dequantized from GGUF files (`gguf/`).
 
 Keys follow from the content of the models and tokenizers they are built from (see
-`arkd_bench.train.identity`), not from their names, so new weights under an old name make new
+`arkd_bench.models.identity`), not from their names, so new weights under an old name make new
 keys. The cache remembers, per kind of entry, which content of each source it last built from
 (`sources.json`); an entry built anew because a source's content changed is listed under
 `rebuilt` with the source, its old and new sha256 and the files that differ."""
@@ -22,7 +22,7 @@ from typing import Any
 from arkd_bench.rundir.atomic import NO_SPACE, DiskFullError
 from arkd_bench.rundir.integrity import verify_manifest, write_manifest
 from arkd_bench.rundir.lock import waiting_lock
-from arkd_bench.train.identity import INDEX_FILE, FileHashes, SourceIdentity, describe_change, update_json
+from arkd_bench.models.identity import INDEX_FILE, FileHashes, SourceIdentity, describe_change, update_json
 
 LOCKS = ".locks"  # per-entry lock files, kept out of the entries' folders
 SOURCES_FILE = "sources.json"  # per kind of entry: the content of each source it was last built from

@@ -6,14 +6,14 @@ pull in dependencies that were deliberately not installed). transformers dequant
 float32, which is slow (tens of seconds); the result is saved once as safetensors, with the
 tokenizer, keyed by the file's sha256, so every later load reads plain weights. The sha256 is
 memoised in the cache folder by the file's size, mtime, ctime and inode
-(`arkd_bench.train.identity.FileHashes`): read once per change of the file, not once per run.
+(`arkd_bench.models.identity.FileHashes`): read once per change of the file, not once per run.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from arkd_bench.recipe.schema import ModelSpec
-from arkd_bench.train.identity import FileHashes, file_sha256, gguf_identity
+from arkd_bench.models.identity import FileHashes, file_sha256, gguf_identity
 
 __all__ = ["PretrainedError", "dequantize_gguf", "file_sha256", "gguf_folder", "gguf_key", "locate_gguf"]
 

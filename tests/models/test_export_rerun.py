@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.rundir.store import RunDir
-from arkd_bench.train.export import ExportError, find_cell, missing_parts
+from arkd_bench.models.export import ExportError, find_cell, missing_parts
 
 runner = CliRunner()
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -114,7 +114,7 @@ def test_no_such_cell_lists_the_cells_by_method_and_seed(tmp_path):
 
 
 def test_the_advice_names_the_recipe_the_shard_or_says_it_is_set(tmp_path):
-    from arkd_bench.train.export import rerun_advice, student_folder
+    from arkd_bench.models.export import rerun_advice, student_folder
 
     recipe = tmp_path / "my recipe.yaml"
     recipe.write_text("name: fake\n")

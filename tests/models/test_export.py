@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.testing import TINY_RECIPE, run_tiny, tiny_gpt2, tiny_tokenizer
-from arkd_bench.train.export import missing_parts, save_hf_model
+from arkd_bench.models.export import missing_parts, save_hf_model
 
 runner = CliRunner()
 TEXTS = ["Return the number of items in a container.", "def add(a, b): return a + b"]
@@ -88,7 +88,7 @@ def test_export_errors_say_what_is_missing(run_with_students, tmp_path):
 
 def test_a_run_without_save_student_says_how_to_get_one(tmp_path):
     from arkd_bench.rundir.store import RunDir
-    from arkd_bench.train.export import ExportError, student_folder
+    from arkd_bench.models.export import ExportError, student_folder
 
     rundir = RunDir(tmp_path / "run")
     rundir.write("abcdef012345", "cell.json", {"kind": "distill"})

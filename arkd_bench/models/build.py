@@ -22,10 +22,10 @@ def build_model(spec: ModelSpec, tokenizer, *, folder=None, teacher=None) -> Any
     if spec.gguf_file is not None:
         if folder is None:
             raise ModelError(f"model {spec.name!r}: a GGUF model loads from its dequantized folder "
-                             "(arkd_bench.train.pretrained.gguf_folder)")
+                             "(arkd_bench.models.gguf.gguf_folder)")
         return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     if spec.derive is not None:
-        from arkd_bench.train.derive import derive_student
+        from arkd_bench.models.derive import derive_student
 
         if teacher is None:
             raise ModelError(f"model {spec.name!r}: `derive` needs the teacher it is derived from")

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
+from arkd_bench.models.build import build_model
+from arkd_bench.models.derive import DeriveError, derive_student
 from arkd_bench.recipe.schema import DeriveSpec, ModelSpec
-from arkd_bench.train.derive import DeriveError, derive_student
-from arkd_bench.train.models import build_model
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 BUILDER = r"""
 import os, sys, time
 from pathlib import Path
-from arkd_bench.train.cache import ArtifactCache
+from arkd_bench.run.cache import ArtifactCache
 
 root, name, hold = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "hold"
 

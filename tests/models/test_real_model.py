@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from arkd_bench.data.prompt_format import chat_prompt
+from arkd_bench.models.build import build_model
+from arkd_bench.models.gguf import PretrainedError, locate_gguf
+from arkd_bench.models.tokenizer import load_tokenizer
 from arkd_bench.recipe.schema import ModelSpec
-from arkd_bench.train.cache import ArtifactCache, default_cache_dir
-from arkd_bench.train.models import build_model
-from arkd_bench.train.pretrained import PretrainedError, locate_gguf
-from arkd_bench.train.tokenizer import load_tokenizer
+from arkd_bench.run.cache import ArtifactCache, default_cache_dir
 from helpers import SMOLLM2_GGUF as SPEC
 
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from arkd_bench.train.pretrained import gguf_folder
+    from arkd_bench.models.gguf import gguf_folder
 
     folder, _ = gguf_folder(SPEC, ArtifactCache(default_cache_dir()), say=lambda message: None)
     tokenizer = load_tokenizer(folder)
@@ -67,7 +67,7 @@ def test_a_missing_distribution_or_file_is_a_clear_error():
 
 
 def test_a_gguf_in_a_local_folder_is_the_same_cache_entry(tmp_path):
-    from arkd_bench.train.pretrained import gguf_key
+    from arkd_bench.models.gguf import gguf_key
 
     shipped = locate_gguf(SPEC)
     (tmp_path / "models").mkdir()
