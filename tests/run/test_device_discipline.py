@@ -17,7 +17,11 @@ from arkd_bench.run.cache import ArtifactCache
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 META = torch.device("meta")
-TRANSFERS = {torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.copy_, torch.Tensor.__setitem__}
+# moves between devices (a module's `.to` asks whether a parameter can take the moved data in place)
+TRANSFERS = {torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.copy_, torch.Tensor.__setitem__,
+             torch._has_compatible_shallow_copy_type}
+HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
+              torch.Tensor.__float__}
 
 
 class DeviceDiscipline(TorchFunctionMode):
@@ -27,6 +31,8 @@ class DeviceDiscipline(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in HOST_READS and args[0].device == META:  # a value the host reads: zero
+            return func(torch.zeros(args[0].shape, dtype=args[0].dtype), *args[1:], **kwargs)
         tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         if func in TRANSFERS:
             if func is not torch.Tensor.__setitem__ and _to_host(func, args, kwargs):
@@ -85,7 +91,7 @@ def test_teacher_outputs_are_computed_on_the_device_and_answered_there(tmp_path,
     with DeviceDiscipline():
         source = art.teacher_source("tiny", "t")
         items = art.data.train_items("tiny", "t")
-        logits = source.batch(torch.arange(2), len(items[0]["input_ids"]), device=META)
+        logits = source.batch(torch.arange(2), max(len(i["input_ids"]) for i in items[:2]), device=META)
     assert logits.device == META
 
 
