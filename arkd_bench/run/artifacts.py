@@ -11,6 +11,7 @@ from arkd_bench.recipe.matrix import content_hash
 from arkd_bench.recipe.validate import LoadedRecipe
 from arkd_bench.run.data import RunData
 from arkd_bench.run.files import SourceFiles
+from arkd_bench.run.placement import Placement
 from arkd_bench.run.shared import Memo, named
 from arkd_bench.teacher.choose import TeacherItems, TeacherSources
 
@@ -22,6 +23,7 @@ class Artifacts:
         self.loaded, self.recipe, self.cache = loaded, loaded.recipe, cache
         self.accelerator, self.say = accelerator, say
         self.memo = Memo()
+        self.placement = Placement(accelerator.device)
         self.files = SourceFiles(loaded, cache, self.memo, say)
         self.data = RunData(loaded, cache, self.memo, self.files)
         self.teachers = TeacherSources(self.recipe.train, cache, accelerator.device, say)
@@ -83,14 +85,17 @@ class Artifacts:
         return model, key, self.memo(("hash", str(folder)), lambda: hash_folder(folder))
 
     def teacher(self, dataset: str, teacher: str, on_step=None):
-        """(model, SFT key, weights' hash) of a teacher; the key and hash are None without SFT."""
+        """(model, SFT key, weights' hash) of a teacher, on the device in eval mode; the key and
+        hash are None without SFT."""
         spec = named(self.recipe.teachers, teacher)
 
         def build():
             if spec.sft is not None:
-                return self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step)
-            # Without SFT the teacher still depends on the dataset: its vocabulary may be trained on it.
-            return self.build_model(spec, dataset, teacher, self.data.tokenizer(dataset, teacher)[0]).eval(), None, None
+                model, key, weights = self._sft_model("teachers", spec, dataset, teacher, spec.init_seed, on_step)
+            else:  # without SFT the teacher still depends on the dataset: its vocabulary may be trained on it
+                model = self.build_model(spec, dataset, teacher, self.data.tokenizer(dataset, teacher)[0])
+                key = weights = None
+            return self.placement.teacher(model), key, weights
 
         return self.memo(("teacher", dataset, teacher), build)
 

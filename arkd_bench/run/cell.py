@@ -120,6 +120,7 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
     from arkd_bench.rundir.provenance import provenance
 
     recipe, extra = art.recipe, begun.extra
+    model = art.placement.for_evaluation(model)  # generation and model metrics run on the device
 
     def evaluate(examples):
         fixed = trivial_predictions(cell.kind, examples, begun.data.train) if cell.kind in TRIVIAL_BASELINES else None
