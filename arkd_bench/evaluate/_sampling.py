@@ -54,7 +54,8 @@ class RowSampler(LogitsProcessor):
     so generate()'s argmax picks it."""
 
     def __init__(self, seeds: list[int]):
-        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.seeds = list(seeds)
+        self.generators: list[torch.Generator] | None = None  # made on the first step's device
 
     @classmethod
     def processors(cls, settings, seeds: list[int]) -> LogitsProcessorList:
@@ -69,12 +70,28 @@ class RowSampler(LogitsProcessor):
         return LogitsProcessorList([*warpers, cls(seeds)])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        if scores.shape[0] != len(self.generators):
+        if scores.shape[0] != len(self.seeds):
             raise RuntimeError("RowSampler got a batch of a different size than it was built for")
-        # Generators live on the CPU so the draws are the same on every device.
-        probs = torch.softmax(scores.float(), dim=-1).cpu()
+        if self.generators is None:
+            self.generators = [torch.Generator(device=draw_device(scores.device)).manual_seed(s)
+                               for s in self.seeds]
+        # Drawn where the generators live: on an accelerator no [B, V] copy to the host per step.
+        probs = torch.softmax(scores.float(), dim=-1).to(self.generators[0].device)
         drawn = torch.stack(
             [torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)]
         ).to(scores.device)
         only_drawn = torch.full_like(scores, float("-inf"))
         return only_drawn.scatter_(1, drawn, 0.0)
+
+
+def draw_device(device: torch.device) -> torch.device:
+    """Where the per-row generators draw: the scores' device when it has generators of its
+    own (CUDA, MPS, XPU), else the CPU. A device's generator gives other draws than the CPU's
+    for the same seed, so samples are reproducible per device type, not across them."""
+    if device.type == "cpu":
+        return device
+    try:
+        torch.Generator(device=device)
+    except RuntimeError:  # e.g. meta: no generator of its own
+        return torch.device("cpu")
+    return device

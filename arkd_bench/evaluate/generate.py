@@ -16,7 +16,9 @@ What is guaranteed:
   other prompts or their order in a batch. The only caveat is floating point:
   padded batches change matmul shapes, which can move logits by ~1e-6 and, very
   rarely, flip a near-tie. `seed=None` takes the generators' seeds from torch's
-  global RNG (reproducible under `torch.manual_seed`).
+  global RNG (reproducible under `torch.manual_seed`). The generators are the model's
+  device's (the CPU's where the device has none), so a sample repeats on the same kind
+  of device, not across kinds.
 
 The tokenizer is not modified (padding is done here, not by its padding_side),
 and the model is put in eval mode for the call and restored afterwards.
