@@ -140,3 +140,24 @@ def test_teacher_forced_metrics_compare_the_shared_rows(tokenizer):
         assert teacher_forced_stats(s, t, tokenizer, test, batch_size=4) == plain
     assert teacher_forced_stats(padded(teacher, PADDING), teacher, tokenizer, test)["tf_fkl"] == pytest.approx(
         [0.0] * len(test), abs=1e-6)
+
+
+def test_a_cell_with_a_padded_student_records_the_sizes_it_used(tmp_path):
+    """A tiny grid whose student is built with 64 padding rows: the distilled cell trains and is
+    scored (teacher-forced too), and its provenance says which sizes met; the teacher's cell,
+    where nothing was sliced, records nothing."""
+    import json
+
+    from arkd_bench.testing import TINY_RECIPE, run_tiny
+
+    student = TINY_RECIPE["students"][0]
+    config = {**student["scratch"]["config"], "vocab_size": 320 + PADDING}
+    run = run_tiny(tmp_path, students=[{**student, "scratch": {**student["scratch"], "config": config}}],
+                   metrics=["rougeL", "tf_fkl"], eval={**TINY_RECIPE["eval"], "baselines": ["teacher"]})
+    provenance = {cell["kind"]: json.loads((run.out / "cells" / cell["id"] / "provenance.json").read_text())
+                  for cell in run.results["cells"]}
+    tokens = provenance["distill"]["vocab"]["used"]  # len(tokenizer): the teacher is built to it
+    assert tokens <= 320
+    assert provenance["distill"]["vocab"] == {"teacher": tokens, "student": 320 + PADDING, "used": tokens}
+    assert "vocab" not in provenance["teacher"]
+    assert run.metric("fkl", "tf_fkl") >= 0
