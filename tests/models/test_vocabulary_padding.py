@@ -161,3 +161,33 @@ def test_a_cell_with_a_padded_student_records_the_sizes_it_used(tmp_path):
     assert provenance["distill"]["vocab"] == {"teacher": tokens, "student": 320 + PADDING, "used": tokens}
     assert "vocab" not in provenance["teacher"]
     assert run.metric("fkl", "tf_fkl") >= 0
+
+
+@pytest.mark.parametrize("layout", ["dense", "topk"])
+def test_stored_log_probs_of_the_padded_teacher_are_sliced_on_read(tokenizer, builtin_plugins, tmp_path, layout):
+    """Stored log-probs are normalised over the padded vocabulary; the pass renormalises the kept
+    columns, which then hold the unpadded teacher's distribution: up to float16 rounding (dense),
+    or with top-k's approximate tail (spread over the padding columns too) around the exact top-k."""
+    from arkd_bench.teacher.disk import StoredTeacherOutputs
+
+    student, teacher = tiny_gpt2(tokenizer, seed=1), tiny_gpt2(tokenizer, n_layer=2, seed=2)
+    padded_teacher, k = padded(teacher, PADDING), 32
+
+    def stored(items):
+        StoredTeacherOutputs.write(tmp_path, layout, padded_teacher, items, tokenizer.pad_token_id,
+                                   vocab_size(padded_teacher), k=k)
+        return StoredTeacherOutputs(tmp_path, layout, vocab_size(padded_teacher), model=padded_teacher)
+
+    d = distiller(tokenizer, builtin_plugins, padded(student, 0), stored)
+    batch = d.dataset.collate([d.dataset[i] for i in range(4)])
+    with torch.no_grad():
+        _, t_stored, labels = d._logits(batch)
+        exact = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    rows = labels != -100
+    assert t_stored.shape[-1] == len(tokenizer)
+    p, q = exact[rows].softmax(-1), t_stored[rows].softmax(-1)
+    if layout == "dense":
+        torch.testing.assert_close(q, p, atol=2e-3, rtol=0)
+    else:  # an approximation (its top-k may hold padding rows, then cut): a distribution over the kept rows
+        torch.testing.assert_close(q.sum(-1), torch.ones(len(q)))
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in d.run().log)
