@@ -45,7 +45,10 @@ def trim_logits(student_logits, teacher_logits, tokenizer, student_size: int | N
     """(student, teacher) logits over their shared vocabulary: the larger side's padding columns
     sliced off (views, no copy). `student_size` stands in for the student's last axis where that
     holds hidden states (a fused head); the head is then cut with `trim_head`. Equal sizes come
-    back untouched, and `tokenizer` is only read when they differ."""
+    back untouched, and `tokenizer` is only read when they differ.
+
+    A softmax of the sliced logits is renormalised over the kept rows: mass the larger model put
+    on its padding rows is dropped, not moved anywhere (see the module docstring)."""
     s_size = student_logits.shape[-1] if student_size is None else student_size
     t_size = teacher_logits.shape[-1]
     if s_size == t_size:
