@@ -24,7 +24,8 @@ mass while covering little of its tail. The teacher scored against itself gets
 0 divergence, its own head mass and 100 coverage.
 
 The values come from `divergence_pass` (fkl, rkl, tvd) and AKL's `head_gaps`,
-batched and without gradients.
+batched and without gradients. Teacher and student vocabularies padded to different sizes
+are compared over their shared rows (arkd_bench.models.vocabulary).
 """
 from __future__ import annotations
 
@@ -130,6 +131,7 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
     import torch
 
     from arkd_bench.divergences import FKL, RKL, TVD, divergence_pass
+    from arkd_bench.models.vocabulary import trim_logits
 
     limit = min(tf.length_limit(student, max_length), tf.length_limit(teacher, max_length))
     items = tf.encode_pairs(tokenizer, [(e.prompt, e.references[0]) for e in examples], limit)
@@ -140,6 +142,7 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
         for (_, batch), t_rows in zip(tf.batches(items, batch_size, tf.pad_id(tokenizer)), teacher_rows):
             s_logits, _, mask = tf.next_token_logits(student, batch)
             s_rows, t_rows = s_logits[mask], t_rows.to(s_logits.device)  # the response tokens only
+            s_rows, t_rows = trim_logits(s_rows, t_rows, tokenizer)  # padded vocabularies: the shared rows
             values = divergence_pass(student_logits=s_rows, teacher_logits=t_rows, terms=terms,
                                      mu=mu).values  # [3, rows]
             head_q, covered, tail_p = _head_tail(t_rows, s_rows, mu)

@@ -57,15 +57,5 @@ def vocab_size(model) -> int:
     return model.get_output_embeddings().weight.shape[0]
 
 
-def check_vocabularies(teacher, student, teacher_name: str, student_name: str) -> None:
-    """Token-level KD compares distributions entry by entry: the vocabularies must agree."""
-    t, s = vocab_size(teacher), vocab_size(student)
-    if t != s:
-        raise ModelError(
-            f"teacher {teacher_name!r} has a vocabulary of {t} entries but student {student_name!r} has {s}; "
-            "token-level distillation needs the same tokenizer (give both the same tokenizer or family)"
-        )
-
-
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

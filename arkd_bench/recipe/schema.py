@@ -9,7 +9,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 RESERVED_METHODS = ("teacher", "sft", "echo", "constant")
 
@@ -82,7 +82,22 @@ class ModelSpec(Strict):
 
 class TokenizerSpec(Strict):
     path: str | None = Field(None, description="tokenizer folder or hub name; default: trained locally")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) of `path`")
     vocab_size: int = Field(2048, ge=300, description="vocabulary of the locally trained byte-level BPE")
+
+    @model_validator(mode="after")
+    def _revision_of_a_path(self):
+        if self.revision is not None and self.path is None:
+            raise ValueError("`revision` needs `path` (the hub repo it is a revision of)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_revision(self, handler):
+        # cell ids hash this dump: recipes that give no revision keep the ids they had before it existed
+        data = handler(self)
+        if self.revision is None:
+            data.pop("revision", None)
+        return data
 
 
 class DatasetSpec(Strict):

@@ -60,11 +60,13 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
     """Distil the teacher into the cell's student; write its training log and artifacts."""
     from arkd_bench.method import build_data_policy
     from arkd_bench.train.distill import Distiller
-    from arkd_bench.models.build import check_vocabularies
+    from arkd_bench.models.vocabulary import check_vocabularies
 
     recipe = art.recipe
     student = art.student(cell.dataset, cell.teacher, cell.student, cell.seed, sft=recipe.train.student_sft)
-    check_vocabularies(begun.teacher, student, cell.teacher, cell.student)
+    vocab = check_vocabularies(begun.teacher, student, begun.tokenizer, cell.teacher, cell.student)
+    if vocab:  # padded vocabularies of different sizes: the padding columns are sliced off
+        begun.extra["vocab"] = vocab
     method = named(recipe.methods, cell.method)
     policy = build_data_policy(method, art.loaded.plugins)
     items, source, built = art.training_sequences(cell.dataset, cell.teacher, policy)

@@ -54,8 +54,12 @@ class RunData:
         if spec.path or teacher_spec.path:
             path = spec.path or teacher_spec.path
             source = self.files.tokenizer_source(teacher)
-            commit = source.files.get("commit") if "repo" in source.files else None
-            revision = commit if commit != "unresolved" else None
+            # a hub repo loads the commit its identity resolved, else the recipe's revision;
+            # a local folder has no revision
+            revision = None
+            if "repo" in source.files:
+                commit = source.files.get("commit")
+                revision = commit if commit != "unresolved" else (spec.revision if spec.path else teacher_spec.revision)
             key = content_hash({"tokenizer": source.sha256})
             return self.memo(("tok", key), lambda: (load_tokenizer(path, revision=revision), key))
         data = self.data(dataset)

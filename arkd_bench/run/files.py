@@ -36,7 +36,7 @@ class SourceFiles:
         spec, teacher_spec = self.recipe.tokenizer, named(self.recipe.teachers, teacher)
         if not spec.path and teacher_spec.gguf_file is not None:
             return self.source_identity(teacher_spec)
-        path, revision = (spec.path, None) if spec.path else (teacher_spec.path, teacher_spec.revision)
+        path, revision = (spec.path, spec.revision) if spec.path else (teacher_spec.path, teacher_spec.revision)
         if not path:
             return None
         return self.memo(("source", "tokenizer", path, revision),

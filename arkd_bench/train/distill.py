@@ -10,6 +10,7 @@ from typing import Any
 
 from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
 from arkd_bench.method import build_method
+from arkd_bench.models.vocabulary import trim_head, trim_logits
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.hooks.online_data import data_session
 from arkd_bench.train.loop import DistillOutcome, TrainingLoop
@@ -123,7 +124,7 @@ class Distiller:
         chunk = self.train.chunk_size or chunk_rows(teacher_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
                                terms=terms, mu=mu, head=head, temperature=self.train.temperature, chunk_size=chunk,
-                               target_ids=target_ids, lm_head=self.lm_head)
+                               target_ids=target_ids, lm_head=trim_head(self.lm_head, teacher_logits.shape[-1]))
 
     def _logits(self, batch):
         """(student, teacher, labels) at the next-token positions; the student's side is its
@@ -136,6 +137,9 @@ class Distiller:
             with self.accelerator.autocast():
                 student_logits = self.accelerator.unwrap_model(self.student).base_model(**inputs).last_hidden_state
         teacher_logits = self.teacher.logits(batch, device=student_logits.device)
+        # padded vocabularies of different sizes: compared over the shared rows (models/vocabulary.py)
+        student_logits, teacher_logits = trim_logits(student_logits, teacher_logits, self.tokenizer,
+                                                     None if self.lm_head is None else self.lm_head.vocab_size)
         student_logits, labels = shift_for_next_token(student_logits, batch["labels"])
         teacher_logits, _ = shift_for_next_token(teacher_logits, batch["labels"])
         return student_logits, teacher_logits, labels
