@@ -21,24 +21,27 @@ def _one_thread(torch_single_thread):
     yield
 
 
-def make_distiller(tokenizer, plugins, **train):
+def make_distiller(tokenizer, plugins, data=None, **train):
     """ARKD over FKL and RKL with dropout (so the torch RNG matters), 32 examples in batches of
     4: eight batches an epoch, so a resume at step 5 is mid-epoch and the run crosses an epoch."""
     from accelerate import Accelerator
 
+    from arkd_bench.method import build_data_policy
     from arkd_bench.teacher.base import OnlineTeacher
     from arkd_bench.train.distill import Distiller
 
     student = tiny_gpt2(tokenizer, seed=1)
     student.config.resid_pdrop = student.config.embd_pdrop = student.config.attn_pdrop = 0.2
     student = type(student)(student.config)
-    method = MethodSpec.model_validate({"name": "m", "objective": ["fkl", "rkl"], "weighting": ARKD})
+    method = MethodSpec.model_validate({"name": "m", "objective": ["fkl", "rkl"], "weighting": ARKD,
+                                        **({"data": data} if data else {})})
     spec = TrainSpec.model_validate({"steps": 12, "batch_size": 4, "max_length": 64, "log_every": 1,
                                      "lr": 0.01, **train})
     items = TrainingDataset(examples_of_varied_length(40), tokenizer, spec.max_length).items
     return Distiller(student=student, teacher=OnlineTeacher(tiny_gpt2(tokenizer, seed=2)), tokenizer=tokenizer,
                      train_items=items[:32], method=method, train=spec, plugins=plugins, seed=0,
-                     accelerator=Accelerator(cpu=True), probe_items=items[32:])
+                     accelerator=Accelerator(cpu=True), probe_items=items[32:],
+                     data_policy=build_data_policy(method, plugins))
 
 
 class Killed(Exception):
@@ -58,26 +61,34 @@ def weights_of(student):
     return {k: v.detach().clone() for k, v in student.state_dict().items()}
 
 
+def untimed(log):
+    return [{k: v for k, v in record.items() if k != "data/generation_seconds"} for record in log]
+
+
+@pytest.mark.parametrize("data", [None, {"name": "student", "options": {"lmbda": 0.5, "max_new_tokens": 6}}],
+                         ids=["ground_truth", "on_policy"])
 def test_a_stopped_training_resumes_from_its_checkpoint_to_the_same_run(tokenizer, builtin_plugins, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, data):
+    """Stopped at step 7 after the checkpoint of step 5 (mid-epoch), then run again: the same
+    log, weights and (with an online data policy) the same generated batches."""
     import torch
 
     import arkd_bench.train.distill as distill
 
-    whole = make_distiller(tokenizer, builtin_plugins).run()
+    whole = make_distiller(tokenizer, builtin_plugins, data).run()
 
     build = distill.training_hooks
     monkeypatch.setattr(distill, "training_hooks", lambda *args: [KillAt(7), *build(*args)])
     with pytest.raises(Killed):
-        make_distiller(tokenizer, builtin_plugins, checkpoint_every=5).run(checkpoint_dir=tmp_path)
+        make_distiller(tokenizer, builtin_plugins, data, checkpoint_every=5).run(checkpoint_dir=tmp_path)
     assert [step for step, _ in checkpoints(tmp_path)] == [5]
     monkeypatch.setattr(distill, "training_hooks", build)
 
     said = []
-    resumed = make_distiller(tokenizer, builtin_plugins, checkpoint_every=5).run(checkpoint_dir=tmp_path,
-                                                                                  say=said.append)
+    resumed = make_distiller(tokenizer, builtin_plugins, data, checkpoint_every=5).run(checkpoint_dir=tmp_path,
+                                                                                        say=said.append)
     assert said and said[0].startswith("resumed from step 5")
-    assert resumed.log == whole.log
+    assert untimed(resumed.log) == untimed(whole.log)
     expected = weights_of(whole.student)
     assert all(torch.equal(v, expected[k]) for k, v in weights_of(resumed.student).items())
     assert checkpoints(tmp_path) == []  # a finished training removes its checkpoints

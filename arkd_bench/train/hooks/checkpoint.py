@@ -58,13 +58,25 @@ class Checkpoints(TrainingHook):
                 shutil.rmtree(path, ignore_errors=True)
 
 
+def hook_keys(hooks) -> list[str]:
+    """A key per hook: its class name, numbered among hooks of that class (not its place in the
+    list, which a hook added for one run only would shift)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for hook in hooks:
+        name = type(hook).__name__
+        seen[name] = seen.get(name, -1) + 1
+        keys.append(f"{name}:{seen[name]}")
+    return keys
+
+
 def hook_states(loop) -> dict[str, Any]:
-    """Each hook's state that a resumed run needs, keyed by its place and class."""
+    """Each hook's state that a resumed run needs."""
     states = {}
-    for i, hook in enumerate(loop.hooks):
+    for key, hook in zip(hook_keys(loop.hooks), loop.hooks):
         state = hook.state_dict()
         if state is not None:
-            states[f"{i}:{type(hook).__name__}"] = state
+            states[key] = state
     return states
 
 
@@ -106,8 +118,7 @@ def load_checkpoint(loop, path: Path) -> int:
     extra = torch.load(Path(path) / EXTRA, weights_only=False)
     loop.strategy.load_state_dict(extra["strategy"])
     states = extra["hooks"]
-    for i, hook in enumerate(loop.hooks):
-        key = f"{i}:{type(hook).__name__}"
+    for key, hook in zip(hook_keys(loop.hooks), loop.hooks):
         if key in states:
             hook.load_state_dict(states[key])
     loop.outcome.log[:] = extra["log"]
