@@ -144,3 +144,18 @@ def _same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def test_checkpoint_settings_keep_cell_ids():
+    """Checkpointing changes no number a cell computes, so turning it on keeps finished cells."""
+    from pathlib import Path
+
+    import yaml
+
+    from arkd_bench.recipe.matrix import expand
+    from arkd_bench.recipe.schema import Recipe
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "tiny.yaml").read_text())
+    plain = expand(Recipe.model_validate(raw))
+    raw["train"].update(checkpoint_every=10, keep_checkpoints=True)
+    assert [c.id for c in expand(Recipe.model_validate(raw))] == [c.id for c in plain]
