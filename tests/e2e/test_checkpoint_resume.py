@@ -68,3 +68,30 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_uninterrupted_scores(tmp_path
 
     subprocess.run(command(recipe, whole, tmp_path / "cache_w"), env=env, check=True, capture_output=True)
     assert cell_results(killed) == cell_results(whole)
+
+
+# about 1.5 minutes on 2 cores (two 2-process runs)
+@pytest.mark.slow
+def test_two_processes_resume_from_a_kept_checkpoint_to_the_same_log(tmp_path):
+    """Under torchrun (2 CPU processes, gloo) every process saves its RNG states into the one
+    checkpoint and resumes from it: a finished cell made unfinished again and rerun from its
+    kept checkpoint ends with the same training log and scores."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    recipe = write_recipe(tmp_path / "recipe")
+    settings = yaml.safe_load(recipe.read_text())
+    settings["train"].update(steps=20, checkpoint_every=5, keep_checkpoints=True)
+    recipe.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+              *command(recipe, out, tmp_path / "c")[1:]]
+    subprocess.run(launch, env=env, check=True, capture_output=True, timeout=600)
+    (cell,) = (out / "cells").iterdir()
+    assert sorted(p.name for p in (cell / "checkpoint-15").glob("random_states_*")) == \
+        ["random_states_0.pkl", "random_states_1.pkl"]
+    whole = cell_results(out)
+    (cell / "status.json").unlink()
+    (cell / "scores.json").unlink()
+    rerun = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resumed from step 15" in rerun.stderr
+    assert cell_results(out) == whole

@@ -98,6 +98,7 @@ def save_checkpoint(loop, folder: Path, step: int) -> Path:
     extra = {"step": step, "strategy": loop.strategy.state_dict(), "hooks": hook_states(loop),
              "log": list(loop.outcome.log), "counters": {"trial_updates": loop.distiller.trial_updates,
                                                          "probe_gradients": loop.distiller.probe_gradients}}
+    acc.wait_for_everyone()  # every process has written its RNG states
     if acc.is_main_process:
         torch.save(extra, partial / EXTRA)  # written last: its presence marks a whole checkpoint
         partial.rename(final)
