@@ -100,6 +100,10 @@ def test_checkpoints_keep_only_the_newest_and_are_kept_when_asked(tokenizer, bui
     assert latest_checkpoint(tmp_path, 12)[0] == 10
     (tmp_path / "checkpoint-11.tmp").mkdir()  # a save cut short is never resumed from
     assert latest_checkpoint(tmp_path, 12)[0] == 10
+    make_distiller(tokenizer, builtin_plugins, checkpoint_every=5).run(checkpoint_dir=tmp_path / "other")
+    (tmp_path / "other" / "checkpoint-3.tmp").mkdir()
+    make_distiller(tokenizer, builtin_plugins, steps=2, checkpoint_every=5).run(checkpoint_dir=tmp_path / "other")
+    assert list((tmp_path / "other").iterdir()) == []  # finished: no checkpoint left, whole or cut short
 
 
 def test_arkd_state_round_trips_through_a_checkpoint(tokenizer, builtin_plugins, tmp_path):

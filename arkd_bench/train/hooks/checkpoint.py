@@ -53,9 +53,11 @@ class Checkpoints(TrainingHook):
 
     def on_train_end(self, loop) -> None:
         loop.accelerator.wait_for_everyone()
-        if not self.keep and loop.accelerator.is_main_process:
-            for _, path in checkpoints(self.folder):
-                shutil.rmtree(path, ignore_errors=True)
+        if loop.accelerator.is_main_process:  # a save cut short goes too, kept or not
+            pattern = rf"{PREFIX}\d+\.tmp" if self.keep else rf"{PREFIX}\d+(\.tmp)?"
+            for path in self.folder.glob(f"{PREFIX}*"):
+                if re.fullmatch(pattern, path.name):
+                    shutil.rmtree(path, ignore_errors=True)
 
 
 def hook_keys(hooks) -> list[str]:
