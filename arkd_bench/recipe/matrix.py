@@ -17,8 +17,10 @@ from arkd_bench.recipe.schema import Recipe
 ID_LENGTH = 12
 # Rows that need no model: their predictions are fixed texts.
 TRIVIAL_BASELINES = ("echo", "constant")
-# Resource settings that do not change what a cell computes.
-NOT_IN_ID = ("teacher_cache_mb", "save_student", "log_with", "tracker_options")
+# Resource settings that do not change what a cell computes (a checkpointed cell, resumed or
+# not, trains to the same numbers as one that is not).
+NOT_IN_ID = ("teacher_cache_mb", "save_student", "log_with", "tracker_options", "checkpoint_every",
+             "keep_checkpoints")
 
 
 def content_hash(obj: Any, length: int = ID_LENGTH) -> str:

@@ -204,6 +204,12 @@ class TrainSpec(Strict):
     rouge_probe_size: int = Field(32, ge=1, description="validation prompts for Rouge-L probes (reward, dev eval)")
     eval_every: int = Field(0, ge=0, description="dev Rouge-L every N steps (greedy, validation prompts); 0 = off")
     select_best: bool = Field(False, description="keep the student of the best dev Rouge-L (needs eval_every)")
+    checkpoint_every: int = Field(0, ge=0, description="save a checkpoint every N steps in the cell's folder "
+                                  "(cells/<id>/checkpoint-<step>/: student, optimizer, scheduler, grad scaler, RNG "
+                                  "states, the strategy's and the online data policy's state, the training log so "
+                                  "far), only the newest kept; a rerun of an unfinished cell resumes from it; 0 = off")
+    keep_checkpoints: bool = Field(False, description="keep the newest checkpoint when the cell's training finishes "
+                                   "(by default it is deleted then)")
 
     @model_validator(mode="after")
     def _options_of_used_trackers(self):

@@ -77,7 +77,8 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
                           seed=cell.seed, accelerator=art.accelerator,
                           probe_items=art.data.probe_items(cell.dataset, cell.teacher),
                           rouge_probe=art.data.rouge_probe(cell.dataset, cell.teacher))
-    outcome = train_tracked(distiller, cell, recipe, rundir, on_step)
+    outcome = train_tracked(distiller, cell, recipe, rundir, on_step,
+                            checkpoint_dir=rundir.cell_dir(cell.id), say=art.say)
     if not method.data.is_default:  # ground-truth cells keep their provenance and scores as before
         begun.extra["data_policy"] = {**method.data.model_dump(mode="json"), "label": policy.describe(),
                                       **({"sequences": built} if built else {}), **(outcome.data or {})}
@@ -88,8 +89,9 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
     return outcome.student
 
 
-def train_tracked(distiller, cell: Cell, recipe, rundir: RunDir, on_step=None):
-    """Run the distiller, its log records going to the progress bar and the trackers (train.log_with)."""
+def train_tracked(distiller, cell: Cell, recipe, rundir: RunDir, on_step=None, **run_options):
+    """Run the distiller, its log records going to the progress bar and the trackers (train.log_with);
+    `run_options` go to `Distiller.run` (the checkpoint folder, `say`)."""
     from arkd_bench.train.trackers import cell_trackers
 
     with cell_trackers(recipe.train, rundir, cell, recipe.name) as track:
@@ -99,7 +101,7 @@ def train_tracked(distiller, cell: Cell, recipe, rundir: RunDir, on_step=None):
             if track:
                 track(record)
 
-        return distiller.run(on_log=on_log)
+        return distiller.run(on_log=on_log, **run_options)
 
 
 CELL_KINDS: dict[str, Callable] = {"teacher": teacher_cell, "sft": sft_cell, "distill": distill_cell,

@@ -12,6 +12,7 @@ from arkd_bench.data.collate import IGNORE_INDEX, shift_for_next_token
 from arkd_bench.method import build_method
 from arkd_bench.models.vocabulary import trim_head, trim_logits
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.train.hooks.checkpoint import Checkpoints, latest_checkpoint
 from arkd_bench.train.hooks.online_data import data_session
 from arkd_bench.train.loop import DistillOutcome, TrainingLoop
 from arkd_bench.train.modes import eval_mode
@@ -226,8 +227,11 @@ class Distiller:
             term_grads.backward([term_sums[i] * scale for i in range(len(self.terms))], weights.tolist())
         return MicroStep(loss_sum.item() / max(n_tokens, 1), term_losses, weights, features)
 
-    def run(self, on_log: Callable[[dict[str, Any]], None] | None = None) -> DistillOutcome:
-        """Prepare the student, optimizer and loader; train them in the loop with this run's hooks."""
+    def run(self, on_log: Callable[[dict[str, Any]], None] | None = None, checkpoint_dir=None,
+            say: Callable[[str], None] | None = None) -> DistillOutcome:
+        """Prepare the student, optimizer and loader; train them in the loop with this run's hooks.
+        With `train.checkpoint_every`, checkpoints go to `checkpoint_dir` (the cell's folder), and
+        training resumes from the newest one found there (`say` tells so)."""
         import torch
 
         acc, train = self.accelerator, self.train
@@ -241,7 +245,15 @@ class Distiller:
             self.teacher.to(acc.device)
         probe_batch = self._probe_batch(acc)
         loop = TrainingLoop(self, optimizer, scheduler, loader)
-        return loop.run(training_hooks(self, probe_batch, data, on_log))
+        hooks = training_hooks(self, probe_batch, data, on_log)
+        if not (train.checkpoint_every and checkpoint_dir is not None):
+            return loop.run(hooks)
+        start, resume = latest_checkpoint(checkpoint_dir, train.steps) or (0, None)
+        if resume is not None and say is not None:
+            say(f"resumed from step {start} ({resume})")
+        # last: the step's log record is written before the checkpoint that keeps it
+        hooks.append(Checkpoints(checkpoint_dir, train.checkpoint_every, train.keep_checkpoints, resume))
+        return loop.run(hooks, start_step=start)
 
     def _probe_batch(self, acc):
         """The probe batch with its teacher logits where the strategy asks ("probe", "probe_grad")."""

@@ -46,12 +46,18 @@ class TrainingLoop:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
-    def run(self, hooks: list[TrainingHook]) -> DistillOutcome:
+    def run(self, hooks: list[TrainingHook], start_step: int = 0) -> DistillOutcome:
+        """Train from `start_step` (a resumed run: a hook restores the state of that step at
+        `on_train_begin`) to the last step."""
         self.hooks = list(hooks)
-        self.fire("on_train_begin")
         batches = forever(self.loader)
+        # Redraw the batches of the steps already done, so the loader's sampler (and the epoch's
+        # shuffle) is where an uninterrupted run has it; the RNG states are restored after this.
+        for _ in range(start_step * self.train.grad_accum):
+            next(batches)
+        self.fire("on_train_begin")
         self.student.train()
-        for step in range(self.train.steps):
+        for step in range(start_step, self.train.steps):
             self._step(step, batches)
         self.student.eval()
         self.outcome.student = self.accelerator.unwrap_model(self.student)

@@ -8,7 +8,8 @@ A step's events, in order:
                          `Feedback(**state.feedback)` plus the step's loss and features
   on_step_end            after the strategy's observe
 and once per run `on_train_begin` and `on_train_end` (the outcome holds the trained student).
-`on_evaluate` and `on_log` are told by the hooks that evaluate and write log records."""
+`on_evaluate` and `on_log` are told by the hooks that evaluate and write log records.
+A hook whose state a resumed run needs (train.checkpoint_every) returns it from `state_dict`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,3 +63,10 @@ class TrainingHook:
 
     def on_train_end(self, loop) -> None:
         """After the last step; `loop.outcome.student` is the unwrapped student."""
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """What a checkpoint keeps of this hook, or None (nothing: it starts afresh on resume)."""
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, before the resumed loop's first step."""

@@ -21,3 +21,9 @@ class BestStudent(TrainingHook):
         if self.state is not None:
             loop.outcome.student.load_state_dict(self.state)
         loop.outcome.log.append({"step": self.step, "selected": True, "dev/rougeL": self.score})
+
+    def state_dict(self):
+        return {"score": self.score, "step": self.step, "state": self.state}
+
+    def load_state_dict(self, state) -> None:
+        self.score, self.step, self.state = state["score"], state["step"], state["state"]

@@ -36,3 +36,9 @@ class CriteriaFeedback(TrainingHook):
         after = measure_criteria(loop, state, self.probe)
         self.probe_after = after.probe
         state.feedback.update(probe_after=after.probe, batch_after=after.batch)
+
+    def state_dict(self):
+        return {"probe_after": self.probe_after}  # the next step's "before", not measured again
+
+    def load_state_dict(self, state) -> None:
+        self.probe_after = state["probe_after"]

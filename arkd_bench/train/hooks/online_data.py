@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from arkd_bench.train.hooks.base import StepState, TrainingHook
 
+# what a resumed session must continue from (`_calls` seeds its next generation)
+SESSION_COUNTERS = ("step", "generation_seconds", "generated_sequences", "generated_tokens", "_calls")
+
 
 def data_session(distiller, acc):
     """The session an online data policy works in, or None (its batches are the loader's)."""
@@ -34,3 +37,20 @@ class OnlineData(TrainingHook):
 
     def on_train_end(self, loop) -> None:
         loop.outcome.data = self.session.summary()
+
+    def state_dict(self):
+        """The session's counters (its sampling seeds follow the call count) and the policy's
+        state: its `state_dict()` where it has one, else its attributes (RNGs, buffers)."""
+        session, policy = self.session, self.session.policy
+        counters = {k: getattr(session, k) for k in SESSION_COUNTERS}
+        saved = policy.state_dict() if hasattr(policy, "state_dict") else dict(vars(policy))
+        return {"session": counters, "policy": saved}
+
+    def load_state_dict(self, state) -> None:
+        for key, value in state["session"].items():
+            setattr(self.session, key, value)
+        policy = self.session.policy
+        if hasattr(policy, "load_state_dict"):
+            policy.load_state_dict(state["policy"])
+        else:
+            vars(policy).update(state["policy"])
