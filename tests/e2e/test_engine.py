@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from arkd_bench.cli import app
 from arkd_bench.testing import tiny_gpt2, tiny_tokenizer
-from arkd_bench.models.build import ModelError, check_vocabularies
+from arkd_bench.models.build import ModelError
+from arkd_bench.models.vocabulary import check_vocabularies
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
@@ -105,9 +106,12 @@ def test_nan_loss_fails_only_its_cell_and_names_step_and_term(tmp_path):
 
 
 def test_vocabulary_mismatch_names_both_sizes():
-    teacher, student = tiny_gpt2(tiny_tokenizer()), tiny_gpt2(tiny_tokenizer(vocab_size=300))
-    with pytest.raises(ModelError, match="teacher 't' has a vocabulary of 320 entries but student 's' has 300"):
-        check_vocabularies(teacher, student, "t", "s")
+    # a student with fewer rows than the run's tokenizer (not padding: ids 300-319 have no row)
+    tokenizer = tiny_tokenizer()
+    teacher, student = tiny_gpt2(tokenizer), tiny_gpt2(tiny_tokenizer(vocab_size=300))
+    with pytest.raises(ModelError, match=r"student 's' has a vocabulary of 300 entries, fewer than the "
+                                         r"tokenizer's 320 \(teacher 320, student 300\)"):
+        check_vocabularies(teacher, student, tokenizer, "t", "s")
 
 
 def check_saved_rewards(log: list[dict], state: dict, micro_batches: int) -> None:
