@@ -27,11 +27,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/arkd-bench run recipes/quickstart.yaml --out runs/quickstart
 
+# Two workers: the tests are single-threaded, so two cores run two at a time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n 2 -m slow
 
 clean:
 	rm -rf $(VENV) runs
