@@ -1,7 +1,11 @@
 """Helpers shared by test folders. tests/ is on sys.path because tests/conftest.py lives there
 (pytest's default import mode), so any test module can `from helpers import ...`."""
 import copy
-from collections.abc import Collection, Mapping
+import sys
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
+
+import yaml
 
 from arkd_bench.data.base import Example
 from arkd_bench.recipe.schema import ModelSpec
@@ -38,3 +42,25 @@ def examples_of_varied_length(n: int) -> list[Example]:
         response = " ".join(SAMPLE_TEXTS[j % len(SAMPLE_TEXTS)] for j in range(i, i + 1 + i % 8))
         out.append(Example(prompt=f"Item {i}:", references=(response,)))
     return out
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def write_tiny_recipe(folder: Path, edit: Callable[[dict], None] | None = None) -> Path:
+    """`tests/fixtures/tiny.yaml` without its checks (changed by `edit` if given) and its data,
+    written into `folder` for a run in a subprocess; returns the recipe's path."""
+    recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
+    recipe["checks"] = []
+    if edit is not None:
+        edit(recipe)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def run_command(recipe: Path, out: Path, cache: Path) -> list[str]:
+    """`arkd-bench run` of `recipe` into `out` with its own cache, as a subprocess command."""
+    return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]

@@ -11,27 +11,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
+from helpers import run_command as command
+from helpers import write_tiny_recipe
 
 
 def write_recipe(folder: Path) -> Path:
     """One distilled cell (the scratch student keeps GPT-2's dropout, so the RNG matters), long
     enough that the kill lands between checkpoints; the SFT and teacher rows are left out."""
-    recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
-    recipe["checks"] = []
-    recipe["methods"] = [m for m in recipe["methods"] if m["name"] == "mix"]
-    recipe["eval"]["baselines"] = []
-    recipe["eval"]["reference"] = "mix"
-    recipe["train"].update(steps=60, checkpoint_every=10, log_every=1)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
+    def one_cell(recipe: dict) -> None:
+        recipe["methods"] = [m for m in recipe["methods"] if m["name"] == "mix"]
+        recipe["eval"]["baselines"] = []
+        recipe["eval"]["reference"] = "mix"
+        recipe["train"].update(steps=60, checkpoint_every=10, log_every=1)
 
-
-def command(recipe: Path, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]
+    return write_tiny_recipe(folder, one_cell)
 
 
 def checkpoint_saved(out: Path) -> bool:

@@ -4,28 +4,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
-
-
-def write_recipe(folder: Path) -> Path:
-    recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
-    recipe["checks"] = []
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tiny_pairs.jsonl").write_text((FIXTURES / "tiny_pairs.jsonl").read_text())
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
-
-
-def command(recipe: Path, out: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]
+from helpers import run_command as command
+from helpers import write_tiny_recipe as write_recipe
 
 
 def done_cells(out: Path) -> list[Path]:
