@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from arkd_bench.report.numbers import BORROWED, LOW_POWER, MIN_SEEDS
-from arkd_bench.report.rows import Row
+from arkd_bench.report.rows import Row, higher_is_better
 
 ADJUSTMENT_NAMES = {"holm": "Holm-adjusted", "bonferroni": "Bonferroni-adjusted", "none": "unadjusted"}
 
@@ -142,3 +142,23 @@ def legend(results: dict[str, Any]) -> str:
             f"{BORROWED} a one-seed row takes the seed variance pooled over the multi-seed rows of its teacher and "
             "student. With one seed everywhere, a percentile bootstrap over test examples (seeds averaged) and "
             "the paired sign-flip permutation test.")
+
+
+def weak_teacher_note(results: dict[str, Any], rows: list[Row], metric: str | None) -> str | None:
+    """A warning when no teacher beats the best trivial baseline (echo, constant) on the primary
+    metric: the students are then distilled from a model no better than repeating the prompt."""
+    def mean(row: Row):
+        return row.metrics.get(metric, {}).get("mean") if metric else None
+
+    floors = [r for r in rows if r.kind in ("echo", "constant") and mean(r) is not None]
+    teachers = [r for r in rows if r.kind == "teacher" and mean(r) is not None]
+    if not floors or not teachers:
+        return None
+    sign = 1 if higher_is_better(results, metric) else -1
+    floor = max(floors, key=lambda r: sign * mean(r))
+    best = max(teachers, key=lambda r: sign * mean(r))
+    if sign * mean(best) > sign * mean(floor):
+        return None
+    return (f"**the teacher does not beat the trivial baselines** on {metric} ({best.teacher} {mean(best):.2f} "
+            f"against {floor.kind} {mean(floor):.2f}): the students' ranking says little about distillation "
+            "(recipes/smollm2-kd.yaml distils a pretrained teacher that is above both)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from arkd_bench.report.notes import ADJUSTMENT_NAMES, context_lines
+from arkd_bench.report.notes import ADJUSTMENT_NAMES, context_lines, weak_teacher_note
 from arkd_bench.report.numbers import (BORROWED, LOW_POWER, MAX_DIGITS, MIN_SEEDS, Cell, clip, delta_bounds,
                                        delta_cell, mean_cell, metric_bounds)
 from arkd_bench.report.rows import Row, higher_is_better, leaderboard_rows
@@ -166,6 +166,8 @@ def make_table(results: dict[str, Any], dataset: str, view: View | None = None) 
     layout = _Layout(results, view, primary, best)
     body = [[layout.cell(r, col) for col in columns] for r in rows]
     context = context_lines(results, dataset, rows)
+    weak_teacher = weak_teacher_note(results, rows, primary)
+    context = ([weak_teacher] if weak_teacher else []) + context
     if layout.clipped:
         context.append("Δ intervals reaching past their metric's range, clipped to it: " + ", ".join(layout.clipped))
     return Table(dataset, [c.title for c in columns], body, context, columns,

@@ -178,3 +178,21 @@ def test_small_differences_get_the_digits_they_need():
                                                       "high": -0.0023, "p_value": 0.001, "n_examples": 50}},
                                       kl=(0.4958, 0.0, 3))], lower={"kl"}))
     assert line_of(md, "a").endswith("| -0.0042 [-0.0061, -0.0023]** |")
+
+
+@pytest.mark.parametrize("teacher_score, warned", [(10.5, True), (14.6, True), (14.7, False)])
+def test_a_teacher_at_or_below_a_trivial_baseline_is_said_above_the_table(teacher_score, warned):
+    md = render_markdown(results([
+        row("teacher", "teacher", rougeL=(teacher_score, 0.0, 1)), row("sft", "sft", rougeL=(9.0, 1.0, 2)),
+        row("echo", "echo", rougeL=(14.6, 0.0, 1)), row("constant", "constant", rougeL=(10.46, 0.0, 1))]))
+    line = "- **the teacher does not beat the trivial baselines** on rougeL (t "
+    assert (line in md) is warned
+    if warned:
+        assert f"t {teacher_score:.2f} against echo 14.60" in md
+        assert md.index(line) < md.index("| rank (rougeL)")
+
+
+def test_a_lower_is_better_metric_warns_when_the_teacher_is_higher():
+    md = render_markdown(results([row("teacher", "teacher", ppl=(30.0, 0.0, 1)),
+                                  row("constant", "constant", ppl=(25.0, 0.0, 1))], lower={"ppl"}))
+    assert "does not beat the trivial baselines** on ppl (t 30.00 against constant 25.00)" in md
