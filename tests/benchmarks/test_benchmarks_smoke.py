@@ -75,6 +75,17 @@ def check_alpha_trajectories(done):
         assert len(means) == 4 and all(finite(m) and 0.0 <= m <= 1.0 for m in means)
 
 
+def check_generation_signatures(done):
+    result = last_json(ok(done))  # the stored smollm2-docstrings run: 2 seeds x 40 answers a trained row
+    rows = result["signatures"]
+    assert {"teacher", "sft", "fkl", "rkl", "echo"} <= set(rows)
+    assert (rows["sft"]["first_word"], rows["sft"]["first_word_share"]) == ("Return", 1.0)
+    assert rows["fkl"]["first_word"] == "It" and rows["fkl"]["answers"] == 80
+    assert rows["fkl"]["rougeL"] == pytest.approx(8.80, abs=0.01)  # the stored leaderboard's mean
+    assert rows["echo"]["repeats_trigram"] == 0.0 and 0.0 < rows["fkl"]["repeats_trigram"] < 1.0
+    assert [sorted(e) for e in result["side_by_side"]] == [["prompt", "reference", "sft", "teacher"]] * 4
+
+
 def check_hypergrad_signs(done):
     result = last_json(ok(done))
     (cell,) = result["cells"]
@@ -176,6 +187,7 @@ CHECKS = {
     "benchmarks/alpha_trajectories.py": check_alpha_trajectories,
     "benchmarks/divergences.py": check_divergences,
     "benchmarks/generation.py": check_generation,
+    "benchmarks/generation_signatures.py": check_generation_signatures,
     "benchmarks/hypergrad_signs.py": check_hypergrad_signs,
     "benchmarks/real_model_step.py": check_real_model_step,
     "benchmarks/teacher_outputs_error.py": check_teacher_outputs_error,
