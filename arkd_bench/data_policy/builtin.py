@@ -36,10 +36,24 @@ class SamplingOptions(DataPolicyOptions):
         return [prompt_for_continuation(p, max_length, self.max_new_tokens, bos_token_id) for p in prompts]
 
 
+class GroundTruthOptions(DataPolicyOptions):
+    targets: Literal["distribution", "tokens"] = Field(
+        "distribution", description="distil the teacher's distributions on the references, or train on their "
+                                    "tokens (more SFT: FKL against a one-hot is the cross-entropy)")
+
+
 class GroundTruth(DataPolicy):
     """The dataset's reference responses (the default)."""
 
     name = "ground_truth"
+    Options = GroundTruthOptions
+
+    @property
+    def targets(self):
+        return self.options.targets
+
+    def describe(self) -> str:
+        return "references (SFT on their tokens)" if self.options.targets == "tokens" else "references"
 
 
 class TeacherOptions(SamplingOptions):

@@ -127,7 +127,7 @@ class Artifacts:
         `policy`: the dataset's items and the shared teacher source, or the items the policy
         builds (once per grid)."""
         if not policy.builds_sequences:
-            return self.data.train_items(dataset, teacher), self.teacher_source(dataset, teacher), {}
+            return self.data.train_items(dataset, teacher), self.teacher_source(dataset, teacher, targets=policy.targets), {}
         items, info = self.built_sequences(dataset, teacher, policy)
         return items, self.teacher_source(dataset, teacher, items, info["key"], policy.targets), info
 

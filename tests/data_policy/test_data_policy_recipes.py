@@ -88,6 +88,8 @@ def test_a_third_party_policy_is_listed_validated_and_run(tmp_path):
      "replay' takes: capacity"),
     ({"name": "teacher", "options": {"targets": "tokens"}}, "methods[0].data.options.targets",
      "needs the objective [fkl]"),
+    ({"name": "ground_truth", "options": {"targets": "tokens"}}, "methods[0].data.options.targets",
+     "needs the objective [fkl]"),
 ])
 def test_bad_data_policies_are_located_errors(tmp_path, builtin_plugins, data, where, says):
     path = write(tmp_path, recipe_with([{"name": "x", "objective": ["rkl"], "data": data}]))
@@ -122,7 +124,8 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
                    **teacher_data["options"], "targets": "tokens"}}},
                {"name": "kd_on_teacher", "objective": ["fkl", "rkl"], "data": teacher_data},
                {"name": "gkd", "objective": [{"name": "jsd", "options": {"beta": 0.5}}],
-                "data": {"name": "student", "options": {"max_new_tokens": 6}}}]
+                "data": {"name": "student", "options": {"max_new_tokens": 6}}},
+               {"name": "more_sft", "objective": ["fkl"], "data": {"name": "ground_truth", "options": {"targets": "tokens"}}}]
     recipe = recipe_with(methods, seeds=[0, 1], train={"steps": 2, "batch_size": 8, "max_length": 64},
                          eval={"metrics": ["rougeL"], "generation": {"max_new_tokens": 4}, "baselines": []})
     path = write(tmp_path, recipe)
@@ -138,7 +141,13 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
     for cell in results["cells"]:
         provenance = json.loads((out / "cells" / cell["id"] / "provenance.json").read_text())
         data = provenance["data_policy"]
-        if cell["method"] == "gkd":
+        if cell["method"] == "more_sft":
+            assert data["name"] == "ground_truth" and "sequences" not in data
+            log = [json.loads(line) for line in (out / "cells" / cell["id"] / "train_log.jsonl").read_text().splitlines()]
+            # one-hot targets of the references: FKL is the cross-entropy, i.e. more SFT
+            assert log[0]["feature/fkl"] == pytest.approx(log[0]["feature/ce"], rel=1e-6)
+            assert log[0]["feature/teacher_entropy"] == 0.0
+        elif cell["method"] == "gkd":
             assert data["name"] == "student" and data["generated_sequences"] == 16  # lmbda 1: every batch
             assert data["generation_seconds_per_step"] > 0
         else:
@@ -151,6 +160,7 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
     table = (out / "leaderboard.md").read_text()
     assert "- training sequences (others: ground truth): seqkd: teacher (greedy x1, SFT on its tokens), " \
            "generated once for the grid" in table
+    assert "more_sft: references (SFT on their tokens)" in table
     assert "gkd: student (lmbda 1), " in table and " s generation per training step" in table
     # Another grid with the same teacher, data and generation settings reuses them from disk.
     again_path = write(tmp_path, {**recipe, "methods": methods[:1], "seeds": [2]})
