@@ -122,7 +122,7 @@ def step_batches(tokenizer, *, batch: int, steps: int, length_grouped: bool = Fa
 
 def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: str, device: str,
               autocast_dtype=None, fused_head: bool = False, features: bool = False, attn: str | None = None,
-              length_grouped: bool = False, compile_backend: str | None = None) -> dict:
+              length_grouped: bool = False, compile_backend: str | None = None, chunk_size: int = 16) -> dict:
     """Tokens/s, s/step and peak memory of `steps` training steps after one warm-up step
     (with `compile_backend`, the warm-up step compiles the student's body: `compile_s`)."""
     items, batches = step_batches(tokenizer, batch=batch, steps=steps, length_grouped=length_grouped)
@@ -158,7 +158,7 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
         labels = b["labels"][:, 1:]
         mask = labels != IGNORE_INDEX
         out = divergence_pass(student_logits=s[:, :-1], teacher_logits=t[:, :-1], mask=mask, terms=terms,
-                              chunk_size=16, target_ids=labels, lm_head=head, features=features)
+                              chunk_size=chunk_size, target_ids=labels, lm_head=head, features=features)
         ((out.values.sum(0) * mask).sum() / mask.sum()).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -185,7 +185,7 @@ def real_step(tokenizer, teacher, student, *, batch: int, steps: int, source: st
     if tmp is not None:
         tmp.cleanup()
     return {"teacher_outputs": source, "fused_head": fused_head, "device": device, "batch": batch, "steps": steps,
-            "threads": torch.get_num_threads(), "features": features,
+            "threads": torch.get_num_threads(), "features": features, "chunk_size": chunk_size,
             "autocast": None if autocast_dtype is None else str(autocast_dtype).removeprefix("torch."),
             "attn": student.config._attn_implementation, "length_grouped": length_grouped,
             "padding_fraction": round(padding_fraction([b for _, b in batches[1:]]), 4),
@@ -217,7 +217,7 @@ def step_rows(tokenizer, teacher, student, args, peak_gflops: float, parameters:
         torch.set_num_threads(options.pop("threads", args.threads))
         options.setdefault("attn", "sdpa")
         row = real_step(tokenizer, teacher, copy.deepcopy(student), batch=args.batch, steps=args.steps,
-                        source="disk", device=args.device, fused_head=True, **options)
+                        source="disk", device=args.device, fused_head=True, chunk_size=args.chunk_size, **options)
         row.update(config=name, mfu=round(mfu(parameters, row["tokens_per_s"], peak_gflops), 4))
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -231,6 +231,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chunk-size", type=int, default=16,
+                        help="rows per chunk of the pass (train.chunk_size; 16 is what the loop picks at V=49152)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--skip-compile", action="store_true", help="leave out the torch.compile row")
     parser.add_argument("--liger-python", help="a Python with liger_kernel, for the peer row of the pass alone")
@@ -259,7 +261,7 @@ def main() -> None:
     result["steps"] = step_rows(tokenizer, teacher, student, args, peak_gflops, params["total"])
     shape = {"rows": 64, "hidden": 32, "vocab": 500} if args.smoke else {"rows": 2048, "hidden": 576, "vocab": 49152}
     result["pass_alone"] = {"shape": shape, "threads": args.threads,
-                            "rows": pass_rows(**shape, chunk_sizes=(16, 64) if args.smoke else (16, 128),
+                            "rows": pass_rows(**shape, chunk_sizes=(args.chunk_size, 64 if args.smoke else 128),
                                               skip_compile=args.skip_compile or args.smoke,
                                               liger_python=args.liger_python)}
     print(render(result), flush=True)
