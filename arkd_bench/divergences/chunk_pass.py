@@ -46,8 +46,9 @@ def run_pass(
     labels: Tensor | None = None,
     lm_head: LinearHead | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Values ``[T, N]``, features ``[F, N]`` (empty unless asked; with ``labels`` one more row,
-    the student's label log-probs) and the token mask. With ``lm_head``, ``student_logits`` are
+    """Values ``[T, N]``, features ``[F, N]`` (``StepFeatures.COMPUTED`` when asked, then a row
+    that is 1.0 where both models' distributions are finite, then with ``labels`` the student's
+    label log-probs) and the token mask. With ``lm_head``, ``student_logits`` are
     hidden states and the head is applied chunk by chunk."""
     student_vocab = student_logits.shape if lm_head is None else (*student_logits.shape[:-1], lm_head.vocab_size)
     if tuple(student_vocab) != tuple(teacher_logits.shape):

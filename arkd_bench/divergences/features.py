@@ -17,20 +17,24 @@ class StepFeatures:
 
     ``terms`` holds each objective term's per-token value keyed by its label. ``g_head`` /
     ``g_tail`` are AKL's gaps and ``head_size`` the number of vocabulary entries in the head;
-    ``top1_agree`` is 1.0 where the student's arg-max is a teacher arg-max. The training loop may
-    fill ``ce`` (cross-entropy on labels), ``step`` and ``total_steps``.
+    ``top1_agree`` is 1.0 where the student's arg-max is a teacher arg-max. These ``COMPUTED``
+    fields are None when the pass was asked for none (a strategy whose ``pass_settings`` say
+    ``features=False``). ``inputs_finite`` (bool) is True where both models' distributions are
+    finite; the pass always fills it. The training loop may fill ``ce`` (cross-entropy on
+    labels), ``step`` and ``total_steps``.
     """
 
     mask: Tensor
     terms: dict[str, Tensor]
-    fkl: Tensor
-    rkl: Tensor
-    teacher_entropy: Tensor
-    student_entropy: Tensor
-    top1_agree: Tensor
-    g_head: Tensor
-    g_tail: Tensor
-    head_size: Tensor
+    fkl: Tensor | None = None
+    rkl: Tensor | None = None
+    teacher_entropy: Tensor | None = None
+    student_entropy: Tensor | None = None
+    top1_agree: Tensor | None = None
+    g_head: Tensor | None = None
+    g_tail: Tensor | None = None
+    head_size: Tensor | None = None
+    inputs_finite: Tensor | None = None
     ce: Tensor | None = None
     step: int = 0
     total_steps: int = 0
@@ -69,8 +73,8 @@ class StepFeatures:
         return float(total / count)
 
     def to_batch_dict(self) -> dict[str, float]:
-        """Batch means of every feature and term (``terms.<label>`` keys), for logging."""
-        out = {name: self.batch_mean(name) for name in self.COMPUTED}
+        """Batch means of every computed feature and term (``terms.<label>`` keys), for logging."""
+        out = {name: self.batch_mean(name) for name in self.COMPUTED if getattr(self, name) is not None}
         out.update({f"terms.{label}": self.batch_mean(v) for label, v in self.terms.items()})
         if self.ce is not None:
             out["ce"] = self.batch_mean(self.ce)
@@ -99,5 +103,5 @@ class StepFeatures:
 
 
 _TENSOR_FIELDS = tuple(
-    f.name for f in fields(StepFeatures) if f.name not in ("mask", "terms", "step", "total_steps")
+    f.name for f in fields(StepFeatures) if f.name not in ("mask", "terms", "inputs_finite", "step", "total_steps")
 )

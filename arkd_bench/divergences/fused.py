@@ -38,6 +38,7 @@ def divergence_pass(
     chunk_size: int = 64,
     target_ids: Tensor | None = None,
     lm_head: LinearHead | None = None,
+    features: bool = True,
 ) -> DivergenceOutput:
     """Compute every term of an objective and the step features in one chunked pass.
 
@@ -54,6 +55,10 @@ def divergence_pass(
     pass applies the LM head to one chunk of rows at a time, in forward and again in backward,
     so the student's ``N x V`` logits and their gradient never exist (gradients flow to the
     hidden states and the head's parameters).
+
+    ``features=False`` skips the ``StepFeatures.COMPUTED`` fields (they are then None; the AKL
+    gaps alone cost about as much as the rest of the pass): for callers that read only the
+    values. The values and their gradients are the same either way.
     """
     labels = list(terms)
     divs = list(terms.values())
@@ -66,18 +71,19 @@ def divergence_pass(
             )
     values, feats, token_mask = run_pass(
         student_logits, teacher_logits, mask, divs,
-        temperature=temperature, chunk_size=chunk_size, mu=mu, head=head, with_features=True, labels=target_ids,
-        lm_head=lm_head,
+        temperature=temperature, chunk_size=chunk_size, mu=mu, head=head, with_features=features,
+        labels=target_ids, lm_head=lm_head,
     )
+    shape = token_mask.shape
     label_logp = None
     if target_ids is not None:  # the pass appended it as one more feature row
-        label_logp, feats = feats[-1].view(token_mask.shape), feats[:-1]
-    shape = token_mask.shape
+        label_logp, feats = feats[-1].view(shape), feats[:-1]
     values = values.view(len(divs), *shape)
-    computed = {name: feats[i].view(shape) for i, name in enumerate(StepFeatures.COMPUTED)}
-    features = StepFeatures(
+    computed = {name: feats[i].view(shape) for i, name in enumerate(StepFeatures.COMPUTED)} if features else {}
+    step_features = StepFeatures(
         mask=token_mask,
         terms={label: values[i].detach() for i, label in enumerate(labels)},
+        inputs_finite=feats[-1].view(shape) > 0,
         **computed,
     )
-    return DivergenceOutput(values=values, features=features, label_logp=label_logp)
+    return DivergenceOutput(values=values, features=step_features, label_logp=label_logp)

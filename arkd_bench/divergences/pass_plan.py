@@ -133,9 +133,12 @@ def _features(chunk: Chunk, mu: float, s_max: Tensor) -> Tensor:
 
 def forward_chunks(plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like: Tensor):
     """Values, features, row log-normalisers and per-chunk finiteness; ``student_chunk(sel,
-    scratch)`` gives the student logits of a chunk of rows."""
+    scratch)`` gives the student logits of a chunk of rows. The features are the
+    ``StepFeatures.COMPUTED`` rows when asked, then always 1.0 where both models' row
+    normalisers are finite (NaN or +inf logits make them NaN), then the label log-probs."""
     values = like.new_zeros((len(plan.divs), n_rows), dtype=plan.dtype)
-    n_feats = (len(StepFeatures.COMPUTED) if plan.with_features else 0) + (plan.labels is not None)
+    n_computed = len(StepFeatures.COMPUTED) if plan.with_features else 0
+    n_feats = n_computed + 1 + (plan.labels is not None)
     feats = like.new_zeros((n_feats, n_rows), dtype=plan.dtype)
     log_norms = like.new_zeros((2, n_rows), dtype=plan.dtype)
     t_rows = Rows(teacher)
@@ -150,9 +153,10 @@ def forward_chunks(plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like
         finite.append(chunk.finite)
         values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
         if plan.with_features:
-            feats[: len(StepFeatures.COMPUTED), sel] = _features(chunk, plan.mu, s_max)
+            feats[:n_computed, sel] = _features(chunk, plan.mu, s_max)
         if plan.labels is not None:
             feats[-1, sel] = s_logp.gather(1, plan.labels[sel].unsqueeze(1)).squeeze(1)
+    feats[n_computed] = torch.isfinite(log_norms).all(0).to(plan.dtype)
     return values, feats, log_norms, finite
 
 

@@ -144,7 +144,7 @@ def _compute(student, teacher, tokenizer, examples, mu, batch_size, max_length) 
             s_rows, t_rows = s_logits[mask], t_rows.to(s_logits.device)  # the response tokens only
             s_rows, t_rows = trim_logits(s_rows, t_rows, tokenizer)  # padded vocabularies: the shared rows
             values = divergence_pass(student_logits=s_rows, teacher_logits=t_rows, terms=terms,
-                                     mu=mu).values  # [3, rows]
+                                     mu=mu, features=False).values  # [3, rows]
             head_q, covered, tail_p = _head_tail(t_rows, s_rows, mu)
             example = mask.nonzero()[:, 0]  # the batch row of each scored token
             per_example = torch.zeros(6, mask.shape[0], dtype=torch.float64, device=mask.device)

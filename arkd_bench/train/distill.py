@@ -116,16 +116,18 @@ class Distiller:
         self.probe_gradients = 0  # probe backward passes for the strategy ("probe_grad")
         self.lm_head = student_head(student, accelerator) if train.fused_head else None
 
-    def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None):
+    def _pass(self, model_logits, teacher_logits, mask, terms, target_ids=None, features=False):
         from arkd_bench.divergences import divergence_pass
 
-        # A strategy built on AKL's gaps (greedy, arkd) declares the head mass it needs.
+        # A strategy built on AKL's gaps (greedy, arkd) declares the head mass it needs; the
+        # features are computed only for a training step whose strategy reads them.
         settings = self.strategy.pass_settings
         mu, head = (self.train.mu, "paper") if settings.mu is None else (settings.mu, settings.head)
         chunk = self.train.chunk_size or chunk_rows(teacher_logits.shape[-1])
         return divergence_pass(student_logits=model_logits, teacher_logits=teacher_logits, mask=mask,
                                terms=terms, mu=mu, head=head, temperature=self.train.temperature, chunk_size=chunk,
-                               target_ids=target_ids, lm_head=trim_head(self.lm_head, teacher_logits.shape[-1]))
+                               target_ids=target_ids, lm_head=trim_head(self.lm_head, teacher_logits.shape[-1]),
+                               features=features and settings.features)
 
     def _logits(self, batch):
         """(student, teacher, labels) at the next-token positions; the student's side is its
@@ -198,7 +200,7 @@ class Distiller:
         mask = labels != IGNORE_INDEX
         # At temperature 1 the pass's own log-softmax gives the cross-entropy feature (no second N x V pass).
         plain = self.train.temperature == 1.0
-        out = self._pass(s_logits, t_logits, mask, self.terms, target_ids=labels if plain else None)
+        out = self._pass(s_logits, t_logits, mask, self.terms, target_ids=labels if plain else None, features=True)
         features = out.features
         features.step, features.total_steps = step, self.train.steps
         with torch.no_grad():

@@ -25,7 +25,10 @@ def check_step_outputs(*, terms: dict, values: Any, features: Any, strategy: Any
     problem = weights_shape_problem(weights, len(terms), mask.shape)
     if problem:
         raise PluginOutputError("weighting", weighting, type(strategy), "weights", problem, step=step)
-    inputs = torch.isfinite(features.teacher_entropy).all() & torch.isfinite(features.student_entropy).all()
+    if features.inputs_finite is not None:
+        inputs = features.inputs_finite.all()
+    else:  # StepFeatures built by hand
+        inputs = torch.isfinite(features.teacher_entropy).all() & torch.isfinite(features.student_entropy).all()
     flags = torch.cat([inputs.view(1), values_ok(values, mask)])
     weights_flag = weights_ok(weights, mask)
     if weights_flag.device == flags.device:

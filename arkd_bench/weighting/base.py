@@ -103,10 +103,16 @@ class PassSettings:
     it is read: "paper", the head is the smallest teacher-sorted prefix reaching mass mu;
     "official", the tail is the least likely tokens with mass <= mu. `mu` None (the default,
     for strategies that do not read the gaps) keeps the recipe's `train.mu`, read as "paper".
+
+    `features` False: `weights` and `observe` read none of StepFeatures' computed fields (only
+    the mask, terms, ce and progress), so the pass skips them (they are then None and absent
+    from the training log); they cost about as much as the rest of the pass. Default True, so
+    a strategy that does not say gets them all.
     """
 
     mu: float | None = None
     head: Literal["paper", "official"] = "paper"
+    features: bool = True
 
 
 class WeightingStrategy:

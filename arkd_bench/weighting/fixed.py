@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, field_validator
 
 from arkd_bench.plugins.options import PluginOptions
-from arkd_bench.weighting.base import WeightingStrategy
+from arkd_bench.weighting.base import PassSettings, WeightingStrategy
 
 
 def _weight(value: float) -> float:
@@ -43,6 +43,10 @@ class FixedWeighting(WeightingStrategy):
             raise ValueError(
                 f"fixed weighting has {len(given)} weights for {len(terms)} objective terms {terms}"
             )
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        return PassSettings(features=False)  # constant weights: reads no feature
 
     def weights(self, features):
         import torch

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveFloat
 
 from arkd_bench.plugins.options import PluginOptions
-from arkd_bench.weighting.base import Feedback
+from arkd_bench.weighting.base import Feedback, PassSettings
 from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
@@ -82,6 +82,10 @@ class HypergradWeighting(FklRklStrategy):
     @property
     def alpha(self) -> float:
         return self._alpha
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        return PassSettings(features=False)  # learns from probe gradients, reads no feature
 
     def weights(self, features):
         self._last = {"alpha": self._alpha}

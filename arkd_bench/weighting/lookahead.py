@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from arkd_bench.plugins.options import PluginOptions
+from arkd_bench.weighting.base import PassSettings
 from arkd_bench.weighting.fkl_rkl import CRITERIA, FklRklStrategy
 
 
@@ -54,6 +55,10 @@ class LookaheadWeighting(FklRklStrategy):
         self.feedback_requests = frozenset({"trial", "probe" if self.options.on == "probe" else "batch_after"})
         self._alpha = self.options.candidates[len(self.options.candidates) // 2]
         self._last: dict[str, float] = {}
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        return PassSettings(features=False)  # chooses by trial updates, reads no feature
 
     def weights(self, features):
         # Provisional: before_update replaces it with the step's best candidate.

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from arkd_bench.plugins.options import PluginOptions
-from arkd_bench.weighting.base import WeightingStrategy
+from arkd_bench.weighting.base import PassSettings, WeightingStrategy
 
 
 class ScheduleOptions(PluginOptions):
@@ -57,6 +57,10 @@ class ScheduleWeighting(WeightingStrategy):
     def mix(self, progress: float) -> list[float]:
         f = self.fraction(progress)
         return [s + f * (e - s) for s, e in zip(self.options.start, self.options.end)]
+
+    @property
+    def pass_settings(self) -> PassSettings:
+        return PassSettings(features=False)  # reads only the progress
 
     def weights(self, features):
         import torch

@@ -122,13 +122,25 @@ def check_generation(done):
 def check_real_model_step(done):
     stdout = ok(done)
     assert "scratch 4-layer Llama" in stdout  # the stand-in, said so
-    rows = json_lines(stdout)
-    assert [(r["teacher_outputs"], r["fused_head"]) for r in rows] == [("online", False), ("disk", False),
-                                                                       ("disk", True)]
-    for r in rows:
-        assert r["device"] == "cpu" and r["batch"] == 2 and r["steps"] == 1
+    rows = {r["config"]: r for r in json_lines(stdout)}
+    assert list(rows) == ["baseline: fp32, sdpa, 1 thread, features off", "AKL features on", "eager attention",
+                          "2 threads", "bf16 autocast", "length-grouped batches",
+                          "torch.compile (eager) of the student"]
+    for r in rows.values():
+        assert r["teacher_outputs"] == "disk" and r["fused_head"] and r["batch"] == 2 and r["steps"] == 1
         assert finite(r["tokens_per_s"]) and r["tokens_per_s"] > 0 and finite(r["peak_step_memory_gib"])
-        assert (r["separate_ce_pass_s"] is None) == r["fused_head"]
+        assert 0 < r["mfu"] < 1 and 0 <= r["padding_fraction"] < 1
+    assert rows["AKL features on"]["features"] and not rows["bf16 autocast"]["features"]
+    assert (rows["eager attention"]["attn"], rows["2 threads"]["threads"]) == ("eager", 2)
+    assert rows["bf16 autocast"]["autocast"] == "bfloat16"
+    assert rows["length-grouped batches"]["padding_fraction"] <= rows["eager attention"]["padding_fraction"]
+    assert rows["torch.compile (eager) of the student"]["compile_s"] > 0
+    # the one table: the machine, the GEMM peak in both dtypes, every configuration, the pass alone
+    assert re.search(r"avx2 (yes|no), avx512f (yes|no), avx512_bf16 (yes|no)", stdout)
+    assert re.search(r"\| LM head 768 x 64 x 514 \| bf16 \| 1 \| [\d.]+ \|", stdout)
+    assert all(f"| {name} |" in stdout for name in rows)
+    alone = [line for line in stdout.splitlines() if line.startswith("| arkd fused |")]
+    assert len(alone) == 3 and len({line.rsplit("|", 2)[1] for line in alone}) == 1  # one loss, features or not
 
 
 def check_teacher_outputs_error(done):

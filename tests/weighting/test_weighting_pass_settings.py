@@ -26,7 +26,19 @@ class Plain(WeightingStrategy):
                                       ScheduleWeighting(start=[1, 0], end=[0, 1]), LookaheadWeighting(),
                                       HypergradWeighting()])
 def test_strategies_without_gaps_keep_the_recipes_mu(strategy):
-    assert strategy.pass_settings == PassSettings(mu=None, head="paper")
+    settings = strategy.pass_settings
+    assert (settings.mu, settings.head) == (None, "paper")
+
+
+@pytest.mark.parametrize("strategy", [FixedWeighting(), ScheduleWeighting(start=[1, 0], end=[0, 1]),
+                                      LookaheadWeighting(), HypergradWeighting()])
+def test_strategies_that_read_no_feature_ask_for_none(strategy):
+    assert strategy.pass_settings == PassSettings(features=False)
+
+
+def test_unknown_and_gap_strategies_get_the_features():
+    assert Plain().pass_settings.features  # a third-party strategy that does not say gets them all
+    assert GreedyWeighting().pass_settings.features and ArkdWeighting().pass_settings.features
 
 
 def test_gap_strategies_declare_their_mu_and_head():
