@@ -20,7 +20,7 @@ TRIVIAL_BASELINES = ("echo", "constant")
 # Resource settings that do not change what a cell computes (a checkpointed cell, resumed or
 # not, trains to the same numbers as one that is not).
 NOT_IN_ID = ("teacher_cache_mb", "save_student", "log_with", "tracker_options", "checkpoint_every",
-             "keep_checkpoints")
+             "keep_checkpoints", "gradient_checkpointing")
 
 
 def content_hash(obj: Any, length: int = ID_LENGTH) -> str:

@@ -184,6 +184,9 @@ class TrainSpec(Strict):
                              "chunk, so its N x V logits and their gradient never exist (a plain linear head, one "
                              "process, temperature 1)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward "
+                                         "instead of keeping them (student and SFT models; less memory, slower "
+                                         "steps, the same numbers)")
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
     teacher_outputs: Literal["auto", "memory", "disk", "online", "topk"] = Field(

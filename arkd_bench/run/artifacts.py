@@ -75,7 +75,8 @@ class Artifacts:
             model = self.build_model(spec, dataset, teacher, tokenizer)
             model = supervised_finetune(model, tokenizer, data.train, spec.sft, seed=seed,
                                         max_length=self.recipe.train.max_length,
-                                        accelerator=self.accelerator, on_step=on_step)
+                                        accelerator=self.accelerator, on_step=on_step,
+                                        gradient_checkpointing=self.recipe.train.gradient_checkpointing)
             self.accelerator.free_memory()
             model.save_pretrained(str(folder), safe_serialization=True)
 

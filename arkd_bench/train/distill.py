@@ -16,7 +16,7 @@ from arkd_bench.train.hooks.checkpoint import Checkpoints, latest_checkpoint
 from arkd_bench.train.hooks.online_data import data_session
 from arkd_bench.train.loop import DistillOutcome, TrainingLoop
 from arkd_bench.train.modes import eval_mode
-from arkd_bench.train.optim import adamw_with_schedule, training_loader
+from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, training_loader
 from arkd_bench.train.sft import TrainingDiverged
 from arkd_bench.train.step_checks import check_step_outputs
 
@@ -237,6 +237,8 @@ class Distiller:
         acc, train = self.accelerator, self.train
         torch.manual_seed(self.seed)
         loader = training_loader(self.dataset, train.batch_size, self.seed)
+        if train.gradient_checkpointing:
+            enable_gradient_checkpointing(self.student)
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)

@@ -20,6 +20,17 @@ def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward (`train.gradient_checkpointing`).
+    Non-reentrant checkpointing: it needs no input that requires grad and restores the RNG
+    state, so the gradients are the ones the model computes without it."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers' newer name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def training_loader(dataset, batch_size: int, seed: int):
     """A shuffling DataLoader with a seeded generator, so runs repeat exactly.
 

@@ -1,0 +1,59 @@
+"""Memory levers on a tiny Llama: gradient checkpointing gives the step's loss and gradients
+unchanged; attention implementations give the same logits."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from arkd_bench.data.collate import TrainingDataset
+from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+from arkd_bench.teacher.base import OnlineTeacher
+from arkd_bench.train.distill import Distiller
+from helpers import examples_of_varied_length as examples
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(torch_single_thread):
+    yield
+
+
+def tiny_llama(tokenizer, seed: int, layers: int = 2, attn_implementation: str | None = None):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.eos_token_id)
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config)
+
+
+def one_step(tokenizer, plugins, **train):
+    """(the step's logged loss, each student parameter's gradient) of one distillation step."""
+    from accelerate import Accelerator
+
+    method = MethodSpec.model_validate({"name": "m", "objective": ["fkl", "rkl"]})
+    spec = TrainSpec.model_validate({"steps": 1, "batch_size": 4, "max_length": 96, "lr": 0.01,
+                                     "grad_clip": None, **train})
+    student = tiny_llama(tokenizer, seed=1)
+    d = Distiller(student=student, teacher=OnlineTeacher(tiny_llama(tokenizer, seed=2, layers=1)),
+                  tokenizer=tokenizer, train_items=TrainingDataset(examples(16), tokenizer, 96).items,
+                  method=method, train=spec, plugins=plugins, seed=0, accelerator=Accelerator(cpu=True))
+    grads = {}
+    for name, p in student.named_parameters():
+        p.register_post_accumulate_grad_hook(lambda p, name=name: grads.__setitem__(name, p.grad.clone()))
+    log = []
+    d.run(on_log=log.append)
+    return log[-1]["loss"], grads, student
+
+
+def test_gradient_checkpointing_keeps_the_loss_and_gradients(tokenizer, builtin_plugins):
+    loss, grads, plain = one_step(tokenizer, builtin_plugins)
+    loss_ckpt, grads_ckpt, checkpointed = one_step(tokenizer, builtin_plugins, gradient_checkpointing=True)
+    assert checkpointed.is_activation_checkpointing and not plain.is_activation_checkpointing
+    assert loss_ckpt == pytest.approx(loss, rel=1e-6)
+    assert grads.keys() == grads_ckpt.keys() and len(grads) == len(list(plain.parameters()))
+    for name in grads:
+        torch.testing.assert_close(grads_ckpt[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
