@@ -64,6 +64,9 @@ class ModelSpec(Strict):
     scratch: ScratchSpec | None = Field(None, description="build the model from a transformers config")
     sft: SFTSpec | None = Field(None, description="supervised fine-tuning before distillation, cached by content hash")
     init_seed: int = Field(0, description="seed of the random init of a scratch model")
+    attn_implementation: Literal["sdpa", "eager"] | None = Field(
+        None, description="transformers' attention implementation; default: transformers' own choice (a derived "
+        "student: its teacher's)")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -78,6 +81,14 @@ class ModelSpec(Strict):
         if self.system_prompt is not None and self.prompt_format != "chat":
             raise ValueError("`system_prompt` needs prompt_format: chat")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_attention(self, handler):
+        # cell ids and SFT cache keys hash this dump: recipes that do not set it keep their ids
+        data = handler(self)
+        if self.attn_implementation is None:
+            data.pop("attn_implementation", None)
+        return data
 
 
 class TokenizerSpec(Strict):

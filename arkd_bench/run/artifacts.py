@@ -82,7 +82,10 @@ class Artifacts:
 
         sources = self.files.sources(teacher, None if kind == "teachers" else spec.name)
         folder = self.cache.get_or_build(kind, key, build, sources=sources)
-        model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        attention = spec.attn_implementation  # a derived student's default is its teacher's
+        if attention is None and spec.derive is not None:
+            attention = named(self.recipe.teachers, teacher).attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation=attention).eval()
         return model, key, self.memo(("hash", str(folder)), lambda: hash_folder(folder))
 
     def teacher(self, dataset: str, teacher: str, on_step=None):

@@ -57,3 +57,46 @@ def test_gradient_checkpointing_keeps_the_loss_and_gradients(tokenizer, builtin_
     assert grads.keys() == grads_ckpt.keys() and len(grads) == len(list(plain.parameters()))
     for name in grads:
         torch.testing.assert_close(grads_ckpt[name], grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def scratch_llama(name: str = "s", **extra):
+    from arkd_bench.recipe.schema import ModelSpec
+
+    return ModelSpec.model_validate({"name": name, "scratch": {"architecture": "llama", "config": {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2}}, **extra})
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_built_and_derived_models_follow_attn_implementation(tokenizer, attention):
+    from arkd_bench.models.build import build_model
+    from arkd_bench.recipe.schema import DeriveSpec, ModelSpec
+
+    teacher = build_model(scratch_llama(attn_implementation=attention), tokenizer)
+    assert teacher.config._attn_implementation == attention
+    inherited = build_model(ModelSpec(name="d", derive=DeriveSpec(layers=[0])), tokenizer, teacher=teacher)
+    assert inherited.config._attn_implementation == attention  # a derived student's default: its teacher's
+    other = "sdpa" if attention == "eager" else "eager"
+    own = build_model(ModelSpec(name="d", derive=DeriveSpec(layers=[0]), attn_implementation=other), tokenizer,
+                      teacher=teacher)
+    assert own.config._attn_implementation == other
+
+
+def test_eager_and_sdpa_give_the_same_logits(tokenizer):
+    from arkd_bench.models.build import build_model
+
+    eager = build_model(scratch_llama(attn_implementation="eager"), tokenizer).eval()
+    sdpa = build_model(scratch_llama(attn_implementation="sdpa"), tokenizer).eval()
+    ids = torch.randint(3, len(tokenizer), (2, 12), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding, as generation batches have
+    with torch.no_grad():
+        a, b = (m(input_ids=ids, attention_mask=mask).logits for m in (eager, sdpa))
+    torch.testing.assert_close(a[mask.bool()], b[mask.bool()], rtol=1e-4, atol=1e-5)
+
+
+def test_the_default_attention_stays_out_of_cell_ids():
+    """A recipe that does not set attn_implementation keeps its cell ids and SFT cache keys (both
+    hash the model spec's dump); one that sets it gets new ones."""
+    assert "attn_implementation" not in scratch_llama().model_dump(mode="json")
+    assert scratch_llama(attn_implementation="eager").model_dump(mode="json")["attn_implementation"] == "eager"
