@@ -195,6 +195,9 @@ class TrainSpec(Strict):
                              "chunk, so its N x V logits and their gradient never exist (a plain linear head, one "
                              "process, temperature 1)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
+    optimizer: Literal["adamw", "adamw_8bit"] = Field(
+        "adamw", description="the distillation optimizer: torch's AdamW, or bitsandbytes' 8-bit AdamW "
+        "(AdamW8bit: optimizer state in 8 bits; needs `pip install bitsandbytes`, on a GPU)")
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward "
                                          "instead of keeping them (student and SFT models; less memory, slower "
                                          "steps, the same numbers)")
@@ -224,6 +227,14 @@ class TrainSpec(Strict):
                                   "far), only the newest kept; a rerun of an unfinished cell resumes from it; 0 = off")
     keep_checkpoints: bool = Field(False, description="keep the newest checkpoint when the cell's training finishes "
                                    "(by default it is deleted then)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_optimizer(self, handler):
+        # cell ids hash this dump: recipes that do not set an optimizer keep their ids
+        data = handler(self)
+        if self.optimizer == "adamw":
+            data.pop("optimizer", None)
+        return data
 
     @model_validator(mode="after")
     def _options_of_used_trackers(self):

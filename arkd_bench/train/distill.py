@@ -240,7 +240,7 @@ class Distiller:
         if train.gradient_checkpointing:
             enable_gradient_checkpointing(self.student)
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
-                                                   train.warmup_steps, train.steps)
+                                                   train.warmup_steps, train.steps, train.optimizer)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index

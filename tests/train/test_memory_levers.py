@@ -2,6 +2,8 @@
 unchanged; attention implementations give the same logits."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -100,3 +102,41 @@ def test_the_default_attention_stays_out_of_cell_ids():
     hash the model spec's dump); one that sets it gets new ones."""
     assert "attn_implementation" not in scratch_llama().model_dump(mode="json")
     assert scratch_llama(attn_implementation="eager").model_dump(mode="json")["attn_implementation"] == "eager"
+
+
+def test_adamw_8bit_without_bitsandbytes_is_refused_by_validate_naming_the_field(tmp_path, monkeypatch):
+    """bitsandbytes made unimportable (as where it is not installed): validate fails at
+    train.optimizer and says what to install; the optimizer itself raises the same way."""
+    import shutil
+    import sys
+    from typer.testing import CliRunner
+
+    from arkd_bench.cli import app
+    from arkd_bench.train.optim import OptimizerUnavailable, adamw_class
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import fails, find_spec finds nothing
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    recipe = yaml.safe_load((fixtures / "tiny.yaml").read_text())
+    shutil.copy(fixtures / "tiny_pairs.jsonl", tmp_path)
+    assert CliRunner().invoke(app, ["validate", str(write(tmp_path, recipe))]).exit_code == 0
+    recipe["train"]["optimizer"] = "adamw_8bit"
+    result = CliRunner().invoke(app, ["validate", str(write(tmp_path, recipe))])
+    assert result.exit_code == 1
+    assert "train.optimizer: adamw_8bit needs bitsandbytes" in result.output
+    assert "pip install bitsandbytes" in result.output
+    with pytest.raises(OptimizerUnavailable, match="train.optimizer: adamw_8bit needs bitsandbytes"):
+        adamw_class("adamw_8bit")
+    assert adamw_class("adamw") is torch.optim.AdamW
+
+
+def write(folder, recipe):
+    import yaml
+
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_the_default_optimizer_stays_out_of_cell_ids():
+    assert "optimizer" not in TrainSpec().model_dump(mode="json")
+    assert TrainSpec(optimizer="adamw_8bit").model_dump(mode="json")["optimizer"] == "adamw_8bit"
