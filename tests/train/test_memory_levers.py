@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from arkd_bench.data.collate import TrainingDataset
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
@@ -130,8 +131,6 @@ def test_adamw_8bit_without_bitsandbytes_is_refused_by_validate_naming_the_field
 
 
 def write(folder, recipe):
-    import yaml
-
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
