@@ -14,7 +14,7 @@ from arkd_bench.models.vocabulary import trim_head, trim_logits
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.hooks.checkpoint import Checkpoints, latest_checkpoint
 from arkd_bench.train.hooks.online_data import data_session
-from arkd_bench.train.loop import DistillOutcome, TrainingLoop
+from arkd_bench.train.loop import DistillOutcome, TrainingLoop, accumulating
 from arkd_bench.train.modes import eval_mode
 from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, training_loader
 from arkd_bench.train.sft import TrainingDiverged
@@ -218,7 +218,9 @@ class Distiller:
             raise TrainingDiverged(f"step {step}: loss is {loss_sum.item()}; non-finite terms: "
                                    + (", ".join(bad) if bad else "none (the weighted sum overflowed)"))
         if term_grads is None:
-            self.accelerator.backward(loss_sum * scale)
+            # accelerate's backward divides by the accumulation steps (DeepSpeed's engine does the
+            # same); this loss is already normalised by the whole step's tokens
+            self.accelerator.backward(loss_sum * (scale * self.accelerator.gradient_accumulation_steps))
         else:
             if weights.dim() != 1:
                 raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates or probe "
@@ -232,6 +234,10 @@ class Distiller:
         """Prepare the student, optimizer and loader; train them in the loop with this run's hooks.
         With `train.checkpoint_every`, checkpoints go to `checkpoint_dir` (the cell's folder), and
         training resumes from the newest one found there (`say` tells so)."""
+        with accumulating(self.accelerator, self.train.grad_accum):
+            return self._run(on_log, checkpoint_dir, say)
+
+    def _run(self, on_log, checkpoint_dir, say) -> DistillOutcome:
         import torch
 
         acc, train = self.accelerator, self.train
