@@ -84,8 +84,10 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
                                       **({"sequences": built} if built else {}), **(outcome.data or {})}
     art.accelerator.free_memory()
     rundir.write(cell.id, "train_log.jsonl", outcome.log)
+    # every process takes part in gathering a sharded student's weights; the main one writes them
+    weights = art.accelerator.get_state_dict(outcome.prepared) if recipe.train.save_student else None
     if rundir.writable:
-        save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student, begun.tokenizer)
+        save_training_artifacts(rundir.cell_dir(cell.id), outcome, weights, begun.tokenizer)
     return outcome.student
 
 
@@ -159,9 +161,10 @@ def trivial_predictions(kind: str, examples, train) -> list[str]:
     return [answer] * len(examples)
 
 
-def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokenizer) -> None:
-    """The strategy's state (e.g. ARKD's policy) always; the student when asked, as a complete
-    Hugging Face folder (config, weights, tokenizer, generation config)."""
+def save_training_artifacts(cell_dir: Path, outcome, student_weights, tokenizer) -> None:
+    """The strategy's state (e.g. ARKD's policy) always; the student when its weights are given
+    (train.save_student: its gathered state dict), as a complete Hugging Face folder (config,
+    weights, tokenizer, generation config)."""
     import torch
 
     from arkd_bench.models.export import STUDENT_DIR, save_hf_model
@@ -169,6 +172,6 @@ def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokeniz
     state = outcome.strategy.state_dict()
     if state:
         torch.save(state, cell_dir / "strategy.pt")
-    if save_student:
-        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR)
+    if student_weights is not None:
+        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR, state_dict=student_weights)
 

@@ -18,6 +18,7 @@ class DistillOutcome:
     strategy: Any
     log: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
+    prepared: Any = None  # the student as prepared (wrapped, maybe sharded): for accelerator.get_state_dict
 
 
 class TrainingLoop:
@@ -61,6 +62,7 @@ class TrainingLoop:
             self._step(step, batches)
         self.student.eval()
         self.outcome.student = self.accelerator.unwrap_model(self.student)
+        self.outcome.prepared = self.student
         self.fire("on_train_end")
         return self.outcome
 
