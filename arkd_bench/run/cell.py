@@ -123,7 +123,7 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
     """Score the cell's model on the eval split and every eval-only dataset; write its
     generations, provenance and scores."""
     from arkd_bench.evaluate.evaluate_model import evaluate_model
-    from arkd_bench.rundir.provenance import provenance
+    from arkd_bench.rundir.provenance import accelerator_setup, provenance
 
     recipe, extra = art.recipe, begun.extra
     model = art.placement.for_evaluation(model)  # generation and model metrics run on the device
@@ -143,7 +143,8 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
         rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
         extra.setdefault("eval_data_hashes", {})[dataset.name] = art.data.splits(dataset.name, cell.teacher).content_hash
-    rundir.write(cell.id, "provenance.json", provenance(art.loaded.base_dir, **extra))
+    rundir.write(cell.id, "provenance.json",
+                 provenance(art.loaded.base_dir, accelerator=accelerator_setup(art.accelerator), **extra))
     scores["seconds"] = round(time.time() - begun.started, 2)
     if "data_policy" in extra:
         scores["data_policy"] = extra["data_policy"]
