@@ -248,6 +248,9 @@ class Distiller:
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps, train.optimizer)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
+        if acc.gradient_accumulation_steps != train.grad_accum:  # a DeepSpeed config's own count wins in prepare
+            raise ValueError(f"train.grad_accum is {train.grad_accum} but the DeepSpeed config's "
+                             f"gradient_accumulation_steps is {acc.gradient_accumulation_steps}: set it to auto")
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index
             self.teacher.to(acc.device)
