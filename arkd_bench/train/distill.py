@@ -14,7 +14,7 @@ from arkd_bench.models.vocabulary import trim_head, trim_logits
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.hooks.checkpoint import Checkpoints, latest_checkpoint
 from arkd_bench.train.hooks.online_data import data_session
-from arkd_bench.train.loop import DistillOutcome, TrainingLoop, accumulating
+from arkd_bench.train.loop import DistillOutcome, TrainingLoop, accumulating, check_accumulation
 from arkd_bench.train.modes import eval_mode
 from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, training_loader
 from arkd_bench.train.sft import TrainingDiverged
@@ -248,9 +248,7 @@ class Distiller:
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
                                                    train.warmup_steps, train.steps, train.optimizer)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
-        if acc.gradient_accumulation_steps != train.grad_accum:  # a DeepSpeed config's own count wins in prepare
-            raise ValueError(f"train.grad_accum is {train.grad_accum} but the DeepSpeed config's "
-                             f"gradient_accumulation_steps is {acc.gradient_accumulation_steps}: set it to auto")
+        check_accumulation(acc, train.grad_accum)
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index
             self.teacher.to(acc.device)

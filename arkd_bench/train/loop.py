@@ -118,6 +118,13 @@ def accumulating(accelerator, micro_batches: int):
         accelerator.step = counted
 
 
+def check_accumulation(accelerator, micro_batches: int) -> None:
+    """After `prepare`: a DeepSpeed config's own gradient_accumulation_steps wins there."""
+    if accelerator.gradient_accumulation_steps != micro_batches:
+        raise ValueError(f"train.grad_accum is {micro_batches} but the DeepSpeed config's gradient_accumulation_steps "
+                         f"is {accelerator.gradient_accumulation_steps}: set it to auto (or to {micro_batches})")
+
+
 def _sum_across_processes(acc, loss: float, terms: dict[str, float]):
     import torch
 
