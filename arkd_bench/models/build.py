@@ -19,23 +19,25 @@ def build_model(spec: ModelSpec, tokenizer, *, folder=None, teacher=None) -> Any
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = getattr(torch, DTYPES[spec.dtype])
+    attention = spec.attn_implementation  # None: transformers' default (a derived student: its teacher's)
     if spec.gguf_file is not None:
         if folder is None:
             raise ModelError(f"model {spec.name!r}: a GGUF model loads from its dequantized folder "
                              "(arkd_bench.models.gguf.gguf_folder)")
-        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation=attention)
     if spec.derive is not None:
         from arkd_bench.models.derive import derive_student
 
         if teacher is None:
             raise ModelError(f"model {spec.name!r}: `derive` needs the teacher it is derived from")
-        return derive_student(teacher, spec.derive, seed=spec.init_seed).to(dtype)
+        return derive_student(teacher, spec.derive, seed=spec.init_seed, attn_implementation=attention).to(dtype)
     if spec.path is not None:
         return AutoModelForCausalLM.from_pretrained(
             spec.path,
             revision=spec.revision,
             dtype=dtype,
             trust_remote_code=spec.trust_remote_code,
+            attn_implementation=attention,
         )
     overrides = {
         "vocab_size": len(tokenizer),
@@ -49,7 +51,7 @@ def build_model(spec: ModelSpec, tokenizer, *, folder=None, teacher=None) -> Any
     except ValueError as exc:
         raise ModelError(f"model {spec.name!r}: {exc}") from None
     torch.manual_seed(spec.init_seed)
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attention)
     return model.to(getattr(torch, DTYPES[spec.dtype]))
 
 

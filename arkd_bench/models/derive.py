@@ -53,14 +53,16 @@ def derived_config(teacher, spec: DeriveSpec):
     return config, layers
 
 
-def derive_student(teacher, spec: DeriveSpec, seed: int = 0):
-    """A new model shaped by `spec`, with the teacher's kept weights copied (or freshly initialised)."""
+def derive_student(teacher, spec: DeriveSpec, seed: int = 0, attn_implementation: str | None = None):
+    """A new model shaped by `spec`, with the teacher's kept weights copied (or freshly initialised);
+    its attention implementation is the teacher's unless `attn_implementation` is given."""
     import torch
     from transformers import AutoModelForCausalLM
 
     config, layers = derived_config(teacher, spec)
     torch.manual_seed(seed)
-    student = AutoModelForCausalLM.from_config(config).to(next(teacher.parameters()).dtype)
+    attention = attn_implementation or teacher.config._attn_implementation
+    student = AutoModelForCausalLM.from_config(config, attn_implementation=attention).to(next(teacher.parameters()).dtype)
     if spec.init == "fresh":
         return student
     prefix = layer_list_name(teacher)

@@ -45,8 +45,10 @@ def _write_folder(folder: Path, write) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_hf_model(model, tokenizer, folder: str | Path) -> Path:
-    """Write `model` and `tokenizer` as one from_pretrained folder, generation config included.
+def save_hf_model(model, tokenizer, folder: str | Path, state_dict=None) -> Path:
+    """Write `model` and `tokenizer` as one from_pretrained folder, generation config included;
+    with `state_dict` (the gathered weights of a sharded model: `accelerator.get_state_dict`),
+    those weights.
 
     The generation config gets the tokenizer's eos and pad ids when the model's lacks them,
     so `generate` on the reloaded model stops and pads as the harness's generation does."""
@@ -59,7 +61,7 @@ def save_hf_model(model, tokenizer, folder: str | Path) -> Path:
             setattr(generation, name, getattr(tokenizer, name))
 
     def write(tmp: Path) -> None:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(str(tmp))
         generation.save_pretrained(str(tmp))
 

@@ -20,7 +20,7 @@ TRIVIAL_BASELINES = ("echo", "constant")
 # Resource settings that do not change what a cell computes (a checkpointed cell, resumed or
 # not, trains to the same numbers as one that is not).
 NOT_IN_ID = ("teacher_cache_mb", "save_student", "log_with", "tracker_options", "checkpoint_every",
-             "keep_checkpoints")
+             "keep_checkpoints", "gradient_checkpointing")
 
 
 def content_hash(obj: Any, length: int = ID_LENGTH) -> str:
@@ -51,8 +51,14 @@ class Cell:
         }
 
 
+# Options added after cells existed: at their default they stay out of the id, so cells of
+# recipes that do not set them keep their ids.
+DEFAULT_NOT_IN_ID = {"optimizer": "adamw"}
+
+
 def _dump(model) -> dict[str, Any]:
-    return model.model_dump(mode="json", exclude=set(NOT_IN_ID) & set(type(model).model_fields))
+    dumped = model.model_dump(mode="json", exclude=set(NOT_IN_ID) & set(type(model).model_fields))
+    return {k: v for k, v in dumped.items() if k not in DEFAULT_NOT_IN_ID or v != DEFAULT_NOT_IN_ID[k]}
 
 
 def _method(method) -> dict[str, Any]:

@@ -40,7 +40,20 @@ def preflight_problems(recipe: Recipe, plugins, base_dir: Path, skip_datasets: s
         for i, spec in enumerate(getattr(recipe, field_name)):
             problems += _model_files(spec, (field_name, i), base_dir)
     problems += _generation(recipe.eval.generation)
+    if recipe.train.optimizer == "adamw_8bit" and bitsandbytes_missing():
+        problems.append(Problem(("train", "optimizer"), "adamw_8bit needs bitsandbytes, which is not installed: "
+                                "`pip install bitsandbytes` (or use optimizer: adamw)"))
     return problems
+
+
+def bitsandbytes_missing() -> bool:
+    """bitsandbytes cannot be imported (found without importing it, which would import torch)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("bitsandbytes") is None
+    except ValueError:  # a module object without a spec
+        return False
 
 
 def config_problems(recipe: Recipe) -> list[Problem]:

@@ -64,6 +64,8 @@ class ModelSpec(Strict):
     scratch: ScratchSpec | None = Field(None, description="build the model from a transformers config")
     sft: SFTSpec | None = Field(None, description="supervised fine-tuning before distillation, cached by content hash")
     init_seed: int = Field(0, description="seed of the random init of a scratch model")
+    attn_implementation: Literal["sdpa", "eager"] | None = Field(None, description="transformers' attention "
+                                                                 "implementation; default: transformers' (derived: the teacher's)")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -78,6 +80,14 @@ class ModelSpec(Strict):
         if self.system_prompt is not None and self.prompt_format != "chat":
             raise ValueError("`system_prompt` needs prompt_format: chat")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_attention(self, handler):
+        # cell ids and SFT cache keys hash this dump: recipes that do not set it keep their ids
+        data = handler(self)
+        if self.attn_implementation is None:
+            data.pop("attn_implementation", None)
+        return data
 
 
 class TokenizerSpec(Strict):
@@ -184,6 +194,10 @@ class TrainSpec(Strict):
                              "chunk, so its N x V logits and their gradient never exist (a plain linear head, one "
                              "process, temperature 1)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
+    optimizer: Literal["adamw", "adamw_8bit"] = Field("adamw", description="the distillation optimizer: torch's "
+                                                      "AdamW, or bitsandbytes' AdamW8bit (`pip install bitsandbytes`)")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward "
+                                         "(student and SFT models): less memory, slower steps, the same numbers")
     student_sft: bool = Field(True, description="distil from the SFT student (True) or from its init")
     teacher_cache_mb: int = Field(4096, ge=0, description="memory for cached teacher logits; 0 = always online")
     teacher_outputs: Literal["auto", "memory", "disk", "online", "topk"] = Field(

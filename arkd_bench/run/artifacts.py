@@ -75,13 +75,17 @@ class Artifacts:
             model = self.build_model(spec, dataset, teacher, tokenizer)
             model = supervised_finetune(model, tokenizer, data.train, spec.sft, seed=seed,
                                         max_length=self.recipe.train.max_length,
-                                        accelerator=self.accelerator, on_step=on_step)
+                                        accelerator=self.accelerator, on_step=on_step,
+                                        gradient_checkpointing=self.recipe.train.gradient_checkpointing)
             self.accelerator.free_memory()
             model.save_pretrained(str(folder), safe_serialization=True)
 
         sources = self.files.sources(teacher, None if kind == "teachers" else spec.name)
         folder = self.cache.get_or_build(kind, key, build, sources=sources)
-        model = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
+        attention = spec.attn_implementation  # a derived student's default is its teacher's
+        if attention is None and spec.derive is not None:
+            attention = named(self.recipe.teachers, teacher).attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(str(folder), attn_implementation=attention).eval()
         return model, key, self.memo(("hash", str(folder)), lambda: hash_folder(folder))
 
     def teacher(self, dataset: str, teacher: str, on_step=None):

@@ -84,8 +84,10 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
                                       **({"sequences": built} if built else {}), **(outcome.data or {})}
     art.accelerator.free_memory()
     rundir.write(cell.id, "train_log.jsonl", outcome.log)
+    # every process takes part in gathering a sharded student's weights; the main one writes them
+    weights = art.accelerator.get_state_dict(outcome.prepared) if recipe.train.save_student else None
     if rundir.writable:
-        save_training_artifacts(rundir.cell_dir(cell.id), outcome, recipe.train.save_student, begun.tokenizer)
+        save_training_artifacts(rundir.cell_dir(cell.id), outcome, weights, begun.tokenizer)
     return outcome.student
 
 
@@ -121,7 +123,7 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
     """Score the cell's model on the eval split and every eval-only dataset; write its
     generations, provenance and scores."""
     from arkd_bench.evaluate.evaluate_model import evaluate_model
-    from arkd_bench.rundir.provenance import provenance
+    from arkd_bench.rundir.provenance import accelerator_setup, provenance
 
     recipe, extra = art.recipe, begun.extra
     model = art.placement.for_evaluation(model)  # generation and model metrics run on the device
@@ -141,7 +143,8 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
         rundir.write(cell.id, f"evals/{dataset.name}/generations.jsonl", other.records)
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
         extra.setdefault("eval_data_hashes", {})[dataset.name] = art.data.splits(dataset.name, cell.teacher).content_hash
-    rundir.write(cell.id, "provenance.json", provenance(art.loaded.base_dir, **extra))
+    rundir.write(cell.id, "provenance.json",
+                 provenance(art.loaded.base_dir, accelerator=accelerator_setup(art.accelerator), **extra))
     scores["seconds"] = round(time.time() - begun.started, 2)
     if "data_policy" in extra:
         scores["data_policy"] = extra["data_policy"]
@@ -159,9 +162,10 @@ def trivial_predictions(kind: str, examples, train) -> list[str]:
     return [answer] * len(examples)
 
 
-def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokenizer) -> None:
-    """The strategy's state (e.g. ARKD's policy) always; the student when asked, as a complete
-    Hugging Face folder (config, weights, tokenizer, generation config)."""
+def save_training_artifacts(cell_dir: Path, outcome, student_weights, tokenizer) -> None:
+    """The strategy's state (e.g. ARKD's policy) always; the student when its weights are given
+    (train.save_student: its gathered state dict), as a complete Hugging Face folder (config,
+    weights, tokenizer, generation config)."""
     import torch
 
     from arkd_bench.models.export import STUDENT_DIR, save_hf_model
@@ -169,6 +173,6 @@ def save_training_artifacts(cell_dir: Path, outcome, save_student: bool, tokeniz
     state = outcome.strategy.state_dict()
     if state:
         torch.save(state, cell_dir / "strategy.pt")
-    if save_student:
-        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR)
+    if student_weights is not None:
+        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR, state_dict=student_weights)
 

@@ -60,6 +60,14 @@ def hash_folder(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def accelerator_setup(accelerator) -> dict[str, Any]:
+    """How accelerate ran the cell: DDP, FSDP or DeepSpeed (or none), over how many processes,
+    in which mixed precision."""
+    kind = accelerator.distributed_type
+    return {"distributed_type": str(getattr(kind, "value", kind)), "num_processes": accelerator.num_processes,
+            "mixed_precision": str(accelerator.mixed_precision)}
+
+
 def provenance(recipe_dir: Path, **extra: Any) -> dict[str, Any]:
     return {
         "packages": package_versions(),

@@ -14,9 +14,9 @@ from arkd_bench.models.vocabulary import trim_head, trim_logits
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.train.hooks.checkpoint import Checkpoints, latest_checkpoint
 from arkd_bench.train.hooks.online_data import data_session
-from arkd_bench.train.loop import DistillOutcome, TrainingLoop
+from arkd_bench.train.loop import DistillOutcome, TrainingLoop, accumulating, check_accumulation
 from arkd_bench.train.modes import eval_mode
-from arkd_bench.train.optim import adamw_with_schedule, training_loader
+from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, training_loader
 from arkd_bench.train.sft import TrainingDiverged
 from arkd_bench.train.step_checks import check_step_outputs
 
@@ -220,7 +220,9 @@ class Distiller:
             raise TrainingDiverged(f"step {step}: loss is {loss_sum.item()}; non-finite terms: "
                                    + (", ".join(bad) if bad else "none (the weighted sum overflowed)"))
         if term_grads is None:
-            self.accelerator.backward(loss_sum * scale)
+            # accelerate's backward divides by the accumulation steps (DeepSpeed's engine does the
+            # same); this loss is already normalised by the whole step's tokens
+            self.accelerator.backward(loss_sum * (scale * self.accelerator.gradient_accumulation_steps))
         else:
             if weights.dim() != 1:
                 raise ValueError(f"weighting {self.method.weighting.name!r} requests trial updates or probe "
@@ -234,14 +236,21 @@ class Distiller:
         """Prepare the student, optimizer and loader; train them in the loop with this run's hooks.
         With `train.checkpoint_every`, checkpoints go to `checkpoint_dir` (the cell's folder), and
         training resumes from the newest one found there (`say` tells so)."""
+        with accumulating(self.accelerator, self.train.grad_accum):
+            return self._run(on_log, checkpoint_dir, say)
+
+    def _run(self, on_log, checkpoint_dir, say) -> DistillOutcome:
         import torch
 
         acc, train = self.accelerator, self.train
         torch.manual_seed(self.seed)
         loader = training_loader(self.dataset, train.batch_size, self.seed)
+        if train.gradient_checkpointing:
+            enable_gradient_checkpointing(self.student)
         optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
-                                                   train.warmup_steps, train.steps)
+                                                   train.warmup_steps, train.steps, train.optimizer)
         self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
+        check_accumulation(acc, train.grad_accum)
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index
             self.teacher.to(acc.device)

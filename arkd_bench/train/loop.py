@@ -18,6 +18,7 @@ class DistillOutcome:
     strategy: Any
     log: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] | None = None  # an online data policy's summary (generation cost)
+    prepared: Any = None  # the student as prepared (wrapped, maybe sharded): for accelerator.get_state_dict
 
 
 class TrainingLoop:
@@ -61,6 +62,7 @@ class TrainingLoop:
             self._step(step, batches)
         self.student.eval()
         self.outcome.student = self.accelerator.unwrap_model(self.student)
+        self.outcome.prepared = self.student
         self.fire("on_train_end")
         return self.outcome
 
@@ -72,10 +74,10 @@ class TrainingLoop:
         self.fire("on_step_begin", state)
         state.n_tokens = d._step_tokens(state.micro_batches)
         micro = []
-        for k, batch in enumerate(state.micro_batches):
-            # Skip the gradient all-reduce on all but the last micro-batch.
-            sync = contextlib.nullcontext() if k == train.grad_accum - 1 else acc.no_sync(self.student)
-            with sync:
+        for batch in state.micro_batches:
+            # accelerate counts the micro-batches (see `accumulating`): the gradients are reduced
+            # (and a DeepSpeed engine steps) on the step's last one only.
+            with acc.accumulate(self.student):
                 micro.append(d._micro_step(batch, step, state.n_tokens, state.term_grads))
         state.loss = sum(m.loss for m in micro)
         state.term_losses = {key: sum(m.term_losses[key] for m in micro) for key in d.terms}
@@ -93,6 +95,34 @@ class TrainingLoop:
         self.strategy.observe(Feedback(step=step, total_steps=train.steps, loss=state.loss,
                                        term_losses=state.term_losses, features=state.features, **state.feedback))
         self.fire("on_step_end", state)
+
+
+@contextlib.contextmanager
+def accumulating(accelerator, micro_batches: int):
+    """Gradient accumulation through accelerate, for one training run: `accumulate` skips the
+    gradient reduction on all but every `micro_batches`-th micro-batch, the prepared optimizer
+    and scheduler step only on that one, and a DeepSpeed engine gets the same count (set before
+    `prepare`, which reads it). The count restarts here, and the end of an epoch does not force
+    a reduction (the loop cycles through its loader, and a step's micro-batches may span two
+    epochs). The accelerator's previous settings come back after, for the SFT stages that
+    share it."""
+    state = accelerator.gradient_state
+    before, counted = dict(state.plugin_kwargs), accelerator.step
+    state.plugin_kwargs.update({"num_steps": micro_batches, "sync_with_dataloader": False})
+    accelerator.step = 0
+    try:
+        yield
+    finally:
+        state.plugin_kwargs.clear()
+        state.plugin_kwargs.update(before)
+        accelerator.step = counted
+
+
+def check_accumulation(accelerator, micro_batches: int) -> None:
+    """After `prepare`: a DeepSpeed config's own gradient_accumulation_steps wins there."""
+    if accelerator.gradient_accumulation_steps != micro_batches:
+        raise ValueError(f"train.grad_accum is {micro_batches} but the DeepSpeed config's gradient_accumulation_steps "
+                         f"is {accelerator.gradient_accumulation_steps}: set it to auto (or to {micro_batches})")
 
 
 def _sum_across_processes(acc, loss: float, terms: dict[str, float]):

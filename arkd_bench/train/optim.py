@@ -5,11 +5,30 @@ import math
 from collections.abc import Iterator
 
 
-def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
-    """AdamW with linear warm-up then cosine decay to 10% of `lr`."""
+class OptimizerUnavailable(ImportError):
+    """`train.optimizer` names an optimizer whose package is not installed."""
+
+
+def adamw_class(name: str = "adamw"):
+    """The optimizer class `train.optimizer` names."""
     import torch
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW
+    try:
+        import bitsandbytes
+    except ImportError as exc:  # validate says so first (recipe.preflight.bitsandbytes_missing)
+        raise OptimizerUnavailable(f"train.optimizer: adamw_8bit needs bitsandbytes, which cannot be imported "
+                                   f"({exc}): `pip install bitsandbytes`, or use adamw") from exc
+    return bitsandbytes.optim.AdamW8bit
+
+
+def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int, total_steps: int,
+                        optimizer: str = "adamw"):
+    """AdamW (`optimizer`: adamw or adamw_8bit) with linear warm-up then cosine decay to 10% of `lr`."""
+    import torch
+
+    optimizer = adamw_class(optimizer)(model.parameters(), lr=lr, weight_decay=weight_decay)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -18,6 +37,17 @@ def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each layer's activations in the backward (`train.gradient_checkpointing`).
+    Non-reentrant checkpointing: it needs no input that requires grad and restores the RNG
+    state, so the gradients are the ones the model computes without it."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers' newer name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def training_loader(dataset, batch_size: int, seed: int):

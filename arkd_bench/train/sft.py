@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from arkd_bench.recipe.schema import SFTSpec
-from arkd_bench.train.optim import adamw_with_schedule, forever, training_loader
+from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, forever, training_loader
 
 
 class TrainingDiverged(Exception):
@@ -21,6 +21,7 @@ def supervised_finetune(
     max_length: int,
     accelerator,
     on_step: Callable[[int, float], None] | None = None,
+    gradient_checkpointing: bool = False,
 ):
     """Train `model` with cross-entropy on the response tokens; returns the unwrapped model."""
     import torch
@@ -30,6 +31,8 @@ def supervised_finetune(
     from arkd_bench.data.collate import IGNORE_INDEX, TrainingDataset, shift_for_next_token
 
     loader = training_loader(TrainingDataset(examples, tokenizer, max_length), spec.batch_size, seed)
+    if gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     optimizer, scheduler = adamw_with_schedule(model, spec.lr, spec.weight_decay, spec.warmup_steps, spec.steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     model.train()

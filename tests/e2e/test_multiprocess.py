@@ -38,6 +38,10 @@ def test_two_processes_match_one(tmp_path):
     assert run_info["processes"] == 2
     one, two = results(tmp_path / "one"), results(tmp_path / "two")
     assert set(one) == set(two) and all(c["status"] == "done" for c in two.values())
+    for out, kind, processes in ((tmp_path / "one", "NO", 1), (tmp_path / "two", "MULTI_CPU", 2)):
+        recorded = json.loads((out / "cells" / results(out)["mix"]["id"] / "provenance.json").read_text())
+        assert recorded["accelerator"] == {"distributed_type": kind, "num_processes": processes,
+                                           "mixed_precision": "no"}
     # Same global batch (split across processes, gradients averaged): the first loss is
     # computed before any update on the same data, so it agrees closely; later steps and
     # Rouge-L agree within a tolerance (per-process token means are weighted differently).
