@@ -284,13 +284,11 @@ class Distiller:
 
     def _step_tokens(self, micro_batches) -> int:
         """Response tokens of the whole optimizer step, over micro-batches and processes."""
-        import torch
-
         local = sum(response_tokens(b) for b in micro_batches)
         if self.accelerator.num_processes == 1:
             return local
-        total = self.accelerator.reduce(torch.tensor(local, device=self.accelerator.device), reduction="sum")
-        return int(total)
+        import torch
+        return int(self.accelerator.reduce(torch.tensor(local, device=self.accelerator.device), reduction="sum"))
 
 
 def training_hooks(distiller, probe_batch, data, on_log) -> list:
