@@ -68,7 +68,9 @@ def test_two_processes_evaluate_their_shares_and_score_exactly_as_one(tmp_path):
     recipe = write_tiny_recipe(tmp_path / "recipe", _untrained_teacher_sampled)
     run(run_command(recipe, tmp_path / "one", tmp_path / "cache1"), tmp_path, env)
     command = run_command(recipe, tmp_path / "two", tmp_path / "cache2")
-    run([command[0], "-m", "torch.distributed.run", "--nproc_per_node", "2", *command[1:]], tmp_path, env)
+    # --standalone: a free port, so runs of other tests at the same time cannot collide with it
+    run([command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]],
+        tmp_path, env)
     one, two = results(tmp_path / "one"), results(tmp_path / "two")
     assert all(c["status"] == "done" for c in two.values())
     cell = one["teacher"]["id"]
