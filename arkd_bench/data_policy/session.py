@@ -47,7 +47,6 @@ class SequenceSource:
     def generate(self, model, prompts: Sequence[Sequence[int]], settings, seed: int | None) -> list[list[int]]:
         from arkd_bench.evaluate.generate import generate_ids
 
-        model.to(self.device)
         return generate_ids(model, self.tokenizer, [list(p) for p in prompts], settings, seed=seed)
 
 

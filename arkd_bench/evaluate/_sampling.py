@@ -19,13 +19,13 @@ from transformers.generation.logits_process import (
 )
 
 
-def row_seeds(seed: int | None, n: int) -> list[int]:
-    """A well-mixed 64-bit seed per example from (seed, index)."""
+def row_seeds(seed: int | None, n: int, first: int = 0) -> list[int]:
+    """A well-mixed 64-bit seed per example from (seed, index), indices first..first+n-1."""
     if seed is None:
         seed = int(torch.randint(0, 2**62, (1,)).item())
     return [
         int(np.random.SeedSequence([seed, i]).generate_state(1, dtype=np.uint64)[0])
-        for i in range(n)
+        for i in range(first, first + n)
     ]
 
 

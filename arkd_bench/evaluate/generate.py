@@ -11,7 +11,7 @@ What is guaranteed:
 - Greedy (`do_sample=False`): no randomness; seeds are ignored, so evaluate once
   (`GenerationSettings.effective_seeds()` returns `[None]`).
 - Sampling: every example draws from its own `torch.Generator`, seeded from
-  (seed, index of the prompt in `prompts`). The sample of example i therefore
+  (seed, index of the prompt in `prompts`, offset by `first_index`). The sample of example i therefore
   depends on the seed, the prompt, i and the model, not on `batch_size`, the
   other prompts or their order in a batch. The only caveat is floating point:
   padded batches change matmul shapes, which can move logits by ~1e-6 and, very
@@ -72,18 +72,21 @@ def generate(
     settings: GenerationSettings | None = None,
     seed: int | None = None,
     progress: Callable[[int], object] | None = None,
+    first_index: int = 0,
 ) -> list[str]:
     """Continue each prompt; returns the stripped continuation text, in prompt order.
 
     `progress`, when given, is called with the number of prompts finished after
-    each batch (tqdm's `bar.update` fits).
+    each batch (tqdm's `bar.update` fits). `first_index` is the index of `prompts[0]` in a
+    larger list that was split (evaluation shared by processes): sampled rows are seeded by
+    their index in that list, so a split changes no sample.
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, not one string")
     if not prompts:
         return []
     eos_ids = _eos_ids(model, tokenizer)
-    tokens = generate_ids(model, tokenizer, _encode(tokenizer, prompts), settings, seed, progress)
+    tokens = generate_ids(model, tokenizer, _encode(tokenizer, prompts), settings, seed, progress, first_index)
     return [_decode_until_eos(tokenizer, row, eos_ids) for row in tokens]
 
 
@@ -94,6 +97,7 @@ def generate_ids(
     settings: GenerationSettings | None = None,
     seed: int | None = None,
     progress: Callable[[int], object] | None = None,
+    first_index: int = 0,
 ) -> list[list[int]]:
     """Continue each encoded prompt; returns the new token ids of each, in prompt order,
     up to and including the first EOS (a row without EOS ran out of `max_new_tokens`).
@@ -118,7 +122,7 @@ def generate_ids(
     eos_ids = _eos_ids(model, tokenizer)
     limit = _prompt_limit(model, settings)
     encoded = [_truncate_left(list(ids), limit, tokenizer) for ids in prompt_ids]
-    seeds = row_seeds(seed, len(encoded)) if settings.do_sample else None
+    seeds = row_seeds(seed, len(encoded), first_index) if settings.do_sample else None
     config = build_generation_config(settings, pad_id, eos_ids)
     device = _device(model)
 

@@ -114,25 +114,30 @@ def run_cell(cell: Cell, art: Artifacts, rundir: RunDir, on_step=None) -> dict[s
     """Train (when the cell trains) and evaluate; write every artifact of the cell."""
     begun = start_cell(cell, art)
     model = CELL_KINDS[cell.kind](cell, art, rundir, begun, on_step)
-    if not rundir.writable:
-        return {}  # the main process evaluates
     return evaluate_cell(cell, art, rundir, begun, model)
 
 
 def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, model) -> dict[str, Any]:
     """Score the cell's model on the eval split and every eval-only dataset; write its
-    generations, provenance and scores."""
+    generations, provenance and scores. Every process generates its share of the examples;
+    the main one scores and writes (the others return {})."""
     from arkd_bench.evaluate.evaluate_model import evaluate_model
+    from arkd_bench.evaluate.ranks import Ranks
     from arkd_bench.rundir.provenance import accelerator_setup, provenance
 
     recipe, extra = art.recipe, begun.extra
     model = art.placement.for_evaluation(model)  # generation and model metrics run on the device
+    ranks = Ranks.of(art.accelerator)
 
     def evaluate(examples):
         fixed = trivial_predictions(cell.kind, examples, begun.data.train) if cell.kind in TRIVIAL_BASELINES else None
         return evaluate_model(model, begun.tokenizer, examples, art.data.metrics(), art.data.generation_settings(),
-                              teacher=begun.teacher, fixed_predictions=fixed)
+                              teacher=begun.teacher, fixed_predictions=fixed, ranks=ranks)
 
+    if not rundir.writable:  # a helper process: its shares only, in the main process's order
+        for dataset in [cell.dataset, *(d.name for d in recipe.eval_only_datasets)]:
+            evaluate(art.data.eval_examples(dataset, cell.teacher))
+        return {}
     evaluation = evaluate(art.data.eval_examples(cell.dataset, cell.teacher))
     if recipe.eval.split != "test":  # test-split scores keep the settings they always had
         evaluation.settings["split"] = recipe.eval.split

@@ -46,8 +46,8 @@ def run_recipe(
     cells = expand(recipe)
     if shard_spec is not None:
         cells = shard(cells, *shard_spec)
-    # Under `accelerate launch` every process walks the same cells and trains together;
-    # the main process alone evaluates and writes.
+    # Under `accelerate launch` every process walks the same cells and trains together; each
+    # generates its share of the test examples, and the main process scores and writes.
     accelerator = Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=_multi_process_cpu(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True))
     main = accelerator.is_main_process

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from helpers import run_command, write_tiny_recipe
+
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 
@@ -49,3 +52,40 @@ def test_two_processes_match_one(tmp_path):
         a, b = first_losses(tmp_path / "one", one[method]["id"]), first_losses(tmp_path / "two", two[method]["id"])
         assert abs(a[0] - b[0]) / a[0] < 0.05, (a, b)
         assert abs(one[method]["metrics"]["rougeL"] - two[method]["metrics"]["rougeL"]) <= 15.0
+
+
+def _untrained_teacher_sampled(recipe: dict) -> None:
+    """A teacher no process trains (so both runs evaluate the same one), 5 test examples
+    (uneven shards: 3 and 2), and sampling with two seeds."""
+    recipe["teachers"][0].pop("sft")
+    recipe["datasets"][0]["options"]["test_size"] = 5
+    recipe["methods"] = recipe["methods"][:1]
+    recipe["eval"]["generation"].update(do_sample=True, seeds=[1, 2])
+
+
+@pytest.mark.slow
+def test_two_processes_evaluate_their_shares_and_score_exactly_as_one(tmp_path):
+    """Each process generates its contiguous share of the test examples and the main one
+    scores them all: the teacher's row, which no process trains, has one process's
+    generations and scores exactly."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    recipe = write_tiny_recipe(tmp_path / "recipe", _untrained_teacher_sampled)
+    run(run_command(recipe, tmp_path / "one", tmp_path / "cache1"), tmp_path, env)
+    command = run_command(recipe, tmp_path / "two", tmp_path / "cache2")
+    # --standalone: a free port, so runs of other tests at the same time cannot collide with it
+    run([command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]],
+        tmp_path, env)
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert all(c["status"] == "done" for c in two.values())
+    cell = one["teacher"]["id"]
+    assert two["teacher"]["id"] == cell
+
+    def read(out, name):
+        return (out / "cells" / cell / name).read_text()
+
+    generations = [json.loads(line) for line in read(tmp_path / "one", "generations.jsonl").splitlines()]
+    assert len(generations) == 10 and len({g["prediction"] for g in generations}) > 1
+    assert read(tmp_path / "two", "generations.jsonl") == read(tmp_path / "one", "generations.jsonl")
+    scores = [json.loads(read(out, "scores.json")) for out in (tmp_path / "one", tmp_path / "two")]
+    assert [{k: v for k, v in s.items() if k != "seconds"} for s in scores] == [
+        {k: v for k, v in scores[0].items() if k != "seconds"}] * 2

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from accelerate import Accelerator
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from arkd_bench.recipe.validate import load_recipe
@@ -20,17 +22,24 @@ META = torch.device("meta")
 # moves between devices (a module's `.to` asks whether a parameter can take the moved data in place)
 TRANSFERS = {torch.Tensor.to, torch.Tensor.cpu, torch.Tensor.copy_, torch.Tensor.__setitem__,
              torch._has_compatible_shallow_copy_type}
-HOST_READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
+# backward passes: a function mode is off inside the op it handles, so the ops a backward runs
+# (custom autograd functions' included) are checked one level down, at dispatch
+BACKWARDS = {torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad}
+COPIES = {torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default}
+HOST_READS = {torch.Tensor.item, torch.Tensor.__contains__, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__,
               torch.Tensor.__float__}
 
 
 class DeviceDiscipline(TorchFunctionMode):
     """Fails an op that mixes devices (moves between them excepted; 0-dim CPU tensors are
     scalars, which torch lets through on any device). A meta tensor read back to the host
-    reads as zeros of its shape, so what a run stores on the CPU can be stored."""
+    reads as zeros of its shape, so what a run stores on the CPU can be stored; its truth
+    value reads True, so a check on values (`if not torch.isfinite(loss)`) passes."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is torch.Tensor.__bool__ and args[0].device == META:  # a check on values: taken as passed
+            return True
         if func in HOST_READS and args[0].device == META:  # a value the host reads: zero
             return func(torch.zeros(args[0].shape, dtype=args[0].dtype), *args[1:], **kwargs)
         tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
@@ -41,6 +50,24 @@ class DeviceDiscipline(TorchFunctionMode):
             devices = {t.device for t in tensors if not (t.device.type == "cpu" and t.dim() == 0)}
             if len(devices) > 1:
                 raise AssertionError(f"{getattr(func, '__name__', func)} mixes devices {sorted(map(str, devices))}")
+        if func in BACKWARDS:
+            with DispatchDiscipline():
+                return func(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+class DispatchDiscipline(TorchDispatchMode):
+    """The same rules for the aten ops of a backward pass."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].device == META:
+            return True if args[0].dtype == torch.bool else 0  # as DeviceDiscipline reads them
+        if func not in COPIES:
+            devices = {t.device for t in tensors if not (t.device.type == "cpu" and t.dim() == 0)}
+            if len(devices) > 1:
+                raise AssertionError(f"{func} mixes devices {sorted(map(str, devices))} in a backward pass")
         return func(*args, **kwargs)
 
 
@@ -54,23 +81,36 @@ def _to_host(func, args, kwargs) -> bool:
     return target is not None and torch.device(target).type == "cpu"
 
 
-def tiny_recipe(tmp_path, teacher_outputs: str) -> Path:
-    """The tiny grid with models trained by nothing: no SFT stage (so no training on `meta`)."""
+def tiny_recipe(tmp_path, teacher_outputs: str, data: dict | None = None) -> Path:
+    """The tiny grid with models trained by nothing: no SFT stage (so no training on `meta`).
+    `data`: the method's data policy (default: the dataset's responses)."""
     recipe = yaml.safe_load((FIXTURES / "tiny.yaml").read_text())
     for spec in recipe["teachers"] + recipe["students"]:
         spec.pop("sft")
     recipe["datasets"][0]["options"]["path"] = str(FIXTURES / "tiny_pairs.jsonl")
     recipe["methods"] = recipe["methods"][:1]
-    recipe["train"]["teacher_outputs"] = teacher_outputs
+    if data is not None:
+        recipe["methods"][0]["data"] = data
+    recipe["train"].update(teacher_outputs=teacher_outputs, steps=1)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
 
 
-def artifacts_on(device, tmp_path, teacher_outputs: str = "memory") -> Artifacts:
-    accelerator = SimpleNamespace(device=device, is_main_process=True, num_processes=1,
-                                  wait_for_everyone=lambda: None, free_memory=lambda: None)
-    loaded = load_recipe(tiny_recipe(tmp_path, teacher_outputs))
+class MetaAccelerator(Accelerator):
+    """A real accelerator (one CPU process) whose device is `meta`: `prepare` puts the student,
+    the optimizer's state and every batch there, as it would on a GPU."""
+
+    @property
+    def device(self):
+        return META
+
+
+def artifacts_on(device, tmp_path, teacher_outputs: str = "memory", data: dict | None = None,
+                 accelerator=None) -> Artifacts:
+    accelerator = accelerator or SimpleNamespace(device=device, is_main_process=True, num_processes=1,
+                                                 wait_for_everyone=lambda: None, free_memory=lambda: None)
+    loaded = load_recipe(tiny_recipe(tmp_path, teacher_outputs, data))
     cache = ArtifactCache(tmp_path / "cache", None, say=lambda message: None)
     return Artifacts(loaded, cache, accelerator, say=lambda message: None)
 
@@ -116,3 +156,49 @@ def test_every_evaluated_model_runs_on_the_device(tmp_path, monkeypatch):
             evaluated.clear()
             run_cell(cell, art, rundir)
             assert list(evaluated.values()) == [(True, True)], cell.kind
+
+
+@pytest.fixture
+def meta_masks():
+    """Boolean-mask indexing on `meta` (the divergence pass keeps the response tokens): torch
+    then takes every entry as selected, since a meta tensor has no values to count."""
+    import torch.fx.experimental._config as fx_config
+
+    with fx_config.patch(meta_nonzero_assume_all_nonzero=True):
+        yield
+
+
+def distill_cell_of(art):
+    from arkd_bench.recipe.matrix import expand
+
+    return next(cell for cell in expand(art.recipe) if cell.kind == "distill")
+
+
+@pytest.mark.parametrize("kind", ["memory", "online"])
+def test_a_distillation_step_runs_on_the_device(tmp_path, kind, meta_masks):
+    """One optimizer step of a distilled cell: the student prepared by accelerate, the teacher
+    source's logits, the divergence pass, the backward and the update, all on the device."""
+    from arkd_bench.run.cell import distill_cell, start_cell
+    from arkd_bench.rundir.store import RunDir
+
+    art = artifacts_on(META, tmp_path, kind, accelerator=MetaAccelerator(cpu=True))
+    cell = distill_cell_of(art)
+    with DeviceDiscipline():
+        student = distill_cell(cell, art, RunDir(tmp_path / "out", writable=False), start_cell(cell, art))
+    assert on_device(student, META)
+
+
+def test_teacher_sequences_are_generated_on_the_device(tmp_path, meta_masks):
+    """SeqKD (the `teacher` data policy): the teacher continues the training prompts where it was
+    placed, and the distillation step on those sequences runs there too."""
+    from arkd_bench.run.cell import distill_cell, start_cell
+    from arkd_bench.rundir.store import RunDir
+
+    # greedy: `meta` has no generator, so a sampled row would draw on the host from the zeros it reads
+    art = artifacts_on(META, tmp_path, data={"name": "teacher", "options": {"max_new_tokens": 4, "do_sample": False}},
+                       accelerator=MetaAccelerator(cpu=True))
+    cell, rundir = distill_cell_of(art), RunDir(tmp_path / "out", writable=False)
+    with DeviceDiscipline():
+        begun = start_cell(cell, art)
+        student = distill_cell(cell, art, rundir, begun)
+    assert begun.extra["data_policy"]["sequences"]["sequences"] > 0 and on_device(student, META)
