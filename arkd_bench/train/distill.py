@@ -253,8 +253,7 @@ class Distiller:
         check_accumulation(acc, train.grad_accum)
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index
-            # a run's teacher is placed already (run/placement.py); a teacher handed in directly
-            # gets the device and, above all, eval mode (no dropout in its logits) here
+            # placed already in a run (run/placement.py); one handed in directly gets device and eval mode here
             self.teacher.to(acc.device)
         probe_batch = self._probe_batch(acc)
         loop = TrainingLoop(self, optimizer, scheduler, loader)
