@@ -109,6 +109,7 @@ class MetaAccelerator(Accelerator):
 def artifacts_on(device, tmp_path, teacher_outputs: str = "memory", data: dict | None = None,
                  accelerator=None) -> Artifacts:
     accelerator = accelerator or SimpleNamespace(device=device, is_main_process=True, num_processes=1,
+                                                 distributed_type="NO", mixed_precision="no",
                                                  wait_for_everyone=lambda: None, free_memory=lambda: None)
     loaded = load_recipe(tiny_recipe(tmp_path, teacher_outputs, data))
     cache = ArtifactCache(tmp_path / "cache", None, say=lambda message: None)
