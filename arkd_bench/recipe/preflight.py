@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.recipe.loader import Path_, Problem
+from arkd_bench.recipe.lora import lora_problems
 from arkd_bench.recipe.schema import ModelSpec, Recipe
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -43,7 +44,7 @@ def preflight_problems(recipe: Recipe, plugins, base_dir: Path, skip_datasets: s
     if recipe.train.optimizer == "adamw_8bit" and bitsandbytes_missing():
         problems.append(Problem(("train", "optimizer"), "adamw_8bit needs bitsandbytes, which is not installed: "
                                 "`pip install bitsandbytes` (or use optimizer: adamw)"))
-    return problems
+    return problems + lora_problems(recipe)
 
 
 def bitsandbytes_missing() -> bool:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from arkd_bench.recipe.lora import LoraSpec
+
 RESERVED_METHODS = ("teacher", "sft", "echo", "constant")
 
 
@@ -66,6 +68,7 @@ class ModelSpec(Strict):
     init_seed: int = Field(0, description="seed of the random init of a scratch model")
     attn_implementation: Literal["sdpa", "eager"] | None = Field(None, description="transformers' attention "
                                                                  "implementation; default: transformers' (derived: the teacher's)")
+    lora: LoraSpec | None = Field(None, description="students only: distil into LoRA adapters (peft), merged when saved")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -82,12 +85,9 @@ class ModelSpec(Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_default_attention(self, handler):
-        # cell ids and SFT cache keys hash this dump: recipes that do not set it keep their ids
-        data = handler(self)
-        if self.attn_implementation is None:
-            data.pop("attn_implementation", None)
-        return data
+    def _without_unset_options(self, handler):
+        # cell ids and SFT cache keys hash this dump: recipes that do not set these keep their ids
+        return {k: v for k, v in handler(self).items() if k not in ("attn_implementation", "lora") or v is not None}
 
 
 class TokenizerSpec(Strict):

@@ -66,7 +66,9 @@ class Artifacts:
 
         tokenizer, tok_key = self.data.tokenizer(dataset, teacher)
         data = self.data.splits(dataset, teacher)
-        key = content_hash({"model": spec.model_dump(mode="json"), "data": data.content_hash, "tokenizer": tok_key,
+        # the SFT stage trains every weight: a student's LoRA settings (distillation only) share its SFT model
+        key = content_hash({"model": spec.model_dump(mode="json", exclude={"lora"}), "data": data.content_hash,
+                            "tokenizer": tok_key,
                             "seed": seed, "max_length": self.recipe.train.max_length,
                             **self.model_identity(spec, dataset, teacher)})
 

@@ -67,6 +67,7 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
     vocab = check_vocabularies(begun.teacher, student, begun.tokenizer, cell.teacher, cell.student)
     if vocab:  # padded vocabularies of different sizes: the padding columns are sliced off
         begun.extra["vocab"] = vocab
+    student = lora_student(recipe, cell, student, begun.extra)
     method = named(recipe.methods, cell.method)
     policy = build_data_policy(method, art.loaded.plugins)
     items, source, built = art.training_sequences(cell.dataset, cell.teacher, policy)
@@ -84,11 +85,37 @@ def distill_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, o
                                       **({"sequences": built} if built else {}), **(outcome.data or {})}
     art.accelerator.free_memory()
     rundir.write(cell.id, "train_log.jsonl", outcome.log)
-    # every process takes part in gathering a sharded student's weights; the main one writes them
-    weights = art.accelerator.get_state_dict(outcome.prepared) if recipe.train.save_student else None
+    saved, weights = student_to_save(art.accelerator, outcome, recipe.train.save_student, rundir.writable)
     if rundir.writable:
-        save_training_artifacts(rundir.cell_dir(cell.id), outcome, weights, begun.tokenizer)
+        save_training_artifacts(rundir.cell_dir(cell.id), outcome, weights, begun.tokenizer, saved)
     return outcome.student
+
+
+def student_to_save(accelerator, outcome, save: bool, writable: bool):
+    """(model, weights) that train.save_student writes, or (None, None): a LoRA student as a
+    merged copy (a plain transformers model, loaded without peft), any other the gathered state
+    dict of its prepared model (every process takes part in gathering a sharded student's)."""
+    from arkd_bench.models.lora import is_lora, merged_copy
+
+    if not save:
+        return None, None
+    if is_lora(outcome.student):
+        merged = merged_copy(outcome.student) if writable else None
+        return merged, None if merged is None else merged.state_dict()
+    return outcome.student, accelerator.get_state_dict(outcome.prepared)
+
+
+def lora_student(recipe, cell: Cell, student, extra: dict[str, Any]):
+    """The student with LoRA adapters where its spec sets `lora` (only they train; the cell
+    evaluates the adapted model), recorded in `extra` (provenance); else the student as given."""
+    from arkd_bench.models.lora import lora_record, with_lora
+
+    spec = named(recipe.students, cell.student).lora
+    if spec is None:
+        return student
+    student = with_lora(student, spec, f"students[{[s.name for s in recipe.students].index(cell.student)}].lora")
+    extra["lora"] = lora_record(student, spec)
+    return student
 
 
 def train_tracked(distiller, cell: Cell, recipe, rundir: RunDir, on_step=None, **run_options):
@@ -167,10 +194,10 @@ def trivial_predictions(kind: str, examples, train) -> list[str]:
     return [answer] * len(examples)
 
 
-def save_training_artifacts(cell_dir: Path, outcome, student_weights, tokenizer) -> None:
+def save_training_artifacts(cell_dir: Path, outcome, student_weights, tokenizer, student=None) -> None:
     """The strategy's state (e.g. ARKD's policy) always; the student when its weights are given
     (train.save_student: its gathered state dict), as a complete Hugging Face folder (config,
-    weights, tokenizer, generation config)."""
+    weights, tokenizer, generation config): `student` (default the outcome's) with those weights."""
     import torch
 
     from arkd_bench.models.export import STUDENT_DIR, save_hf_model
@@ -179,5 +206,5 @@ def save_training_artifacts(cell_dir: Path, outcome, student_weights, tokenizer)
     if state:
         torch.save(state, cell_dir / "strategy.pt")
     if student_weights is not None:
-        save_hf_model(outcome.student, tokenizer, cell_dir / STUDENT_DIR, state_dict=student_weights)
+        save_hf_model(student or outcome.student, tokenizer, cell_dir / STUDENT_DIR, state_dict=student_weights)
 
