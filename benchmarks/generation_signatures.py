@@ -24,16 +24,19 @@ STORED_RUN = Path(__file__).resolve().parent / "results" / "runs" / "smollm2-doc
 
 
 def read_rows(run_dir: Path) -> dict[str, list[dict]]:
-    """{method: [generation records with their seed]} over the run's finished cells."""
-    rows: dict[str, list[dict]] = defaultdict(list)
+    """{row: [generation records with their seed]} over the run's finished cells; a row is a
+    method, or "student: method" when the run has several students."""
+    cells = []
     for cell_dir in sorted((run_dir / "cells").iterdir()):
-        generations = cell_dir / "generations.jsonl"
-        if not generations.exists():
-            continue
-        cell = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
-        for line in generations.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            rows[cell["method"]].append({**record, "cell_seed": cell["seed"]})
+        if (cell_dir / "generations.jsonl").exists():
+            cells.append((cell_dir, json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))))
+    # with several students a row is named by its student too (each student has its own sft row)
+    students = {cell["student"] for _, cell in cells if cell["student"]}
+    rows: dict[str, list[dict]] = defaultdict(list)
+    for cell_dir, cell in cells:
+        name = f"{cell['student']}: {cell['method']}" if len(students) > 1 and cell["student"] else cell["method"]
+        for line in (cell_dir / "generations.jsonl").read_text(encoding="utf-8").splitlines():
+            rows[name].append({**json.loads(line), "cell_seed": cell["seed"]})
     return dict(rows)
 
 
