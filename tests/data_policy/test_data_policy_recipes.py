@@ -145,8 +145,7 @@ def test_seqkd_sequences_are_built_once_per_grid_and_shared(tmp_path):
             assert data["name"] == "ground_truth" and "sequences" not in data
             log = [json.loads(line) for line in (out / "cells" / cell["id"] / "train_log.jsonl").read_text().splitlines()]
             # one-hot targets of the references: FKL is the cross-entropy, i.e. more SFT
-            assert log[0]["feature/fkl"] == pytest.approx(log[0]["feature/ce"], rel=1e-6)
-            assert log[0]["feature/teacher_entropy"] == 0.0
+            assert log[0]["term/fkl"] == pytest.approx(log[0]["feature/ce"], rel=1e-6)
         elif cell["method"] == "gkd":
             assert data["name"] == "student" and data["generated_sequences"] == 16  # lmbda 1: every batch
             assert data["generation_seconds_per_step"] > 0
