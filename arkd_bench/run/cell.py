@@ -110,10 +110,11 @@ def lora_student(recipe, cell: Cell, student, extra: dict[str, Any]):
     evaluates the adapted model), recorded in `extra` (provenance); else the student as given."""
     from arkd_bench.models.lora import lora_record, with_lora
 
-    spec = named(recipe.students, cell.student).lora
+    index = [s.name for s in recipe.students].index(cell.student)
+    spec = recipe.students[index].lora
     if spec is None:
         return student
-    student = with_lora(student, spec, f"students[{[s.name for s in recipe.students].index(cell.student)}].lora")
+    student = with_lora(student, spec, f"students[{index}].lora")
     extra["lora"] = lora_record(student, spec)
     return student
 
