@@ -48,7 +48,7 @@ def _check_per_token(div: Divergence, result: Any, *args: Any, **kwargs: Any) ->
 
 def _check_chunk_value(div: Divergence, result: Any, *args: Any, **kwargs: Any) -> None:
     chunk = _first(args, kwargs)
-    problem = _rows_problem(result, tuple(chunk.t_logp.shape[:-1]), "one value per row of the chunk")
+    problem = _rows_problem(result, tuple(chunk.s_logp.shape[:-1]), "one value per row of the chunk")
     if problem:
         raise PluginOutputError("divergence", name_of(div), type(div), "chunk_value", problem)
 
@@ -190,7 +190,8 @@ def raise_for_values(terms: Mapping[str, Divergence], values: Tensor, mask: Tens
     gives some entry probability 0 (a ``-inf`` logit), which is then the exact value (e.g. FKL
     where only the teacher has mass)."""
     mask = mask.to(values.device).bool()
-    logits = [x.detach() for x in (student_logits, teacher_logits) if x is not None and x.shape[:-1] == mask.shape]
+    logits = [(x.dense() if hasattr(x, "dense") else x).detach()  # a top-k teacher: its full rows
+              for x in (student_logits, teacher_logits) if x is not None and x.shape[:-1] == mask.shape]
 
     def on_rows(bad: Tensor, test) -> bool:  # `test(logits)` anywhere in the rows of scored tokens `bad`
         rows = mask.clone()

@@ -34,6 +34,7 @@ class FKL(_Builtin):
 
     name = "fkl"
     declared_direction = "forward"
+    exact_on_support = True  # with a top-k teacher: value and gradient from its support (divergences/topk.py)
 
     def chunk_value(self, chunk: Chunk) -> Tensor:
         return chunk.fkl

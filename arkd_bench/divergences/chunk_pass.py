@@ -21,6 +21,7 @@ from torch.autograd.function import once_differentiable
 from .akl import head_mass
 from .chunk import Chunk, Scratch
 from .pass_plan import Plan, Rows, forward_chunks, logit_grad_chunks
+from .topk import TopKLogProbs, exact_on_support
 
 
 class ChunkTerm(Protocol):
@@ -82,6 +83,10 @@ def run_pass(
         rows=token_mask.reshape(-1).nonzero().squeeze(1),
         dtype=torch.promote_types(student_logits.dtype, torch.float32),
         labels=None if labels is None else labels.reshape(-1).to(student_logits.device).clamp_min(0),
+        # a top-k teacher stays on its support where every term is exact there (FKL) and no
+        # feature needs its full rows; otherwise each chunk's rows are expanded on the device
+        support=(isinstance(teacher_logits, TopKLogProbs) and not with_features
+                 and all(exact_on_support(d) for d in divs)),
     )
     if lm_head is None:
         values, feats = _FusedPass.apply(student_logits, teacher_logits.detach(), plan)
@@ -114,10 +119,18 @@ def _forward(ctx, plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like:
     """An autograd Function's forward: the chunks' values and features; saves ``saved`` plus the
     row log-normalisers for backward."""
     values, feats, log_norms, finite = forward_chunks(plan, student_chunk, teacher, n_rows, like)
-    ctx.save_for_backward(*saved, log_norms)
+    # a top-k teacher is not a tensor: kept on ctx, and its place saved as None
+    ctx.objects = [None if x is None or isinstance(x, Tensor) else x for x in saved]
+    ctx.save_for_backward(*[x if x is None or isinstance(x, Tensor) else None for x in saved], log_norms)
     ctx.plan, ctx.finite = plan, finite
     ctx.mark_non_differentiable(feats)
     return values, feats
+
+
+def _saved(ctx) -> list:
+    """What `_forward` saved, the teacher whatever it is, then the row log-normalisers."""
+    *tensors, log_norms = ctx.saved_tensors
+    return [t if o is None else o for t, o in zip(tensors, ctx.objects)] + [log_norms]
 
 
 class _FusedPass(torch.autograd.Function):
@@ -130,7 +143,7 @@ class _FusedPass(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
-        student, teacher, log_norms = ctx.saved_tensors
+        student, teacher, log_norms = _saved(ctx)
         plan: Plan = ctx.plan
         s_rows = Rows(student)
         # every row is written below; only masked rows need zeros (skips a pass over N x V)
@@ -172,7 +185,7 @@ class _FusedLinearPass(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_values: Tensor, _grad_feats: Tensor):
-        hidden, weight, bias, teacher, log_norms = ctx.saved_tensors
+        hidden, weight, bias, teacher, log_norms = _saved(ctx)
         plan: Plan = ctx.plan
         w, b = _cast_head(weight, bias, ctx.head_dtype)
         flat = hidden.reshape(-1, hidden.shape[-1])

@@ -12,6 +12,7 @@ from torch import Tensor
 from .akl import head_gaps
 from .chunk import Chunk, Scratch
 from .features import StepFeatures
+from .topk import SupportChunk, teacher_rows
 
 
 class Rows:
@@ -67,6 +68,7 @@ class Plan:
     rows: Tensor
     dtype: torch.dtype  # float32, or float64 when the student logits are float64
     labels: Tensor | None = None  # flat label ids: gather the student's log-prob of each
+    support: bool = False  # a top-k teacher read on its support (topk.SupportChunk), never expanded
 
     def selections(self):
         """Logical row selection of each chunk (a slice for a contiguous run)."""
@@ -74,7 +76,10 @@ class Plan:
             yield _as_slice(self.rows[start : start + self.chunk_size])
 
     def take(self, rows: Rows, sel, scratch: Scratch, name: str) -> Tensor:
-        """The selected rows: a view for a contiguous run, else gathered into a scratch buffer."""
+        """The selected rows: a view for a contiguous run, else gathered into a scratch buffer
+        (a top-k teacher's rows: expanded into one, on its device)."""
+        if not isinstance(rows, Rows):
+            return rows.take(sel, scratch, name)
         at = rows.select(sel)
         if isinstance(at, slice):
             return rows.data[at]
@@ -141,15 +146,20 @@ def forward_chunks(plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like
     n_feats = n_computed + 1 + (plan.labels is not None)
     feats = like.new_zeros((n_feats, n_rows), dtype=plan.dtype)
     log_norms = like.new_zeros((2, n_rows), dtype=plan.dtype)
-    t_rows = Rows(teacher)
+    t_rows = teacher_rows(teacher, Rows)
     scratch = Scratch(like.device)
     finite = []  # per chunk, so backward need not scan for -inf again
     for sel in plan.selections():
-        t_in = plan.take(t_rows, sel, scratch, "t.in")
-        s_in = student_chunk(sel, scratch)
-        t_logp, p, log_norms[0, sel], _ = plan.softmax(t_in, scratch, "t")
-        s_logp, q, log_norms[1, sel], s_max = plan.softmax(s_in, scratch, "s")
-        chunk = Chunk(t_logp, s_logp, p=p, q=q, scratch=scratch)
+        if plan.support:
+            s_logp, q, log_norms[1, sel], s_max = plan.softmax(student_chunk(sel, scratch), scratch, "s")
+            chunk = SupportChunk(t_rows.support(sel, plan.temperature), s_logp, q=q, scratch=scratch)
+            log_norms[0, sel] = chunk.t_log_norm
+        else:
+            t_in = plan.take(t_rows, sel, scratch, "t.in")
+            s_in = student_chunk(sel, scratch)
+            t_logp, p, log_norms[0, sel], _ = plan.softmax(t_in, scratch, "t")
+            s_logp, q, log_norms[1, sel], s_max = plan.softmax(s_in, scratch, "s")
+            chunk = Chunk(t_logp, s_logp, p=p, q=q, scratch=scratch)
         finite.append(chunk.finite)
         values[:, sel] = torch.stack([div.chunk_value(chunk) for div in plan.divs])
         if plan.with_features:
@@ -160,12 +170,28 @@ def forward_chunks(plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like
     return values, feats, log_norms, finite
 
 
+def _replayed_chunk(plan: Plan, t_rows, student_chunk, sel, log_norms: Tensor, fin: bool, scratch: Scratch):
+    """Backward's chunk: both models' log-probs replayed from the forward's row normalisers
+    (a top-k teacher read on its support instead)."""
+    if plan.support:
+        s_logp = plan.log_probs(student_chunk(sel, scratch), log_norms[1, sel], scratch, "s.logp")
+        return SupportChunk(t_rows.support(sel, plan.temperature), s_logp, finite=fin, scratch=scratch)
+    t_in = plan.take(t_rows, sel, scratch, "t.in")
+    s_in = student_chunk(sel, scratch)
+    return Chunk(
+        plan.log_probs(t_in, log_norms[0, sel], scratch, "t.logp"),
+        plan.log_probs(s_in, log_norms[1, sel], scratch, "s.logp"),
+        finite=fin,
+        scratch=scratch,
+    )
+
+
 def logit_grad_chunks(plan: Plan, student_chunk, teacher: Tensor, grad_values: Tensor, log_norms: Tensor,
                        finite: list, target):
     """Per chunk of rows: ``(sel, gradient w.r.t. the student logits)``, or ``(sel, None)`` when
     no term has weight there. ``target(sel)`` may give the tensor to write the gradient
     into (a view of the caller's gradient), else a scratch buffer is used."""
-    t_rows = Rows(teacher)
+    t_rows = teacher_rows(teacher, Rows)
     scratch = Scratch(grad_values.device)
     for sel, fin in zip(plan.selections(), finite):
         weights = grad_values[:, sel].to(plan.dtype)
@@ -173,14 +199,7 @@ def logit_grad_chunks(plan: Plan, student_chunk, teacher: Tensor, grad_values: T
         if not active:
             yield sel, None
             continue
-        t_in = plan.take(t_rows, sel, scratch, "t.in")
-        s_in = student_chunk(sel, scratch)
-        chunk = Chunk(
-            plan.log_probs(t_in, log_norms[0, sel], scratch, "t.logp"),
-            plan.log_probs(s_in, log_norms[1, sel], scratch, "s.logp"),
-            finite=fin,
-            scratch=scratch,
-        )
+        chunk = _replayed_chunk(plan, t_rows, student_chunk, sel, log_norms, fin, scratch)
         out = target(sel)
         if out is None:
             out = scratch.get("grad", *chunk.s_logp.shape, plan.dtype)

@@ -57,6 +57,8 @@ def trim_logits(student_logits, teacher_logits, tokenizer, student_size: int | N
     if student_size is None and s_size > used:
         student_logits = student_logits[..., :used]
     if t_size > used:
+        if hasattr(teacher_logits, "dense"):  # a top-k teacher (divergences/topk.py): cut its full rows
+            teacher_logits = teacher_logits.dense()
         teacher_logits = teacher_logits[..., :used]
     return student_logits, teacher_logits
 

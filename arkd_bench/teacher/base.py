@@ -18,6 +18,12 @@ class TeacherSource:
         self.model = model  # None only for sources that never run a teacher (tests' token targets)
         self.online_batches = 0
         self.seconds = 0.0  # in online forwards
+        self.sent_bytes = 0  # of stored outputs handed to `.to(device)` (host to device on a GPU)
+
+    def send(self, tensor, device):
+        """`tensor` on `device`, its bytes counted in `sent_bytes`."""
+        self.sent_bytes += tensor.numel() * tensor.element_size()
+        return tensor.to(device)
 
     def logits(self, batch: dict, device=None):
         """Teacher logits [B, T, V] for a right-padded training batch, on `device`."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from arkd_bench.teacher.base import StoredTeacher
-from arkd_bench.teacher.items import response_positions, teacher_batches
+from arkd_bench.teacher.items import placement, response_positions, teacher_batches
 
 
 def teacher_log_probs(teacher, items: Sequence[dict], pad_token_id: int, batch_size: int = 16, device=None):
@@ -26,8 +26,11 @@ class StoredTeacherOutputs(StoredTeacher):
     spreads the remaining mass evenly over the other entries: an approximation, measured in
     benchmarks/RESULTS.md, used only when a recipe asks for it.
 
-    `batch` returns dense [B, width, V] float32 log-probs; positions that predict no response
-    token hold zeros (the loss masks them).
+    `batch` sends the stored rows to the device as stored (float16 rows; top-k float32
+    values and int32 ids) and lays them out there: dense [B, width, V] float32 log-probs whose
+    positions that predict no response token hold zeros (the loss masks them), or for `topk` a
+    sparse `TopKLogProbs` that the divergence pass expands chunk by chunk, or reads on its
+    support (FKL).
     """
 
     def __init__(self, folder, kind: str, vocab_size: int, model=None) -> None:
@@ -92,23 +95,31 @@ class StoredTeacherOutputs(StoredTeacher):
                              torch.from_numpy(np.array(self.indices[at], dtype=np.int64)), self.vocab_size)
 
     def batch(self, indices, width: int, device=None):
+        import numpy as np
         import torch
 
-        out = torch.zeros(len(indices), width, self.vocab_size)
-        for row, index in enumerate(indices.tolist()):
-            positions = torch.tensor(self.positions[index], dtype=torch.long)
-            if positions.numel():
-                out[row, positions] = self.rows(index)
-        return out.to(device)
+        chosen = indices.tolist()
+        spans = [slice(self.starts[i], self.starts[i] + len(self.positions[i])) for i in chosen]
+        rows, positions = (self.send(t, device) for t in placement([self.positions[i] for i in chosen]))
+        if self.kind == "dense":
+            packed = self.send(torch.from_numpy(np.concatenate([self.logp[at] for at in spans])), device)
+            out = torch.zeros(len(chosen), width, self.vocab_size, device=packed.device)
+            out[rows, positions] = packed.float()
+            return out
+        from arkd_bench.divergences.topk import TopKLogProbs
+
+        values = self.send(torch.from_numpy(np.concatenate([self.values[at] for at in spans])), device)
+        ids = self.send(torch.from_numpy(np.concatenate([self.indices[at] for at in spans])), device)
+        shape = (len(chosen), width, self.k)
+        top = TopKLogProbs(values.new_zeros(shape), ids.new_zeros(shape, dtype=torch.long),
+                           torch.zeros(shape[:2], dtype=torch.bool, device=values.device), self.vocab_size)
+        top.values[rows, positions], top.indices[rows, positions] = values, ids.long()
+        top.present[rows, positions] = True
+        return top
 
 
 def topk_to_dense(values, indices, vocab_size: int):
-    """Full log-probs from the top-k ones: the k kept exactly, the rest of the mass
-    (1 - sum of the kept probabilities) spread evenly over the other entries."""
-    import torch
+    """Full log-probs from the top-k ones (`divergences.topk.topk_to_dense`)."""
+    from arkd_bench.divergences.topk import topk_to_dense as expand
 
-    k = values.shape[-1]
-    tail = (1.0 - values.exp().sum(-1, keepdim=True)).clamp_min(1e-30)
-    fill = tail.log() - torch.log(torch.tensor(float(max(vocab_size - k, 1))))
-    out = fill.expand(*values.shape[:-1], vocab_size).clone()
-    return out.scatter_(-1, indices, values)
+    return expand(values, indices, vocab_size)

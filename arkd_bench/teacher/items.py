@@ -59,3 +59,13 @@ def teacher_batches(teacher, items: Sequence[dict], pad_token_id: int, batch_siz
             batch = collate_for_training([items[i] for i in chunk], pad_token_id)
             yield chunk, teacher(input_ids=batch["input_ids"].to(device),
                                  attention_mask=batch["attention_mask"].to(device)).logits
+
+
+def placement(positions: Sequence[Sequence[int]]):
+    """(batch row, position) index tensors that put packed rows back into a padded batch:
+    row r of the batch receives its `positions[r]`, in order, from consecutive packed rows."""
+    import torch
+
+    rows = [r for r, pos in enumerate(positions) for _ in pos]
+    flat = [t for pos in positions for t in pos]
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(flat, dtype=torch.long)

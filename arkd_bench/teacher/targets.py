@@ -26,8 +26,12 @@ class TokenTargets(StoredTeacher):
     def batch(self, indices, width: int, device=None):
         import torch
 
-        out = torch.full((len(indices), width, self.vocab_size), OFF_TARGET_LOGIT)
-        for row, index in enumerate(indices.tolist()):
-            ids = torch.tensor(self.items[index]["input_ids"][1:width], dtype=torch.long)
-            out[row, torch.arange(len(ids)), ids] = 0.0
-        return out.to(device)
+        from arkd_bench.teacher.items import placement
+
+        # only the target ids cross to the device; the one-hot rows are laid out there
+        targets = [self.items[index]["input_ids"][1:width] for index in indices.tolist()]
+        rows, positions = (self.send(t, device) for t in placement([range(len(ids)) for ids in targets]))
+        ids = self.send(torch.tensor([t for ids in targets for t in ids], dtype=torch.long), device)
+        out = torch.full((len(targets), width, self.vocab_size), OFF_TARGET_LOGIT, device=ids.device)
+        out[rows, positions, ids] = 0.0
+        return out
