@@ -1,0 +1,102 @@
+"""Stored teacher outputs cross to the device as stored (float16 rows, top-k values and int32
+ids, token ids) and are laid out there: the same tensors, bit for bit, as the float32 batches
+built on the host before, for far fewer bytes."""
+import pytest
+import torch
+
+from arkd_bench.data.base import Example
+from arkd_bench.data.collate import TrainingDataset
+from arkd_bench.divergences.topk import TopKLogProbs, TopKRows
+from arkd_bench.divergences.chunk import Scratch
+from arkd_bench.teacher.disk import StoredTeacherOutputs
+from arkd_bench.teacher.memory import TeacherOutputs
+from arkd_bench.teacher.targets import OFF_TARGET_LOGIT, TokenTargets
+from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+
+META = torch.device("meta")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    tokenizer = tiny_tokenizer()
+    teacher = tiny_gpt2(tokenizer, n_layer=2)
+    examples = [Example(f"Q{i}: {text[:20]}", (text,)) for i, text in enumerate(SAMPLE_TEXTS)]
+    items = TrainingDataset(examples, tokenizer, max_length=48).items
+    return tokenizer, teacher, items
+
+
+def host_batch(stored, indices, width):
+    """The float32 batch as it was built on the host: zeros, each item's dense rows at its positions."""
+    out = torch.zeros(len(indices), width, stored.vocab_size)
+    for row, index in enumerate(indices.tolist()):
+        positions = torch.tensor(stored.positions[index], dtype=torch.long)
+        if positions.numel():
+            out[row, positions] = stored.rows(index)
+    return out
+
+
+def width_of(items, indices):
+    return max(len(items[i]["input_ids"]) for i in indices.tolist())
+
+
+@pytest.mark.parametrize("layout", ["dense", "topk"])
+def test_stored_batches_equal_the_host_built_ones_bit_for_bit(setup, tmp_path, layout):
+    tokenizer, teacher, items = setup
+    vocab = len(tokenizer)
+    StoredTeacherOutputs.write(tmp_path, layout, teacher, items, tokenizer.pad_token_id, vocab, k=8)
+    stored = StoredTeacherOutputs(tmp_path, layout, vocab)
+    indices = torch.tensor([3, 0, 5, 1])
+    width = width_of(items, indices)
+    got = stored.batch(indices, width, device="cpu")
+    if layout == "topk":
+        assert isinstance(got, TopKLogProbs) and got.shape == (4, width, vocab)
+        # the pass's chunk expansion gives the same rows as the whole dense one
+        rows = TopKRows(got).take(torch.tensor([0, 7, 40, 41]), Scratch(), "t")
+        assert torch.equal(rows, got.dense().view(-1, vocab)[[0, 7, 40, 41]])
+        got = got.dense()
+    assert got.dtype == torch.float32 and torch.equal(got, host_batch(stored, indices, width))
+
+
+def test_what_crosses_to_the_device_is_the_stored_bytes(setup, tmp_path):
+    """float16 rows of the response positions (not float32 rows of every position) for the dense
+    layout; k float32 values and k int32 ids for top-k."""
+    tokenizer, teacher, items = setup
+    vocab, k = len(tokenizer), 8
+    indices = torch.arange(4)
+    width = width_of(items, indices)
+    response_rows = sum(len(stored_positions) for stored_positions in
+                        [[t for t in range(len(items[i]["labels"]) - 1) if items[i]["labels"][t + 1] != -100]
+                         for i in range(4)])
+    index_bytes = 2 * 8 * response_rows  # (batch row, position) of each stored row, int64
+    sent = {}
+    for layout, per_row in (("dense", 2 * vocab), ("topk", 8 * k)):
+        folder = tmp_path / layout
+        folder.mkdir()
+        StoredTeacherOutputs.write(folder, layout, teacher, items, tokenizer.pad_token_id, vocab, k=k)
+        stored = StoredTeacherOutputs(folder, layout, vocab)
+        stored.batch(indices, width, device=META)
+        assert stored.sent_bytes == response_rows * per_row + index_bytes
+        sent[layout] = stored.sent_bytes
+    assert sent["topk"] < sent["dense"] < 4 * width * len(indices) * vocab / 2  # host-built float32: 4 B L V
+
+
+def test_memory_and_token_targets_lay_out_their_batches_on_the_device(setup):
+    tokenizer, teacher, items = setup
+    vocab = len(tokenizer)
+    indices = torch.tensor([2, 0, 4])
+    width = width_of(items, indices)
+    memory = TeacherOutputs.compute(teacher, items[:5], tokenizer.pad_token_id)
+    expected = torch.zeros(3, width, vocab)
+    for row, index in enumerate(indices.tolist()):
+        expected[row, : memory.rows[index].shape[0]] = memory.rows[index]
+    assert torch.equal(memory.batch(indices, width), expected)
+    assert memory.sent_bytes == 4 * vocab * sum(memory.rows[i].shape[0] for i in indices.tolist()) \
+        + 16 * sum(memory.rows[i].shape[0] for i in indices.tolist())
+    targets = TokenTargets(items, vocab)
+    onehot = torch.full((3, width, vocab), OFF_TARGET_LOGIT)
+    for row, index in enumerate(indices.tolist()):
+        ids = items[index]["input_ids"][1:width]
+        onehot[row, torch.arange(len(ids)), torch.tensor(ids)] = 0.0
+    assert torch.equal(targets.batch(indices, width), onehot)
+    assert targets.sent_bytes < 100 * width  # ids only, no [B, L, V] tensor
+    assert targets.batch(indices, width, device=META).device == META
