@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from arkd_bench.teacher.base import StoredTeacher
-from arkd_bench.teacher.items import placement, teacher_batches
+from arkd_bench.teacher.items import teacher_batches
 
 
 def cache_bytes(items: Sequence[dict], vocab_size: int, bytes_per_value: int = 4) -> int:
@@ -33,12 +33,13 @@ class TeacherOutputs(StoredTeacher):
 
     def batch(self, indices, width: int, device=None):
         """Teacher logits for a right-padded batch of `indices`, padded to `width` positions:
-        the items' rows go to the device unpadded, the padding is laid out there."""
+        each item's rows go to the device unpadded, the padding is laid out there."""
         import torch
 
-        chosen = [self.rows[i] for i in indices.tolist()]
-        packed = self.send(torch.cat(chosen), device)
-        rows, positions = (self.send(t, device) for t in placement([range(r.shape[0]) for r in chosen]))
-        out = torch.zeros(len(chosen), width, packed.shape[-1], device=packed.device)
-        out[rows, positions] = packed
+        out = None
+        for row, index in enumerate(indices.tolist()):
+            logits = self.send(self.rows[index], device)
+            if out is None:
+                out = torch.zeros(len(indices), width, logits.shape[-1], device=logits.device)
+            out[row, : logits.shape[0]] = logits
         return out

@@ -143,6 +143,17 @@ def check_real_model_step(done):
     assert len(alone) == 3 and len({line.rsplit("|", 2)[1] for line in alone}) == 1  # one loss, features or not
 
 
+def check_teacher_transfer(done):
+    rows = {r["source"]: r for r in json_lines(ok(done))}
+    assert set(rows) == {"memory", "disk", "topk", "tokens"}
+    assert all(r["smoke"] and r["same_values"] for r in rows.values())
+    before = 2 * 16 * 2048 * 4  # the float32 [B, L, V] batch each source built on the host
+    assert all(r["before_bytes"] == before for r in rows.values())
+    # float16 rows of the response positions only; k values and ids; the target ids
+    assert rows["tokens"]["after_bytes"] < rows["topk"]["after_bytes"] < rows["disk"]["after_bytes"] < before / 2
+    assert rows["topk"]["fkl_pass_ms"] > 0 and rows["topk"]["dense_fkl_pass_ms"] > 0
+
+
 def check_teacher_outputs_error(done):
     stdout = ok(done)
     assert "scratch 4-layer Llama" in stdout
@@ -203,6 +214,7 @@ CHECKS = {
     "benchmarks/hypergrad_signs.py": check_hypergrad_signs,
     "benchmarks/real_model_step.py": check_real_model_step,
     "benchmarks/teacher_outputs_error.py": check_teacher_outputs_error,
+    "benchmarks/teacher_transfer.py": check_teacher_transfer,
     "benchmarks/train_step.py": check_train_step,
     "benchmarks/weighting.py": check_weighting,
     "benchmarks/gpu/distill_step.py": check_gpu_distill_step,
