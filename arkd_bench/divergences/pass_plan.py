@@ -153,7 +153,7 @@ def forward_chunks(plan: Plan, student_chunk, teacher: Tensor, n_rows: int, like
         if plan.support:
             s_logp, q, log_norms[1, sel], s_max = plan.softmax(student_chunk(sel, scratch), scratch, "s")
             chunk = SupportChunk(t_rows.support(sel, plan.temperature), s_logp, q=q, scratch=scratch)
-            log_norms[0, sel] = chunk.t_log_norm
+            log_norms[0, sel] = chunk.t_log_norm.to(log_norms.dtype)
         else:
             t_in = plan.take(t_rows, sel, scratch, "t.in")
             s_in = student_chunk(sel, scratch)

@@ -99,10 +99,13 @@ class TopKRows:
     def support(self, sel, temperature: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The teacher at ``temperature`` on the support of a chunk of rows: (log-probs of the
         kept entries ``[n, k]``, their ids, the log-prob of each other entry ``[n, 1]``, and
-        the teacher's row log-normaliser at ``temperature`` ``[n]``), the last two as the
+        the teacher's row log-normaliser at ``temperature`` ``[n]``), in float64, as the
         dense pass's softmax of the expanded row would give them."""
         values, indices = self.values[sel], self.indices[sel]
-        kept, other = values / temperature, tail_fill(values, self.vocab_size) / temperature
+        # the fill as the dense expansion rounds it; the rest in float64 ([n, k], cheap): a
+        # float32 normaliser's rounding would bias every token's FKL by about 1e-7
+        wide = torch.float64
+        kept, other = values.to(wide) / temperature, tail_fill(values, self.vocab_size).to(wide) / temperature
         n_other = self.vocab_size - values.shape[-1]
         parts = [kept] + ([other + math.log(n_other)] if n_other > 0 else [])
         log_norm = torch.logsumexp(torch.cat(parts, -1), -1)
@@ -147,7 +150,7 @@ class SupportChunk(Chunk):
         out = self.buffer("p")
         out = torch.empty_like(self.s_logp) if out is None else out
         out.copy_(self.t_other.exp().expand_as(out))
-        return out.scatter_(1, self.ids, self.t_kept.exp())
+        return out.scatter_(1, self.ids, self.t_kept.exp().to(out.dtype))
 
     @cached_property
     def fkl(self) -> Tensor:
@@ -158,13 +161,15 @@ def support_fkl(t_kept: Tensor, ids: Tensor, t_other: Tensor, s_logp_rows: Tenso
     """KL(p || q) per row with p a top-k teacher on its support: ``sum_kept p (lp - lq) +
     p_other * sum_others (lp_other - lq)``, where the sum of the student's log-probs over the
     other entries is its sum over all entries minus the kept ones (no teacher row is expanded).
-    ``s_logp_rows`` ``[n, V]`` are the student's log-probs."""
-    s_kept = s_logp_rows.gather(1, ids)
-    p_kept = t_kept.exp()
+    ``s_logp_rows`` ``[n, V]`` are the student's log-probs; the value comes back in their dtype."""
+    wide = torch.float64
+    s_kept = s_logp_rows.gather(1, ids).to(wide)
     n_other = s_logp_rows.shape[1] - ids.shape[1]
-    value = (p_kept * (t_kept - s_kept)).sum(-1)
-    if n_other == 0:
-        return value
-    s_other = s_logp_rows.sum(-1) - s_kept.sum(-1)
-    other = t_other.squeeze(1)
-    return value + other.exp() * (n_other * other - s_other)
+    value = (t_kept.exp() * (t_kept - s_kept)).sum(-1)
+    if n_other > 0:
+        # sum_others (lp_other - lq) is a small difference of two sums of V log-probs: summed in
+        # float64, or its float32 cancellation error (about V * 1e-7 * |log q|) would show
+        s_other = s_logp_rows.sum(-1, dtype=wide) - s_kept.sum(-1)
+        other = t_other.squeeze(1).to(wide)
+        value = value + other.exp() * (n_other * other - s_other)
+    return value.to(s_logp_rows.dtype)

@@ -99,3 +99,42 @@ def test_memory_and_token_targets_lay_out_their_batches_on_the_device(setup):
     assert torch.equal(targets.batch(indices, width), onehot)
     assert targets.sent_bytes < 100 * width  # ids only, no [B, L, V] tensor
     assert targets.batch(indices, width, device=META).device == META
+
+
+class DenseTopK(StoredTeacherOutputs):
+    """The top-k store answered as the dense expansion, as every batch was before."""
+
+    def batch(self, indices, width: int, device=None):
+        return super().batch(indices, width, device).dense()
+
+
+@pytest.mark.parametrize("objective", [["fkl"], ["fkl", "rkl"]])
+def test_training_on_a_sparse_top_k_teacher_is_training_on_its_dense_expansion(setup, tmp_path, builtin_plugins,
+                                                                              objective):
+    """FKL alone is computed on the support: equal up to float32 rounding of the student's
+    log-probs (about 1e-7 of |log q| ~ 6 per token; the losses here are about 0.01, so the
+    tolerance is absolute, 5e-7); with RKL beside it each chunk is expanded in the pass (the same
+    numbers, bit for bit)."""
+    from accelerate import Accelerator
+
+    from arkd_bench.recipe.schema import MethodSpec, TrainSpec
+    from arkd_bench.train.distill import Distiller
+
+    tokenizer, teacher, items = setup
+    vocab = len(tokenizer)
+    StoredTeacherOutputs.write(tmp_path, "topk", teacher, items, tokenizer.pad_token_id, vocab, k=8)
+    weighting = {"name": "fixed", "options": {"weights": [1.0 / len(objective)] * len(objective)}}
+    method = MethodSpec.model_validate({"name": "m", "objective": objective, "weighting": weighting})
+    spec = TrainSpec.model_validate({"steps": 3, "batch_size": 4, "max_length": 48, "log_every": 1, "lr": 0.02})
+    logs = []
+    for source in (StoredTeacherOutputs(tmp_path, "topk", vocab), DenseTopK(tmp_path, "topk", vocab)):
+        student = tiny_gpt2(tokenizer, seed=3)
+        d = Distiller(student=student, teacher=source, tokenizer=tokenizer, train_items=items, method=method,
+                      train=spec, plugins=builtin_plugins, seed=0, accelerator=Accelerator(cpu=True))
+        logs.append([r["loss"] for r in d.run().log])
+    sparse, dense = logs
+    assert len(sparse) == 3
+    if objective == ["fkl"]:
+        assert sparse == pytest.approx(dense, rel=0, abs=5e-7) and sparse != dense
+    else:
+        assert sparse == dense
