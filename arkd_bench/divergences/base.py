@@ -86,6 +86,10 @@ class Divergence:
     #: RKL-like one, None for neither. Strategies that mix an FKL and an RKL term (greedy,
     #: arkd) find their terms by it. Override :attr:`direction` when it depends on options.
     declared_direction: ClassVar[str | None] = None
+    #: True where ``chunk_value`` and ``chunk_grad`` read only ``chunk.fkl`` and ``chunk.p`` (FKL,
+    #: declared in the class that defines both): with a top-k teacher the pass then computes them
+    #: on its support (``divergences/topk.py``) instead of expanding the teacher's rows.
+    exact_on_support: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = self.Options(**options)

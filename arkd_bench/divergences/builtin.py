@@ -34,7 +34,7 @@ class FKL(_Builtin):
 
     name = "fkl"
     declared_direction = "forward"
-    exact_on_support = True  # with a top-k teacher: value and gradient from its support (divergences/topk.py)
+    exact_on_support = True  # reads chunk.fkl and chunk.p only
 
     def chunk_value(self, chunk: Chunk) -> Tensor:
         return chunk.fkl

@@ -124,3 +124,22 @@ def test_a_top_k_teacher_is_indexed_along_its_tokens_only():
     assert top[:, :-1, :].shape == (2, 4, V)
     with pytest.raises(IndexError, match="token axes only"):
         top[..., :10]
+
+
+class DoubledFKL(FKL):
+    """An FKL subclass that changes its value: it inherits `exact_on_support`, not the support path."""
+
+    name = "doubled_fkl"
+
+    def chunk_value(self, chunk):
+        return 2 * chunk.fkl
+
+
+def test_a_subclass_that_changes_the_chunk_methods_expands_the_teacher():
+    from arkd_bench.divergences.topk import exact_on_support
+
+    assert exact_on_support(FKL()) and not exact_on_support(DoubledFKL()) and not exact_on_support(RKL())
+    top = sparse_teacher(8)
+    out, _ = run(student_logits(9), top, {"d": DoubledFKL()})
+    dense_out, _ = run(student_logits(9), top.dense(), {"d": DoubledFKL()})
+    assert torch.equal(out.values, dense_out.values)
