@@ -104,12 +104,17 @@ class TopKRows:
         values, indices = self.values[sel], self.indices[sel]
         # the fill as the dense expansion rounds it; the rest in float64 ([n, k], cheap): a
         # float32 normaliser's rounding would bias every token's FKL by about 1e-7
-        wide = torch.float64
+        wide = wide_dtype(values.device)
         kept, other = values.to(wide) / temperature, tail_fill(values, self.vocab_size).to(wide) / temperature
         n_other = self.vocab_size - values.shape[-1]
         parts = [kept] + ([other + math.log(n_other)] if n_other > 0 else [])
         log_norm = torch.logsumexp(torch.cat(parts, -1), -1)
         return kept - log_norm.unsqueeze(1), indices, other - log_norm.unsqueeze(1), log_norm
+
+
+def wide_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the support's sums, float32 where the device has no float64 (Apple's MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def teacher_rows(teacher, rows_class):
@@ -162,7 +167,7 @@ def support_fkl(t_kept: Tensor, ids: Tensor, t_other: Tensor, s_logp_rows: Tenso
     p_other * sum_others (lp_other - lq)``, where the sum of the student's log-probs over the
     other entries is its sum over all entries minus the kept ones (no teacher row is expanded).
     ``s_logp_rows`` ``[n, V]`` are the student's log-probs; the value comes back in their dtype."""
-    wide = torch.float64
+    wide = wide_dtype(s_logp_rows.device)
     s_kept = s_logp_rows.gather(1, ids).to(wide)
     n_other = s_logp_rows.shape[1] - ids.shape[1]
     value = (t_kept.exp() * (t_kept - s_kept)).sum(-1)
