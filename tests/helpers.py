@@ -64,3 +64,29 @@ def write_tiny_recipe(folder: Path, edit: Callable[[dict], None] | None = None) 
 def run_command(recipe: Path, out: Path, cache: Path) -> list[str]:
     """`arkd-bench run` of `recipe` into `out` with its own cache, as a subprocess command."""
     return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]
+
+
+class Killed(Exception):
+    """Raised by KillAt: a training stopped as a SIGKILL would stop it, between two steps."""
+
+
+def kill_at(step: int):
+    """A training hook that stops the loop at the start of `step`."""
+    from arkd_bench.train.hooks.base import TrainingHook
+
+    class KillAt(TrainingHook):
+        def on_step_begin(self, loop, state) -> None:
+            if state.step == step:
+                raise Killed(state.step)
+
+    return KillAt()
+
+
+
+def weights_of(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def untimed(log: list[dict]) -> list[dict]:
+    """A training log without its wall-clock fields (they differ between two equal runs)."""
+    return [{k: v for k, v in record.items() if k != "data/generation_seconds"} for record in log]

@@ -75,7 +75,7 @@ def test_two_processes_resume_from_a_kept_checkpoint_to_the_same_log(tmp_path):
     settings["train"].update(steps=20, checkpoint_every=5, keep_checkpoints=True)
     recipe.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
               *command(recipe, out, tmp_path / "c")[1:]]
     subprocess.run(launch, env=env, check=True, capture_output=True, timeout=600)
     (cell,) = (out / "cells").iterdir()

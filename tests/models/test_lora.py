@@ -19,7 +19,8 @@ from arkd_bench.recipe.schema import MethodSpec, ModelSpec, TrainSpec
 from arkd_bench.teacher.base import OnlineTeacher
 from arkd_bench.testing import TINY_RECIPE, run_tiny
 from arkd_bench.train.distill import Distiller
-from helpers import FIXTURES, examples_of_varied_length as examples
+from helpers import FIXTURES, Killed, kill_at, untimed, weights_of
+from helpers import examples_of_varied_length as examples
 
 pytest.importorskip("peft")
 
@@ -82,6 +83,45 @@ def test_only_the_adapters_train_and_the_merged_copy_has_the_adapted_logits(toke
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, adapted, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(student(input_ids=ids).logits, adapted)  # the student kept its adapters
+
+
+def lora_distiller(tokenizer, plugins, **train):
+    """A LoRA student (adapter dropout, so the RNG matters) distilled by FKL for 8 steps of 4 of
+    16 examples: a resume at step 5 is mid-epoch."""
+    from accelerate import Accelerator
+
+    student = with_lora(tiny_llama(tokenizer, seed=1),
+                        LoraSpec(r=4, alpha=8, dropout=0.2, target_modules=["q_proj", "v_proj"]), "students[0].lora")
+    method = MethodSpec.model_validate({"name": "m", "objective": ["fkl"]})
+    spec = TrainSpec.model_validate({"steps": 8, "batch_size": 4, "max_length": 96, "lr": 0.01, "log_every": 1,
+                                     **train})
+    return Distiller(student=student, teacher=OnlineTeacher(tiny_llama(tokenizer, seed=2, layers=1)),
+                     tokenizer=tokenizer, train_items=TrainingDataset(examples(16), tokenizer, 96).items,
+                     method=method, train=spec, plugins=plugins, seed=0, accelerator=Accelerator(cpu=True))
+
+
+def test_a_stopped_lora_training_resumes_from_its_checkpoint_to_the_same_adapters(tokenizer, builtin_plugins,
+                                                                                   tmp_path, monkeypatch):
+    """The checkpoint holds the adapters and their optimizer state (the frozen base is not
+    trained): stopped at step 6 after the checkpoint of step 4 and run again, the log and every
+    weight equal an uninterrupted run's."""
+    import arkd_bench.train.distill as distill
+
+    whole = lora_distiller(tokenizer, builtin_plugins).run()
+    build = distill.training_hooks
+    monkeypatch.setattr(distill, "training_hooks", lambda *args: [kill_at(6), *build(*args)])
+    with pytest.raises(Killed):
+        lora_distiller(tokenizer, builtin_plugins, checkpoint_every=4).run(checkpoint_dir=tmp_path)
+    monkeypatch.setattr(distill, "training_hooks", build)
+    said = []
+    resumed = lora_distiller(tokenizer, builtin_plugins, checkpoint_every=4).run(checkpoint_dir=tmp_path,
+                                                                                   say=said.append)
+    assert said and said[0].startswith("resumed from step 4")
+    assert untimed(resumed.log) == untimed(whole.log)
+    expected = weights_of(whole.student)
+    got = weights_of(resumed.student)
+    assert got.keys() == expected.keys() and any("lora_" in k for k in got)
+    assert all(torch.equal(v, expected[k]) for k, v in got.items())
 
 
 def test_an_unknown_target_module_is_located_and_lists_the_valid_ones(tokenizer):

@@ -9,9 +9,8 @@ import pytest
 from arkd_bench.data.collate import TrainingDataset
 from arkd_bench.recipe.schema import MethodSpec, TrainSpec
 from arkd_bench.testing import tiny_gpt2
-from arkd_bench.train.hooks.base import TrainingHook
 from arkd_bench.train.hooks.checkpoint import checkpoints, latest_checkpoint
-from tests.helpers import examples_of_varied_length
+from tests.helpers import Killed, examples_of_varied_length, kill_at, untimed, weights_of
 
 ARKD = {"name": "arkd", "options": {"update_every": 1, "warmup_steps": 1}}
 
@@ -44,27 +43,6 @@ def make_distiller(tokenizer, plugins, data=None, **train):
                      data_policy=build_data_policy(method, plugins))
 
 
-class Killed(Exception):
-    pass
-
-
-class KillAt(TrainingHook):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_begin(self, loop, state) -> None:
-        if state.step == self.step:
-            raise Killed(state.step)
-
-
-def weights_of(student):
-    return {k: v.detach().clone() for k, v in student.state_dict().items()}
-
-
-def untimed(log):
-    return [{k: v for k, v in record.items() if k != "data/generation_seconds"} for record in log]
-
-
 @pytest.mark.parametrize("data", [None, {"name": "student", "options": {"lmbda": 0.5, "max_new_tokens": 6}}],
                          ids=["ground_truth", "on_policy"])
 def test_a_stopped_training_resumes_from_its_checkpoint_to_the_same_run(tokenizer, builtin_plugins, tmp_path,
@@ -78,7 +56,7 @@ def test_a_stopped_training_resumes_from_its_checkpoint_to_the_same_run(tokenize
     whole = make_distiller(tokenizer, builtin_plugins, data).run()
 
     build = distill.training_hooks
-    monkeypatch.setattr(distill, "training_hooks", lambda *args: [KillAt(7), *build(*args)])
+    monkeypatch.setattr(distill, "training_hooks", lambda *args: [kill_at(7), *build(*args)])
     with pytest.raises(Killed):
         make_distiller(tokenizer, builtin_plugins, data, checkpoint_every=5).run(checkpoint_dir=tmp_path)
     assert [step for step, _ in checkpoints(tmp_path)] == [5]
