@@ -1,0 +1,82 @@
+"""`train.sharding: fsdp`: the distilled student sharded with PyTorch's FSDP2 (`fully_shard`)
+over the run's processes, on CPU (gloo) and GPU alike.
+
+accelerate's FSDP plugin falls back to DDP on CPU, so the student is sharded here directly:
+each decoder layer (the model's `_no_split_modules`), then the root. Under one process
+`fsdp` is a no-op: the student trains unwrapped, as with `none`.
+
+A sharded forward all-gathers each layer's parameters, a collective every process must join.
+Generation runs a different number of forwards on each process, so it runs inside
+`full_parameters`, which gathers every layer once and keeps it gathered until it ends."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+
+def shards(sharding: str, accelerator) -> bool:
+    """Whether the student is sharded: `fsdp` over more than one process."""
+    return sharding == "fsdp" and accelerator.num_processes > 1
+
+
+def effective_sharding(sharding: str, accelerator) -> str:
+    """What the cell ran under (provenance): `fsdp` only where the student was sharded."""
+    return "fsdp" if shards(sharding, accelerator) else "none"
+
+
+def shard_student(model, accelerator):
+    """`model` on the accelerator's device, its decoder layers and then the whole of it sharded
+    with `fully_shard` over all processes. Call before its optimizer is made: the optimizer
+    must hold the sharded parameters."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
+    model.to(accelerator.device)
+    layers = [m for m in model.modules() if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or ())]
+    for layer in layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def is_sharded(model: Any) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _fsdp_modules(model) -> list:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def full_parameters(model):
+    """Every parameter of a sharded `model` gathered (all processes enter together) and kept so
+    through every forward inside: forwards then run no collective, so each process may generate
+    as long as it needs. Sharded again on exit. A model that is not sharded passes through."""
+    if model is None or not is_sharded(model):
+        yield model
+        return
+    modules = _fsdp_modules(model)
+    model.set_reshard_after_forward(False)
+    for module in modules:  # unshard() is per module, not recursive
+        module.unshard()
+    try:
+        yield model
+    finally:
+        for module in modules:
+            module.reshard()
+        model.set_reshard_after_forward(True)
+        # the root keeps its parameters gathered between forwards (FSDP2's own default)
+        model.set_reshard_after_forward(False, recurse=False)
+
+
+def full_state_dict(model) -> dict:
+    """The gathered (unsharded) state dict of a sharded `model`, on the CPU of the main process
+    (empty elsewhere); every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
