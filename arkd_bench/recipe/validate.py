@@ -95,7 +95,7 @@ def load_recipe(
         raise RecipeError(file, problems, lines)
     # Only now what imports transformers or torch: a recipe with a typo is answered without them.
     problems = config_problems(recipe) + strategy_problems(recipe, plugins)
-    problems = problems or process_problems(recipe, plugins) + sharding_problems(recipe, plugins)
+    problems = problems or sharding_problems(recipe, plugins) or process_problems(recipe, plugins)  # torchrun
     if problems:
         raise RecipeError(file, problems, lines)
     return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)

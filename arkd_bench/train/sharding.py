@@ -7,7 +7,8 @@ each decoder layer (the model's `_no_split_modules`), then the root. Under one p
 
 A sharded forward all-gathers each layer's parameters, a collective every process must join.
 Generation runs a different number of forwards on each process, so it runs inside
-`full_parameters`, which gathers every layer once and keeps it gathered until it ends."""
+`full_parameters`, which gathers every layer once and keeps it gathered until it ends, and
+without transformers' lock-step decoding (`generate_options`)."""
 from __future__ import annotations
 
 import contextlib
@@ -72,6 +73,22 @@ def full_parameters(model):
         model.set_reshard_after_forward(True)
         # the root keeps its parameters gathered between forwards (FSDP2's own default)
         model.set_reshard_after_forward(False, recurse=False)
+
+
+def generate_options(model) -> dict:
+    """What `model.generate` needs for `model`: for a sharded one (inside `full_parameters`),
+    `synced_gpus=False`. transformers would otherwise keep the processes in lock-step (one
+    all-reduce per decoding step), which hangs when they run different numbers of generate
+    calls, as evaluation's uneven shares and rollouts do. A sharded model outside
+    `full_parameters` would all-gather at each forward: refused."""
+    if not is_sharded(model):
+        return {}
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        raise RuntimeError("a sharded (train.sharding: fsdp) model generates only inside full_parameters(model), "
+                           "with its parameters gathered on every process")
+    return {"synced_gpus": False}
 
 
 def full_state_dict(model) -> dict:
