@@ -41,6 +41,18 @@ def shard_student(model, accelerator):
     return model
 
 
+def prepare_training(accelerator, sharding: str, student, loader, make_optimizer):
+    """(student, optimizer, loader, scheduler) prepared by accelerate, `make_optimizer(student)`
+    giving (optimizer, scheduler). A student to shard is sharded first (its optimizer must hold
+    the shards) and left out of `prepare`, which would wrap it in DDP."""
+    if shards(sharding, accelerator):
+        student = shard_student(student, accelerator)
+    optimizer, scheduler = make_optimizer(student)
+    if is_sharded(student):
+        return (student, *accelerator.prepare(optimizer, loader, scheduler))
+    return accelerator.prepare(student, optimizer, loader, scheduler)
+
+
 def is_sharded(model: Any) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
