@@ -46,6 +46,11 @@ def prepare_training(accelerator, sharding: str, student, loader, make_optimizer
     giving (optimizer, scheduler). A student to shard is sharded first (its optimizer must hold
     the shards) and left out of `prepare`, which would wrap it in DDP."""
     if shards(sharding, accelerator):
+        kind = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
+        if kind in ("FSDP", "DEEPSPEED"):
+            raise ValueError(f"train.sharding: fsdp shards the student itself, and this run was launched with "
+                             f"accelerate's {kind} config, which would shard it again; launch with torchrun or a "
+                             "DDP config, or set train.sharding: none")
         student = shard_student(student, accelerator)
     optimizer, scheduler = make_optimizer(student)
     if is_sharded(student):

@@ -95,15 +95,19 @@ def test_two_processes_evaluate_their_shares_and_score_exactly_as_one(tmp_path):
 def _sharded(recipe: dict) -> None:
     """train.sharding: fsdp on a two-layer student, without dropout (so one process and two
     draw no different masks); uneven evaluation shares (3 and 2 examples) generated two rows at
-    a time (two generate calls on one process, one on the other); dev evaluation and greedy
-    on-policy rollouts during training; a teacher-forced metric; the students saved."""
+    a time (two generate calls on one process, one on the other); two micro-batches a step and a
+    gradient clip that acts; dev evaluation and greedy on-policy rollouts during training; a
+    teacher-forced metric; the students saved."""
     for role in ("teachers", "students"):
         recipe[role][0]["scratch"]["config"].update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     recipe["students"][0]["scratch"]["config"]["n_layer"] = 2
     recipe["datasets"][0]["options"]["test_size"] = 5
     recipe["methods"].append({"name": "onpolicy", "objective": ["fkl"], "data": {
         "name": "student", "options": {"lmbda": 1.0, "do_sample": False, "max_new_tokens": 6}}})
-    recipe["train"].update(sharding="fsdp", save_student=True, eval_every=2, rouge_probe_size=3)
+    # 3 steps of 2 micro-batches of 4 stay within the 46 training examples' first epoch (the
+    # last, short batch of an epoch is completed differently when split over processes)
+    recipe["train"].update(sharding="fsdp", save_student=True, eval_every=2, rouge_probe_size=3, batch_size=4,
+                           grad_accum=2, grad_clip=0.001)  # a clip that acts: the unclipped weights differ by 2e-3
     recipe["eval"]["metrics"] = ["rougeL", "tf_fkl"]
     recipe["eval"]["generation"]["batch_size"] = 2
 
