@@ -20,11 +20,6 @@ def shards(sharding: str, accelerator) -> bool:
     return sharding == "fsdp" and accelerator.num_processes > 1
 
 
-def effective_sharding(sharding: str, accelerator) -> str:
-    """What the cell ran under (provenance): `fsdp` only where the student was sharded."""
-    return "fsdp" if shards(sharding, accelerator) else "none"
-
-
 def shard_student(model, accelerator):
     """`model` on the accelerator's device, its decoder layers and then the whole of it sharded
     with `fully_shard` over all processes. Call before its optimizer is made: the optimizer
