@@ -20,15 +20,15 @@ def shards(sharding: str, accelerator) -> bool:
     return sharding == "fsdp" and accelerator.num_processes > 1
 
 
-def shard_student(model, accelerator):
-    """`model` on the accelerator's device, its decoder layers and then the whole of it sharded
-    with `fully_shard` over all processes. Call before its optimizer is made: the optimizer
-    must hold the sharded parameters."""
+def shard_student(model, device, processes: int):
+    """`model` on `device`, its decoder layers and then the whole of it sharded with
+    `fully_shard` over the default process group's `processes`. Call before its optimizer is
+    made: the optimizer must hold the sharded parameters."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh(accelerator.device.type, (accelerator.num_processes,))
-    model.to(accelerator.device)
+    mesh = init_device_mesh(device.type, (processes,))
+    model.to(device)
     layers = [m for m in model.modules() if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or ())]
     for layer in layers:
         fully_shard(layer, mesh=mesh)
@@ -46,7 +46,7 @@ def prepare_training(accelerator, sharding: str, student, loader, make_optimizer
             raise ValueError(f"train.sharding: fsdp shards the student itself, and this run was launched with "
                              f"accelerate's {kind} config, which would shard it again; launch with torchrun or a "
                              "DDP config, or set train.sharding: none")
-        student = shard_student(student, accelerator)
+        student = shard_student(student, accelerator.device, accelerator.num_processes)
     optimizer, scheduler = make_optimizer(student)
     if is_sharded(student):
         return (student, *accelerator.prepare(optimizer, loader, scheduler))

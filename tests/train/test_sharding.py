@@ -67,7 +67,7 @@ def _worker(rank: int, port: int, folder: str) -> None:
     torch.set_num_threads(1)
     acc = Accelerator(cpu=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = shard_student(tiny_llama(tokenizer), acc)
+    model = shard_student(tiny_llama(tokenizer), acc.device, acc.num_processes)
     local = model.model.layers[0].mlp.up_proj.weight
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     tokens = int(batch_of(tokenizer)[1][:, 1:].sum())
@@ -126,4 +126,46 @@ def test_sharded_step_generation_and_state_dict_match_the_unsharded_model(tmp_pa
     assert results[1]["state"] == {}  # gathered to the main process's CPU only
     assert set(gathered) == set(expected)
     for name, value in expected.items():
+        torch.testing.assert_close(gathered[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A real one-process gloo group (FSDP2 needs one), gone after the test."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def test_one_rank_sharded_model_generates_only_gathered_and_trains_as_the_plain_one(
+        one_rank_group, torch_single_thread):
+    """The same paths on a one-process group, fast enough for every test run: a sharded
+    model refuses to generate with its parameters sharded, generates the plain model's tokens
+    inside `full_parameters`, is sharded again after it, and trains and gathers as the plain one."""
+    from torch.distributed.tensor import DTensor
+
+    from arkd_bench.train.sharding import full_parameters, full_state_dict, generate_options, is_sharded, shard_student
+
+    tokenizer = tiny_tokenizer()
+    plain, model = tiny_llama(tokenizer), shard_student(tiny_llama(tokenizer), torch.device("cpu"), 1)
+    assert is_sharded(model) and not is_sharded(plain) and generate_options(plain) == {}
+    assert all(isinstance(p, DTensor) for p in model.parameters())
+    with pytest.raises(RuntimeError, match="full_parameters"):
+        generations(model, tokenizer, 0)
+    with full_parameters(model):
+        assert generate_options(model) == {"synced_gpus": False}
+        assert generations(model, tokenizer, 0) == generations(plain, tokenizer, 0)
+    assert all(isinstance(p, DTensor) for p in model.parameters())
+
+    ids, mask = batch_of(tokenizer)
+    tokens = int(mask[:, 1:].sum())
+    for net in (plain, model):
+        train_step(net, torch.optim.AdamW(net.parameters(), lr=1e-2), ids, mask, tokens, 1,
+                   torch.nn.utils.clip_grad_norm_)
+    gathered = full_state_dict(model)
+    assert set(gathered) == set(plain.state_dict())
+    assert not torch.equal(gathered["lm_head.weight"], tiny_llama(tokenizer).lm_head.weight)  # it trained
+    for name, value in plain.state_dict().items():
         torch.testing.assert_close(gathered[name], value, rtol=1e-5, atol=1e-6, msg=name)
