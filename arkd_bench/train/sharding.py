@@ -29,8 +29,8 @@ def shard_student(model, device, processes: int):
 
     mesh = init_device_mesh(device.type, (processes,))
     model.to(device)
-    layers = [m for m in model.modules() if type(m).__name__ in set(getattr(model, "_no_split_modules", None) or ())]
-    for layer in layers:
+    names = set(getattr(model, "_no_split_modules", None) or ())  # transformers' decoder layer classes
+    for layer in [m for m in model.modules() if type(m).__name__ in names]:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
@@ -54,6 +54,10 @@ def prepare_training(accelerator, sharding: str, student, loader, make_optimizer
 
 
 def is_sharded(model: Any) -> bool:
+    import torch
+
+    if not torch.distributed.is_available():  # a torch built without it shards nothing
+        return False
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
