@@ -110,6 +110,7 @@ def generate_ids(
 
     from arkd_bench.evaluate._sampling import RowSampler, build_generation_config, row_seeds
     from arkd_bench.train.modes import eval_mode
+    from arkd_bench.train.sharding import generate_options
 
     settings = settings or GenerationSettings()
     if not prompt_ids:
@@ -125,6 +126,7 @@ def generate_ids(
     seeds = row_seeds(seed, len(encoded), first_index) if settings.do_sample else None
     config = build_generation_config(settings, pad_id, eos_ids)
     device = _device(model)
+    sharded = generate_options(model)  # train.sharding: fsdp (parameters gathered, no lock-step)
 
     # Longest prompts first: less padding per batch, and an out-of-memory error
     # shows up in the first batch rather than the last.
@@ -143,6 +145,7 @@ def generate_ids(
                     attention_mask=attention_mask.to(device),
                     generation_config=config,
                     logits_processor=processors,
+                    **sharded,
                 )
             new_tokens = out[:, input_ids.shape[1] :].tolist()
             for i, tokens in zip(rows, new_tokens):

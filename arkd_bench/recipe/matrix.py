@@ -53,7 +53,7 @@ class Cell:
 
 # Options added after cells existed: at their default they stay out of the id, so cells of
 # recipes that do not set them keep their ids.
-DEFAULT_NOT_IN_ID = {"optimizer": "adamw"}
+DEFAULT_NOT_IN_ID = {"optimizer": "adamw", "sharding": "none"}
 
 
 def _dump(model) -> dict[str, Any]:

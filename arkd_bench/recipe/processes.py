@@ -31,6 +31,16 @@ def process_problems(recipe: Recipe, plugins, processes: int | None = None) -> l
         problems.append(Problem(("train", "fused_head"), f"runs in a single process only, and this run has "
                                 f"{processes} (the fused pass reads the student's hidden states past DDP's "
                                 "forward); set fused_head: false or run one process"))
+    for i, method, asked in _single_process_strategies(recipe, plugins):
+        problems.append(Problem(("methods", i, "weighting", "name"),
+                                f"{method.weighting.name!r} requests {' and '.join(asked)} (each term's gradient "
+                                f"kept apart), which runs in a single process only, and this run has "
+                                f"{processes}; run method {method.name!r} in one process"))
+    return problems
+
+
+def _single_process_strategies(recipe: Recipe, plugins):
+    """(index, method, requests) of each method whose strategy keeps each term's gradient apart."""
     for i, method in enumerate(recipe.methods):
         try:
             strategy = build_strategy(plugins, method.weighting.name, method.weighting.options,
@@ -39,8 +49,37 @@ def process_problems(recipe: Recipe, plugins, processes: int | None = None) -> l
             continue
         asked = sorted(set(strategy.feedback_requests) & set(SINGLE_PROCESS_REQUESTS))
         if asked:
-            problems.append(Problem(("methods", i, "weighting", "name"),
-                                    f"{method.weighting.name!r} requests {' and '.join(asked)} (each term's gradient "
-                                    f"kept apart), which runs in a single process only, and this run has "
-                                    f"{processes}; run method {method.name!r} in one process"))
+            yield i, method, asked
+
+
+# train settings not run with a sharded student (train.sharding: fsdp), and why
+NOT_WITH_FSDP = {
+    "fused_head": ("the fused pass reads the student's hidden states and LM head past its sharded forward",
+                   "fused_head: false"),
+    "checkpoint_every": ("checkpoints save the student through accelerate, which does not gather its FSDP2 shards",
+                         "checkpoint_every: 0"),
+    "select_best": ("the best student's weights are kept and restored unsharded", "select_best: false"),
+}
+
+
+def sharding_problems(recipe: Recipe, plugins) -> list[Problem]:
+    """What `train.sharding: fsdp` does not run with, whatever the number of processes (under
+    one process fsdp is a no-op, but a recipe means the same under any launcher)."""
+    train = recipe.train
+    if train.sharding != "fsdp":
+        return []
+    problems = [Problem(("train", name), f"not run with train.sharding: fsdp ({why}); set {off} or "
+                        "train.sharding: none") for name, (why, off) in NOT_WITH_FSDP.items() if getattr(train, name)]
+    if train.mixed_precision != "no":
+        problems.append(Problem(("train", "mixed_precision"), "only 'no' with train.sharding: fsdp (accelerate's "
+                                "autocast wraps a prepared model, and the sharded student is not prepared by it)"))
+    for i, student in enumerate(recipe.students):
+        if student.lora is not None:
+            problems.append(Problem(("students", i, "lora"), "LoRA students are not sharded (peft's wrapper over "
+                                    "FSDP2 is untested here); remove lora or set train.sharding: none"))
+    for i, method, asked in _single_process_strategies(recipe, plugins):
+        problems.append(Problem(("methods", i, "weighting", "name"),
+                                f"{method.weighting.name!r} requests {' and '.join(asked)} (each term's gradient "
+                                "kept apart, through the unsharded parameters), which train.sharding: fsdp does not "
+                                f"run; use train.sharding: none for method {method.name!r}"))
     return problems

@@ -194,6 +194,8 @@ class TrainSpec(Strict):
                              "chunk, so its N x V logits and their gradient never exist (a plain linear head, one "
                              "process, temperature 1)")
     mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="accelerate mixed precision, where the hardware has it")
+    sharding: Literal["none", "fsdp"] = Field("none", description="fsdp: the distilled student sharded with FSDP2 "
+                                              "(fully_shard) over the processes; a no-op in one process")
     optimizer: Literal["adamw", "adamw_8bit"] = Field("adamw", description="the distillation optimizer: torch's "
                                                       "AdamW, or bitsandbytes' AdamW8bit (`pip install bitsandbytes`)")
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward "

@@ -18,7 +18,7 @@ from arkd_bench.plugins import PluginLoadError, Plugins, load_plugins
 from arkd_bench.plugins.registry import RegistryError, unknown_name_message
 from arkd_bench.recipe.loader import Path_, Problem, RecipeError, format_path, load_yaml, pydantic_problems, read_text
 from arkd_bench.recipe.preflight import config_problems, preflight_problems, unreadable_file
-from arkd_bench.recipe.processes import process_problems
+from arkd_bench.recipe.processes import process_problems, sharding_problems
 from arkd_bench.recipe.schema import LOG_PREFIXES, RESERVED_METHODS, MethodSpec, Recipe
 from arkd_bench.recipe.select import MIN_FINAL_SEEDS, axis_options, candidates, patched_method
 
@@ -95,7 +95,7 @@ def load_recipe(
         raise RecipeError(file, problems, lines)
     # Only now what imports transformers or torch: a recipe with a typo is answered without them.
     problems = config_problems(recipe) + strategy_problems(recipe, plugins)
-    problems = problems or process_problems(recipe, plugins)  # torchrun: what one process only runs
+    problems = problems or sharding_problems(recipe, plugins) or process_problems(recipe, plugins)  # torchrun
     if problems:
         raise RecipeError(file, problems, lines)
     return LoadedRecipe(recipe=recipe, path=path, text=text, plugins=plugins)

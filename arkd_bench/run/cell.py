@@ -96,12 +96,16 @@ def student_to_save(accelerator, outcome, save: bool, writable: bool):
     merged copy (a plain transformers model, loaded without peft), any other the gathered state
     dict of its prepared model (every process takes part in gathering a sharded student's)."""
     from arkd_bench.models.lora import is_lora, merged_copy
+    from arkd_bench.train.sharding import full_state_dict, is_sharded
 
     if not save:
         return None, None
     if is_lora(outcome.student):
         merged = merged_copy(outcome.student) if writable else None
         return merged, None if merged is None else merged.state_dict()
+    if is_sharded(outcome.prepared):  # FSDP2 (train.sharding), which accelerate did not wrap
+        weights = full_state_dict(outcome.prepared)
+        return outcome.student, weights if writable else None
     return outcome.student, accelerator.get_state_dict(outcome.prepared)
 
 
@@ -139,10 +143,14 @@ CELL_KINDS: dict[str, Callable] = {"teacher": teacher_cell, "sft": sft_cell, "di
 
 
 def run_cell(cell: Cell, art: Artifacts, rundir: RunDir, on_step=None) -> dict[str, Any]:
-    """Train (when the cell trains) and evaluate; write every artifact of the cell."""
+    """Train (when the cell trains) and evaluate; write every artifact of the cell. A sharded
+    student is evaluated with its parameters gathered (each process generates its own share)."""
+    from arkd_bench.train.sharding import full_parameters
+
     begun = start_cell(cell, art)
     model = CELL_KINDS[cell.kind](cell, art, rundir, begun, on_step)
-    return evaluate_cell(cell, art, rundir, begun, model)
+    with full_parameters(model):
+        return evaluate_cell(cell, art, rundir, begun, model)
 
 
 def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, model) -> dict[str, Any]:
@@ -177,7 +185,7 @@ def evaluate_cell(cell: Cell, art: Artifacts, rundir: RunDir, begun: CellStart, 
         scores.setdefault("eval_sets", {})[dataset.name] = other.scores()
         extra.setdefault("eval_data_hashes", {})[dataset.name] = art.data.splits(dataset.name, cell.teacher).content_hash
     rundir.write(cell.id, "provenance.json",
-                 provenance(art.loaded.base_dir, accelerator=accelerator_setup(art.accelerator), **extra))
+                 provenance(art.loaded.base_dir, accelerator=accelerator_setup(art.accelerator, model), **extra))
     scores["seconds"] = round(time.time() - begun.started, 2)
     if "data_policy" in extra:
         scores["data_policy"] = extra["data_policy"]

@@ -60,11 +60,15 @@ def hash_folder(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def accelerator_setup(accelerator) -> dict[str, Any]:
+def accelerator_setup(accelerator, model=None) -> dict[str, Any]:
     """How accelerate ran the cell: DDP, FSDP or DeepSpeed (or none), over how many processes,
-    in which mixed precision."""
+    in which mixed precision, and whether the cell's `model` was sharded by train.sharding
+    (`fsdp`: FSDP2 over the processes, which accelerate's distributed_type does not show)."""
+    from arkd_bench.train.sharding import is_sharded
+
     kind = accelerator.distributed_type
     return {"distributed_type": str(getattr(kind, "value", kind)), "num_processes": accelerator.num_processes,
+            "sharding": "fsdp" if model is not None and is_sharded(model) else "none",
             "mixed_precision": str(accelerator.mixed_precision)}
 
 

@@ -17,6 +17,7 @@ from arkd_bench.train.hooks.online_data import data_session
 from arkd_bench.train.loop import DistillOutcome, TrainingLoop, accumulating, check_accumulation
 from arkd_bench.train.modes import eval_mode
 from arkd_bench.train.optim import adamw_with_schedule, enable_gradient_checkpointing, training_loader
+from arkd_bench.train.sharding import prepare_training
 from arkd_bench.train.sft import TrainingDiverged
 from arkd_bench.train.step_checks import check_step_outputs
 
@@ -190,8 +191,8 @@ class Distiller:
 
         The loss is the micro-batch's token sum over `n_tokens`, the response tokens of the
         whole optimizer step (all micro-batches, all processes), so accumulation gives the
-        gradient of one big batch whatever the response lengths. DDP averages gradients over
-        processes, hence the factor num_processes.
+        gradient of one big batch whatever the response lengths. DDP (and FSDP's reduce-scatter)
+        averages gradients over processes, hence the factor num_processes.
         """
         import torch
         import torch.nn.functional as F
@@ -247,9 +248,9 @@ class Distiller:
         loader = training_loader(self.dataset, train.batch_size, self.seed)
         if train.gradient_checkpointing:
             enable_gradient_checkpointing(self.student)
-        optimizer, scheduler = adamw_with_schedule(self.student, train.lr, train.weight_decay,
-                                                   train.warmup_steps, train.steps, train.optimizer)
-        self.student, optimizer, loader, scheduler = acc.prepare(self.student, optimizer, loader, scheduler)
+        self.student, optimizer, loader, scheduler = prepare_training(acc, train.sharding, self.student, loader, (
+            lambda model: adamw_with_schedule(model, train.lr, train.weight_decay, train.warmup_steps, train.steps,
+                                              train.optimizer)))
         check_accumulation(acc, train.grad_accum)
         data = data_session(self, acc)
         if self.teacher.runs_online or data is not None:  # an online data policy's batches carry no index

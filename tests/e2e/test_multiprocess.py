@@ -33,7 +33,8 @@ def test_two_processes_match_one(tmp_path):
     recipe = str(FIXTURES / "tiny.yaml")
     run([sys.executable, "-m", "arkd_bench", "run", recipe, "--out", str(tmp_path / "one"),
          "--cache-dir", str(tmp_path / "cache1")], tmp_path, env)
-    launched = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    # --standalone: a free port, so runs of other tests at the same time cannot collide with it
+    launched = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                     "-m", "arkd_bench", "run", recipe, "--out", str(tmp_path / "two"),
                     "--cache-dir", str(tmp_path / "cache2")], tmp_path, env)
     assert launched.stdout.count("leaderboard:") == 1  # only the main process reports
@@ -44,7 +45,7 @@ def test_two_processes_match_one(tmp_path):
     for out, kind, processes in ((tmp_path / "one", "NO", 1), (tmp_path / "two", "MULTI_CPU", 2)):
         recorded = json.loads((out / "cells" / results(out)["mix"]["id"] / "provenance.json").read_text())
         assert recorded["accelerator"] == {"distributed_type": kind, "num_processes": processes,
-                                           "mixed_precision": "no"}
+                                           "sharding": "none", "mixed_precision": "no"}
     # Same global batch (split across processes, gradients averaged): the first loss is
     # computed before any update on the same data, so it agrees closely; later steps and
     # Rouge-L agree within a tolerance (per-process token means are weighted differently).
@@ -89,3 +90,78 @@ def test_two_processes_evaluate_their_shares_and_score_exactly_as_one(tmp_path):
     scores = [json.loads(read(out, "scores.json")) for out in (tmp_path / "one", tmp_path / "two")]
     assert [{k: v for k, v in s.items() if k != "seconds"} for s in scores] == [
         {k: v for k, v in scores[0].items() if k != "seconds"}] * 2
+
+
+def _sharded(recipe: dict) -> None:
+    """train.sharding: fsdp on a two-layer student, without dropout (so one process and two
+    draw no different masks); uneven evaluation shares (3 and 2 examples) generated two rows at
+    a time (two generate calls on one process, one on the other); two micro-batches a step and a
+    gradient clip that acts; dev evaluation and greedy on-policy rollouts during training; a
+    teacher-forced metric; the students saved."""
+    for role in ("teachers", "students"):
+        recipe[role][0]["scratch"]["config"].update(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    recipe["students"][0]["scratch"]["config"]["n_layer"] = 2
+    recipe["datasets"][0]["options"]["test_size"] = 5
+    recipe["methods"].append({"name": "onpolicy", "objective": ["fkl"], "data": {
+        "name": "student", "options": {"lmbda": 1.0, "do_sample": False, "max_new_tokens": 6}}})
+    # 3 steps of 2 micro-batches of 4 stay within the 46 training examples' first epoch (the
+    # last, short batch of an epoch is completed differently when split over processes)
+    recipe["train"].update(sharding="fsdp", save_student=True, eval_every=2, rouge_probe_size=3, batch_size=4,
+                           grad_accum=2, grad_clip=0.001)  # a clip that acts: the unclipped weights differ by 2e-3
+    recipe["eval"]["metrics"] = ["rougeL", "tf_fkl"]
+    recipe["eval"]["generation"]["batch_size"] = 2
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_match_one(tmp_path):
+    """`train.sharding: fsdp` under torchrun (two CPU processes, gloo) gives one process's
+    leaderboard. Both runs share one cache, so they distil from the same SFT models and teacher
+    logits (the SFT stages are not sharded, and their two-process runs differ slightly from one
+    process's): what differs is the sharded distillation only. Tolerance: every logged loss
+    within 1e-5 relative, saved weights within 1e-5, teacher-forced scores within 1e-4 relative,
+    generations (the predictions), Rouge-L and the leaderboard's rows identical."""
+    from transformers import AutoModelForCausalLM
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
+    recipe = write_tiny_recipe(tmp_path / "recipe", _sharded)
+    run(run_command(recipe, tmp_path / "one", tmp_path / "cache"), tmp_path, env)
+    command = run_command(recipe, tmp_path / "two", tmp_path / "cache")
+    run([command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]],
+        tmp_path, env)
+    one, two = results(tmp_path / "one"), results(tmp_path / "two")
+    assert set(one) == set(two) == {"teacher", "sft", "fkl", "mix", "onpolicy"}
+    assert all(c["status"] == "done" for c in two.values())
+
+    def cell_file(out, method, name):
+        return out / "cells" / one[method]["id"] / name
+
+    for method in one:
+        assert two[method]["id"] == one[method]["id"]
+        sharded = method in ("fkl", "mix", "onpolicy")
+        for out, processes in ((tmp_path / "one", 1), (tmp_path / "two", 2)):
+            recorded = json.loads(cell_file(out, method, "provenance.json").read_text())["accelerator"]
+            assert recorded["num_processes"] == processes
+            assert recorded["sharding"] == ("fsdp" if sharded and processes == 2 else "none")  # one process: a no-op
+        records = [[json.loads(line) for line in cell_file(out, method, "generations.jsonl").read_text().splitlines()]
+                   for out in (tmp_path / "one", tmp_path / "two")]
+        assert [r["prediction"] for r in records[0]] == [r["prediction"] for r in records[1]] and len(records[1]) == 5
+        a, b = one[method]["metrics"], two[method]["metrics"]
+        assert a["rougeL"] == b["rougeL"] and abs(a["tf_fkl"] - b["tf_fkl"]) <= 1e-4 * abs(a["tf_fkl"]), (a, b)
+        if not sharded:
+            continue
+        logs = [[json.loads(line) for line in cell_file(out, method, "train_log.jsonl").read_text().splitlines()]
+                for out in (tmp_path / "one", tmp_path / "two")]
+        assert len(logs[0]) == len(logs[1]) == 3
+        for x, y in zip(*logs):
+            assert abs(x["loss"] - y["loss"]) <= 1e-5 * x["loss"] and x.get("dev/rougeL") == y.get("dev/rougeL")
+        assert logs[1][-1]["dev/rougeL"] is not None
+        if method == "onpolicy":
+            assert logs[1][-1]["data/on_policy_fraction"] == 1.0
+        saved = [AutoModelForCausalLM.from_pretrained(str(cell_file(out, method, "student"))).state_dict()
+                 for out in (tmp_path / "one", tmp_path / "two")]  # the gathered weights reload whole
+        assert set(saved[0]) == set(saved[1])
+        for name, value in saved[1].items():
+            assert (value - saved[0][name]).abs().max() <= 1e-5, name
+    rows = [[line for line in (out / "leaderboard.md").read_text().splitlines() if line.startswith("|")]
+            for out in (tmp_path / "one", tmp_path / "two")]
+    assert rows[0] == rows[1] and len(rows[0]) == 7

@@ -62,7 +62,8 @@ def test_cell_folder_holds_logs_generations_and_provenance(finished_run):
     provenance = json.loads((cell / "provenance.json").read_text())
     assert provenance["packages"]["torch"].startswith("2.")
     assert len(provenance["teacher_weights_sha256"]) == 64
-    assert provenance["accelerator"] == {"distributed_type": "NO", "num_processes": 1, "mixed_precision": "no"}
+    assert provenance["accelerator"] == {"distributed_type": "NO", "num_processes": 1, "sharding": "none",
+                                         "mixed_precision": "no"}
 
 
 def test_rerun_skips_finished_cells_and_keeps_results(finished_run):

@@ -14,7 +14,10 @@ class DevEvaluation(TrainingHook):
     def on_step_end(self, loop, state: StepState) -> None:
         step = state.step
         if (step + 1) % self.every == 0 or step == loop.train.steps - 1:
-            state.dev = self.score(loop.accelerator.unwrap_model(loop.student))
+            from arkd_bench.train.sharding import full_parameters
+
+            with full_parameters(loop.student):  # a sharded student generates with its parameters gathered
+                state.dev = self.score(loop.accelerator.unwrap_model(loop.student))
             loop.student.train()
             state.log_now = True
             loop.fire("on_evaluate", state, state.dev)

@@ -27,7 +27,11 @@ class OnlineData(TrainingHook):
         self.session = session
 
     def on_step_begin(self, loop, state: StepState) -> None:
-        state.micro_batches = [self.session.next_batch(batch, state.step) for batch in state.micro_batches]
+        from arkd_bench.train.sharding import full_parameters
+
+        # a sharded student's rollouts run with its parameters gathered, however long each process's are
+        with full_parameters(loop.student):
+            state.micro_batches = [self.session.next_batch(batch, state.step) for batch in state.micro_batches]
 
     def on_optimizer_step(self, loop, state: StepState) -> None:
         self.session.after_step(state.step)

@@ -16,6 +16,7 @@ class RougeProbeFeedback(TrainingHook):
 
     def measure(self, loop) -> float:
         from arkd_bench.train.modes import eval_mode
+        from arkd_bench.train.sharding import full_parameters
 
-        with eval_mode(loop.student):
+        with eval_mode(loop.student), full_parameters(loop.student):
             return self.score(loop.accelerator.unwrap_model(loop.student))

@@ -1,0 +1,115 @@
+"""`train.sharding: fsdp`: the distilled student sharded with PyTorch's FSDP2 (`fully_shard`)
+over the run's processes, on CPU (gloo) and GPU alike.
+
+accelerate's FSDP plugin falls back to DDP on CPU, so the student is sharded here directly:
+each decoder layer (the model's `_no_split_modules`), then the root. Under one process
+`fsdp` is a no-op: the student trains unwrapped, as with `none`.
+
+A sharded forward all-gathers each layer's parameters, a collective every process must join.
+Generation runs a different number of forwards on each process, so it runs inside
+`full_parameters`, which gathers every layer once and keeps it gathered until it ends, and
+without transformers' lock-step decoding (`generate_options`)."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+
+def shards(sharding: str, accelerator) -> bool:
+    """Whether the student is sharded: `fsdp` over more than one process."""
+    return sharding == "fsdp" and accelerator.num_processes > 1
+
+
+def shard_student(model, device, processes: int):
+    """`model` on `device`, its decoder layers and then the whole of it sharded with
+    `fully_shard` over the default process group's `processes`. Call before its optimizer is
+    made: the optimizer must hold the sharded parameters."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (processes,))
+    model.to(device)
+    names = set(getattr(model, "_no_split_modules", None) or ())  # transformers' decoder layer classes
+    for layer in [m for m in model.modules() if type(m).__name__ in names]:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def prepare_training(accelerator, sharding: str, student, loader, make_optimizer):
+    """(student, optimizer, loader, scheduler) prepared by accelerate, `make_optimizer(student)`
+    giving (optimizer, scheduler). A student to shard is sharded first (its optimizer must hold
+    the shards) and left out of `prepare`, which would wrap it in DDP."""
+    if shards(sharding, accelerator):
+        kind = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
+        if kind in ("FSDP", "DEEPSPEED"):
+            raise ValueError(f"train.sharding: fsdp shards the student itself, and this run was launched with "
+                             f"accelerate's {kind} config, which would shard it again; launch with torchrun or a "
+                             "DDP config, or set train.sharding: none")
+        student = shard_student(student, accelerator.device, accelerator.num_processes)
+    optimizer, scheduler = make_optimizer(student)
+    if is_sharded(student):
+        return (student, *accelerator.prepare(optimizer, loader, scheduler))
+    return accelerator.prepare(student, optimizer, loader, scheduler)
+
+
+def is_sharded(model: Any) -> bool:
+    import torch
+
+    if not torch.distributed.is_available():  # a torch built without it shards nothing
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _fsdp_modules(model) -> list:
+    from torch.distributed.fsdp import FSDPModule
+
+    return [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+
+@contextlib.contextmanager
+def full_parameters(model):
+    """Every parameter of a sharded `model` gathered (all processes enter together) and kept so
+    through every forward inside: forwards then run no collective, so each process may generate
+    as long as it needs. Sharded again on exit. A model that is not sharded passes through."""
+    if model is None or not is_sharded(model):
+        yield model
+        return
+    modules = _fsdp_modules(model)
+    model.set_reshard_after_forward(False)
+    for module in modules:  # unshard() is per module, not recursive
+        module.unshard()
+    try:
+        yield model
+    finally:
+        for module in modules:
+            module.reshard()
+        model.set_reshard_after_forward(True)
+        # the root keeps its parameters gathered between forwards (FSDP2's own default)
+        model.set_reshard_after_forward(False, recurse=False)
+
+
+def generate_options(model) -> dict:
+    """What `model.generate` needs for `model`: for a sharded one (inside `full_parameters`),
+    `synced_gpus=False`. transformers would otherwise keep the processes in lock-step (one
+    all-reduce per decoding step), which hangs when they run different numbers of generate
+    calls, as evaluation's uneven shares and rollouts do. A sharded model outside
+    `full_parameters` would all-gather at each forward: refused."""
+    if not is_sharded(model):
+        return {}
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for p in model.parameters()):
+        raise RuntimeError("a sharded (train.sharding: fsdp) model generates only inside full_parameters(model), "
+                           "with its parameters gathered on every process")
+    return {"synced_gpus": False}
+
+
+def full_state_dict(model) -> dict:
+    """The gathered (unsharded) state dict of a sharded `model`, on the CPU of the main process
+    (empty elsewhere); every process must call it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
