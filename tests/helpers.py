@@ -66,8 +66,14 @@ def run_command(recipe: Path, out: Path, cache: Path) -> list[str]:
     return [sys.executable, "-m", "arkd_bench", "run", str(recipe), "--out", str(out), "--cache-dir", str(cache)]
 
 
+def two_processes(command: list[str]) -> list[str]:
+    """`command` (python -m arkd_bench ...) under torchrun with two CPU processes; --standalone
+    takes a free port, so torchrun runs of other tests at the same time cannot collide with it."""
+    return [command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]]
+
+
 class Killed(Exception):
-    """Raised by KillAt: a training stopped as a SIGKILL would stop it, between two steps."""
+    """Raised by the hook of `kill_at`: a training stopped as a SIGKILL would stop it, between two steps."""
 
 
 def kill_at(step: int):

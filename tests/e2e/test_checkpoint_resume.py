@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from helpers import run_command as command
-from helpers import write_tiny_recipe
+from helpers import two_processes, write_tiny_recipe
 
 
 def write_recipe(folder: Path) -> Path:
@@ -75,8 +74,7 @@ def test_two_processes_resume_from_a_kept_checkpoint_to_the_same_log(tmp_path):
     settings["train"].update(steps=20, checkpoint_every=5, keep_checkpoints=True)
     recipe.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-              *command(recipe, out, tmp_path / "c")[1:]]
+    launch = two_processes(command(recipe, out, tmp_path / "c"))
     subprocess.run(launch, env=env, check=True, capture_output=True, timeout=600)
     (cell,) = (out / "cells").iterdir()
     assert sorted(p.name for p in (cell / "checkpoint-15").glob("random_states_*")) == \

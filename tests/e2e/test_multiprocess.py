@@ -3,11 +3,10 @@ against one process."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_command, write_tiny_recipe
+from helpers import run_command, two_processes, write_tiny_recipe
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -31,12 +30,8 @@ def first_losses(out: Path, cell_id: str):
 def test_two_processes_match_one(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
     recipe = str(FIXTURES / "tiny.yaml")
-    run([sys.executable, "-m", "arkd_bench", "run", recipe, "--out", str(tmp_path / "one"),
-         "--cache-dir", str(tmp_path / "cache1")], tmp_path, env)
-    # --standalone: a free port, so runs of other tests at the same time cannot collide with it
-    launched = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    "-m", "arkd_bench", "run", recipe, "--out", str(tmp_path / "two"),
-                    "--cache-dir", str(tmp_path / "cache2")], tmp_path, env)
+    run(run_command(recipe, tmp_path / "one", tmp_path / "cache1"), tmp_path, env)
+    launched = run(two_processes(run_command(recipe, tmp_path / "two", tmp_path / "cache2")), tmp_path, env)
     assert launched.stdout.count("leaderboard:") == 1  # only the main process reports
     run_info = json.loads((tmp_path / "two" / "run.json").read_text())
     assert run_info["processes"] == 2
@@ -73,9 +68,7 @@ def test_two_processes_evaluate_their_shares_and_score_exactly_as_one(tmp_path):
     recipe = write_tiny_recipe(tmp_path / "recipe", _untrained_teacher_sampled)
     run(run_command(recipe, tmp_path / "one", tmp_path / "cache1"), tmp_path, env)
     command = run_command(recipe, tmp_path / "two", tmp_path / "cache2")
-    # --standalone: a free port, so runs of other tests at the same time cannot collide with it
-    run([command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]],
-        tmp_path, env)
+    run(two_processes(command), tmp_path, env)
     one, two = results(tmp_path / "one"), results(tmp_path / "two")
     assert all(c["status"] == "done" for c in two.values())
     cell = one["teacher"]["id"]
@@ -126,8 +119,7 @@ def test_fsdp_two_processes_match_one(tmp_path):
     recipe = write_tiny_recipe(tmp_path / "recipe", _sharded)
     run(run_command(recipe, tmp_path / "one", tmp_path / "cache"), tmp_path, env)
     command = run_command(recipe, tmp_path / "two", tmp_path / "cache")
-    run([command[0], "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *command[1:]],
-        tmp_path, env)
+    run(two_processes(command), tmp_path, env)
     one, two = results(tmp_path / "one"), results(tmp_path / "two")
     assert set(one) == set(two) == {"teacher", "sft", "fkl", "mix", "onpolicy"}
     assert all(c["status"] == "done" for c in two.values())

@@ -6,25 +6,14 @@ import math
 import pytest
 import torch
 
-from arkd_bench.data.base import Example
-from arkd_bench.data.collate import TrainingDataset
 from arkd_bench.divergences.topk import TopKLogProbs, TopKRows
 from arkd_bench.divergences.chunk import Scratch
 from arkd_bench.teacher.disk import StoredTeacherOutputs
 from arkd_bench.teacher.memory import TeacherOutputs
 from arkd_bench.teacher.targets import OFF_TARGET_LOGIT, TokenTargets
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
+from arkd_bench.testing import tiny_gpt2
 
 META = torch.device("meta")
-
-
-@pytest.fixture(scope="module")
-def setup():
-    tokenizer = tiny_tokenizer()
-    teacher = tiny_gpt2(tokenizer, n_layer=2)
-    examples = [Example(f"Q{i}: {text[:20]}", (text,)) for i, text in enumerate(SAMPLE_TEXTS)]
-    items = TrainingDataset(examples, tokenizer, max_length=48).items
-    return tokenizer, teacher, items
 
 
 def host_batch(stored, indices, width):
@@ -42,8 +31,8 @@ def width_of(items, indices):
 
 
 @pytest.mark.parametrize("layout", ["dense", "topk"])
-def test_stored_batches_equal_the_host_built_ones_bit_for_bit(setup, tmp_path, layout):
-    tokenizer, teacher, items = setup
+def test_stored_batches_equal_the_host_built_ones_bit_for_bit(teacher_items, tmp_path, layout):
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     StoredTeacherOutputs.write(tmp_path, layout, teacher, items, tokenizer.pad_token_id, vocab, k=8)
     stored = StoredTeacherOutputs(tmp_path, layout, vocab)
@@ -59,10 +48,10 @@ def test_stored_batches_equal_the_host_built_ones_bit_for_bit(setup, tmp_path, l
     assert got.dtype == torch.float32 and torch.equal(got, host_batch(stored, indices, width))
 
 
-def test_what_crosses_to_the_device_is_the_stored_bytes(setup, tmp_path):
+def test_what_crosses_to_the_device_is_the_stored_bytes(teacher_items, tmp_path):
     """float16 rows of the response positions (not float32 rows of every position) for the dense
     layout; k float32 values and k int32 ids for top-k."""
-    tokenizer, teacher, items = setup
+    tokenizer, teacher, items = teacher_items
     vocab, k = len(tokenizer), 8
     indices = torch.arange(4)
     width = width_of(items, indices)
@@ -82,8 +71,8 @@ def test_what_crosses_to_the_device_is_the_stored_bytes(setup, tmp_path):
     assert sent["topk"] < sent["dense"] < 4 * width * len(indices) * vocab / 2  # host-built float32: 4 B L V
 
 
-def test_memory_and_token_targets_lay_out_their_batches_on_the_device(setup):
-    tokenizer, teacher, items = setup
+def test_memory_and_token_targets_lay_out_their_batches_on_the_device(teacher_items):
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     indices = torch.tensor([2, 0, 4])
     width = width_of(items, indices)
@@ -124,7 +113,7 @@ def train_losses(source, tokenizer, items, plugins, objective, accelerator, **tr
 
 
 @pytest.mark.parametrize("objective", [["fkl"], ["fkl", "rkl"]])
-def test_training_on_a_sparse_top_k_teacher_is_training_on_its_dense_expansion(setup, tmp_path, builtin_plugins,
+def test_training_on_a_sparse_top_k_teacher_is_training_on_its_dense_expansion(teacher_items, tmp_path, builtin_plugins,
                                                                               objective):
     """FKL alone is computed on the support: equal up to float32 rounding of the student's
     log-probs (about 1e-7 of |log q| ~ 6 per token; the losses here are about 0.01, so the
@@ -132,7 +121,7 @@ def test_training_on_a_sparse_top_k_teacher_is_training_on_its_dense_expansion(s
     numbers, bit for bit)."""
     from accelerate import Accelerator
 
-    tokenizer, teacher, items = setup
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     StoredTeacherOutputs.write(tmp_path, "topk", teacher, items, tokenizer.pad_token_id, vocab, k=8)
     sparse, dense = (train_losses(source, tokenizer, items, builtin_plugins, objective, Accelerator(cpu=True))
@@ -144,7 +133,7 @@ def test_training_on_a_sparse_top_k_teacher_is_training_on_its_dense_expansion(s
         assert sparse == dense
 
 
-def test_a_sparse_top_k_teacher_through_a_fused_head_under_bf16(setup, tmp_path, builtin_plugins):
+def test_a_sparse_top_k_teacher_through_a_fused_head_under_bf16(teacher_items, tmp_path, builtin_plugins):
     """bf16 autocast, the LM head inside the pass and FKL on the top-k support: the first
     step's loss is the dense expansion's up to the pass's float32 rounding. Later steps are
     only checked to train: the gradients are rounded to bf16 in the head's and the body's
@@ -154,7 +143,7 @@ def test_a_sparse_top_k_teacher_through_a_fused_head_under_bf16(setup, tmp_path,
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    tokenizer, teacher, items = setup
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     StoredTeacherOutputs.write(tmp_path, "topk", teacher, items, tokenizer.pad_token_id, vocab, k=8)
     losses = []

@@ -3,23 +3,11 @@ approximation, against the in-memory float32 logits they stand for."""
 import pytest
 import torch
 
-from arkd_bench.data.base import Example
-from arkd_bench.data.collate import TrainingDataset
 from arkd_bench import get_divergence
 from arkd_bench.divergences import divergence_pass
-from arkd_bench.testing import SAMPLE_TEXTS, tiny_gpt2, tiny_tokenizer
 from arkd_bench.teacher.disk import StoredTeacherOutputs, topk_to_dense
 from arkd_bench.teacher.items import response_positions
 from arkd_bench.teacher.memory import TeacherOutputs
-
-
-@pytest.fixture(scope="module")
-def setup():
-    tokenizer = tiny_tokenizer()
-    teacher = tiny_gpt2(tokenizer, n_layer=2)
-    examples = [Example(f"Q{i}: {text[:20]}", (text,)) for i, text in enumerate(SAMPLE_TEXTS)]
-    items = TrainingDataset(examples, tokenizer, max_length=48).items
-    return tokenizer, teacher, items
 
 
 def batch_of(items, pad):
@@ -29,8 +17,8 @@ def batch_of(items, pad):
     return batch, torch.arange(len(items))
 
 
-def test_disk_cache_matches_the_teachers_log_probs_where_the_loss_reads(setup, tmp_path, torch_single_thread):
-    tokenizer, teacher, items = setup
+def test_disk_cache_matches_the_teachers_log_probs_where_the_loss_reads(teacher_items, tmp_path, torch_single_thread):
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     StoredTeacherOutputs.write(tmp_path, "dense", teacher, items, tokenizer.pad_token_id, vocab)
     stored = StoredTeacherOutputs(tmp_path, "dense", vocab)
@@ -52,8 +40,8 @@ def test_disk_cache_matches_the_teachers_log_probs_where_the_loss_reads(setup, t
     torch.testing.assert_close(b, a, atol=1e-3, rtol=1e-3)
 
 
-def test_topk_keeps_the_top_entries_exactly_and_the_rest_of_the_mass(setup, tmp_path):
-    tokenizer, teacher, items = setup
+def test_topk_keeps_the_top_entries_exactly_and_the_rest_of_the_mass(teacher_items, tmp_path):
+    tokenizer, teacher, items = teacher_items
     vocab = len(tokenizer)
     StoredTeacherOutputs.write(tmp_path, "topk", teacher, items, tokenizer.pad_token_id, vocab, k=8)
     stored = StoredTeacherOutputs(tmp_path, "topk", vocab)
