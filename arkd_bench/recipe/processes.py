@@ -70,9 +70,6 @@ def sharding_problems(recipe: Recipe, plugins) -> list[Problem]:
         return []
     problems = [Problem(("train", name), f"not run with train.sharding: fsdp ({why}); set {off} or "
                         "train.sharding: none") for name, (why, off) in NOT_WITH_FSDP.items() if getattr(train, name)]
-    if train.mixed_precision != "no":
-        problems.append(Problem(("train", "mixed_precision"), "only 'no' with train.sharding: fsdp (accelerate's "
-                                "autocast wraps a prepared model, and the sharded student is not prepared by it)"))
     for i, student in enumerate(recipe.students):
         if student.lora is not None:
             problems.append(Problem(("students", i, "lora"), "LoRA students are not sharded (peft's wrapper over "

@@ -36,6 +36,23 @@ def shard_student(model, device, processes: int):
     return model
 
 
+def shard_for_training(accelerator, model, processes: int | None = None):
+    """`model` sharded over the accelerator's processes (or `processes`), its forward under the
+    accelerator's mixed precision as a prepared model's is.
+
+    Mixed precision is accelerate's own autocast around the forward, applied by `prepare_model`
+    in evaluation mode (which wraps nothing else: no DDP): the fp32 parameters are gathered, the
+    matrix products run in bf16/fp16, the outputs come back in fp32, and the gradients and the
+    sharded master weights stay fp32 (fp16's GradScaler reduces its inf check over the shards,
+    DTensor's `_amp_foreach_non_finite_check_and_unscale_`). So a sharded step computes what the
+    unsharded student's step computes, and a recipe gives the same numbers in one process (where
+    fsdp is a no-op) as in several. FSDP2's `MixedPrecisionPolicy` would instead cast the gathered
+    parameters and run the whole forward (norms, softmax, logits) in bf16: half the all-gather
+    traffic, but other numbers than the unsharded student's."""
+    model = shard_student(model, accelerator.device, processes or accelerator.num_processes)
+    return accelerator.prepare_model(model, device_placement=False, evaluation_mode=True)
+
+
 def prepare_training(accelerator, sharding: str, student, loader, make_optimizer):
     """(student, optimizer, loader, scheduler) prepared by accelerate, `make_optimizer(student)`
     giving (optimizer, scheduler). A student to shard is sharded first (its optimizer must hold
@@ -46,7 +63,7 @@ def prepare_training(accelerator, sharding: str, student, loader, make_optimizer
             raise ValueError(f"train.sharding: fsdp shards the student itself, and this run was launched with "
                              f"accelerate's {kind} config, which would shard it again; launch with torchrun or a "
                              "DDP config, or set train.sharding: none")
-        student = shard_student(student, accelerator.device, accelerator.num_processes)
+        student = shard_for_training(accelerator, student)
     optimizer, scheduler = make_optimizer(student)
     if is_sharded(student):
         return (student, *accelerator.prepare(optimizer, loader, scheduler))

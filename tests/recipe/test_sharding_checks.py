@@ -40,7 +40,7 @@ def test_fsdp_refuses_what_it_does_not_run_with(tmp_path, monkeypatch, world_siz
         load_recipe(write_tiny_recipe(tmp_path, everything_fsdp_refuses))
     found = {p.path: p.message for p in caught.value.problems}
     assert set(found) == {("train", "fused_head"), ("train", "checkpoint_every"), ("train", "select_best"),
-                          ("train", "mixed_precision"), ("methods", 2, "weighting", "name")}, found
+                          ("methods", 2, "weighting", "name")}, found  # mixed_precision runs sharded
     assert all("sharding" in message for message in found.values()), found
     assert "fused_head: false" in found[("train", "fused_head")]
     assert "checkpoint_every: 0" in found[("train", "checkpoint_every")]
@@ -71,3 +71,11 @@ def test_fsdp_alone_loads_and_validate_names_the_field(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["validate", str(write_tiny_recipe(
         tmp_path / "typo", lambda r: r["train"].update(sharding="zero3")))])
     assert result.exit_code == 1 and "train.sharding" in result.output and "fsdp" in result.output, result.output
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_fsdp_loads_with_mixed_precision(tmp_path, monkeypatch, precision):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    loaded = load_recipe(write_tiny_recipe(tmp_path, lambda r: r["train"].update(sharding="fsdp",
+                                                                                  mixed_precision=precision)))
+    assert (loaded.recipe.train.sharding, loaded.recipe.train.mixed_precision) == ("fsdp", precision)

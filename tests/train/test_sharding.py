@@ -87,8 +87,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_two_processes(folder: str, timeout: float = 240) -> None:
-    context = mp.start_processes(_worker, args=(_free_port(), folder), nprocs=WORLD, join=False, start_method="spawn")
+def run_two_processes(folder: str, timeout: float = 240, worker=_worker) -> None:
+    context = mp.start_processes(worker, args=(_free_port(), folder), nprocs=WORLD, join=False, start_method="spawn")
     waited = 0.0
     while not context.join(timeout=5):
         waited += 5
@@ -169,3 +169,151 @@ def test_one_rank_sharded_model_generates_only_gathered_and_trains_as_the_plain_
     assert not torch.equal(gathered["lm_head.weight"], tiny_llama(tokenizer).lm_head.weight)  # it trained
     for name, value in plain.state_dict().items():
         torch.testing.assert_close(gathered[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def precision_accelerator(precision: str, **scaler_options):
+    """A CPU accelerator at `precision`, accelerate's process-wide state started afresh. accelerate
+    turns fp16 off on CPU; CPU autocast has float16 and torch has a CPU GradScaler, so under fp16
+    it is accelerate's own with those two switched on (as tests/train/test_mixed_precision.py)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    acc = Accelerator(cpu=True, mixed_precision=precision)
+    if precision == "fp16":
+        acc.native_amp = True
+        acc.scaler = torch.amp.GradScaler("cpu", **scaler_options)
+    return acc
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """The tests after these get accelerate's state afresh (it refuses a second precision)."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def full(tensor):
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def accelerated_step(acc, model, ids, mask, tokens: int):
+    """One clipped AdamW step through the accelerator (its backward, clip and prepared optimizer,
+    so fp16's GradScaler scales, unscales and checks the gradient): (the unscaled, clipped
+    gradient, the weights after), gathered. The layers' matrix products' output dtypes are kept
+    in `model.seen_dtypes`."""
+    optimizer = acc.prepare_optimizer(torch.optim.AdamW(model.parameters(), lr=1e-2))
+    model.seen_dtypes = set()
+    hook = model.model.layers[0].mlp.up_proj.register_forward_hook(
+        lambda module, args, out: model.seen_dtypes.add(out.dtype))
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    hook.remove()
+    model.seen_dtypes.add(("logits", logits.dtype))
+    loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    acc.backward((loss * mask[:, 1:]).sum() / tokens)
+    acc.clip_grad_norm_(model.parameters(), CLIP)  # unscales an fp16 gradient first
+    grads = {name: full(p.grad).clone() for name, p in model.named_parameters()}
+    optimizer.step()
+    optimizer.zero_grad()
+    return grads, {name: full(p.detach()).clone() for name, p in model.named_parameters()}
+
+
+def relative(a: dict, b: dict) -> float:
+    """The largest relative difference, by norm, over the tensors of `a` and `b`."""
+    return max(float((a[k] - b[k]).norm() / b[k].norm().clamp_min(1e-12)) for k in b)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_one_rank_sharded_mixed_precision_step_is_the_prepared_students(
+        one_rank_group, torch_single_thread, fresh_accelerator_state, precision):
+    """`shard_for_training` runs the sharded student's forward under the accelerator's autocast,
+    as `prepare` does the unsharded one's: its layers compute in the low dtype, its logits come
+    back in float32, and one step (fp16: through the GradScaler, whose check reads DTensor
+    gradients) gives the prepared student's gradient and weights, to 1e-6 relative (the same
+    operations on the same values; measured: equal). The fp32 step's gradient is further off by
+    the low dtype's rounding (measured 7e-3 in bf16, 9.6e-4 in fp16; asserted above 1e-3 and
+    1e-4), so the comparison sees a missing autocast."""
+    from arkd_bench.train.sharding import is_sharded, shard_for_training
+
+    tokenizer = tiny_tokenizer()
+    ids, mask = batch_of(tokenizer)
+    tokens = int(mask[:, 1:].sum())
+    low = torch.bfloat16 if precision == "bf16" else torch.float16
+    acc = precision_accelerator(precision, init_scale=2.0 ** 10)
+    prepared = acc.prepare_model(tiny_llama(tokenizer))
+    plain_grads, plain_weights = accelerated_step(acc, prepared, ids, mask, tokens)
+    if precision == "fp16":
+        acc.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)  # the same scale for the second model
+    sharded = shard_for_training(acc, tiny_llama(tokenizer), processes=1)
+    assert is_sharded(sharded)
+    grads, weights = accelerated_step(acc, sharded, ids, mask, tokens)
+    assert sharded.seen_dtypes == prepared.seen_dtypes == {low, ("logits", torch.float32)}
+    assert relative(grads, plain_grads) < 1e-6 and relative(weights, plain_weights) < 1e-6
+    if precision == "fp16":
+        assert acc.scaler.get_scale() == 2.0 ** 10  # no step skipped
+    full_precision = precision_accelerator("no")
+    fp32_grads, _ = accelerated_step(full_precision, tiny_llama(tokenizer), ids, mask, tokens)
+    assert relative(grads, fp32_grads) > (1e-3 if precision == "bf16" else 1e-4)
+
+
+def test_one_rank_sharded_fp16_step_that_overflows_is_skipped(one_rank_group, torch_single_thread,
+                                                              fresh_accelerator_state):
+    """An fp16 step whose scaled gradient overflows leaves the sharded weights as they were and
+    halves the scale, as GradScaler does for an unsharded student (its inf check is reduced over
+    the shards)."""
+    from arkd_bench.train.sharding import shard_for_training
+
+    tokenizer = tiny_tokenizer()
+    ids, mask = batch_of(tokenizer)
+    acc = precision_accelerator("fp16", init_scale=2.0 ** 100)
+    sharded = shard_for_training(acc, tiny_llama(tokenizer), processes=1)
+    before = {name: full(p.detach()).clone() for name, p in sharded.named_parameters()}
+    grads, after = accelerated_step(acc, sharded, ids, mask, int(mask[:, 1:].sum()))
+    assert not all(torch.isfinite(g).all() for g in grads.values())
+    assert all(torch.equal(after[name], value) for name, value in before.items())
+    assert acc.scaler.get_scale() == 2.0 ** 99
+
+
+
+def _fp16_worker(rank: int, port: int, folder: str) -> None:
+    """Two fp16 steps of a sharded student through the accelerator's GradScaler: a plain one,
+    then one whose gradient is made infinite in rank 0's shard only."""
+    from arkd_bench.train.sharding import shard_for_training
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    acc = precision_accelerator("fp16", init_scale=2.0 ** 10)
+    tokenizer = tiny_tokenizer()
+    model = shard_for_training(acc, tiny_llama(tokenizer))
+    optimizer = acc.prepare_optimizer(torch.optim.AdamW(model.parameters(), lr=1e-2))
+    ids, mask = batch_of(tokenizer, rank)
+    tokens = int(batch_of(tokenizer)[1][:, 1:].sum())
+    first = next(model.parameters())
+    moved = []
+    for overflow in (False, True):
+        before = first.to_local().clone()
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        acc.backward((loss * mask[:, 1:]).sum() * (WORLD / tokens))
+        if overflow and rank == 0:
+            first.grad.to_local().view(-1)[0] = float("inf")
+        optimizer.step()
+        optimizer.zero_grad()
+        moved.append(not torch.equal(first.to_local(), before))
+    torch.save({"moved": moved, "scale": acc.scaler.get_scale()}, f"{folder}/fp16_rank{rank}.pt")
+
+
+@pytest.mark.slow  # two spawned processes: about a minute on a busy 2-core machine
+def test_two_process_fp16_step_overflowing_in_one_shard_is_skipped_by_both(tmp_path, torch_single_thread):
+    """fp16 under train.sharding: fsdp uses accelerate's plain GradScaler, whose inf check runs
+    on DTensor gradients and is reduced over the shards: an inf in one process's shard only makes
+    both processes skip the step and halve their scale, so the shards never drift apart."""
+    run_two_processes(str(tmp_path), worker=_fp16_worker)
+    results = [torch.load(tmp_path / f"fp16_rank{r}.pt") for r in range(WORLD)]
+    assert [r["moved"] for r in results] == [[True, False]] * WORLD
+    assert [r["scale"] for r in results] == [2.0 ** 9] * WORLD
