@@ -114,9 +114,12 @@ class Tolerance:
 
 
 # fp32: only the order of float32 sums differs. bf16 (CPU autocast, as the unsharded student
-# runs it): each process's products are rounded to bf16 alike, the sums still differ in order
-TOLERANCES = {"no": Tolerance(loss=1e-5, weights=1e-5, tf_fkl=1e-4), "bf16": Tolerance(loss=1e-5, weights=1e-5,
-                                                                                       tf_fkl=1e-4)}
+# runs it): those 1e-7 differences in the fp32 weights flip some bf16 roundings of the next
+# step's products, and AdamW's early steps (about lr times the gradient's sign) turn a flipped
+# sign of a tiny gradient entry into a weight lr apart. Measured under bf16: losses 3.7e-5
+# relative, weights 2.0e-4 apart (lr 1e-4, 3 steps), tf_fkl 2.1e-5 relative.
+TOLERANCES = {"no": Tolerance(loss=1e-5, weights=1e-5, tf_fkl=1e-4),
+              "bf16": Tolerance(loss=2e-4, weights=1e-3, tf_fkl=2e-4)}
 
 
 @pytest.mark.slow
@@ -126,9 +129,10 @@ def test_fsdp_two_processes_match_one(tmp_path, precision):
     leaderboard, in fp32 and under bf16 autocast. Both runs share one cache, so they distil from
     the same SFT models and teacher logits (the SFT stages are not sharded, and their two-process
     runs differ slightly from one process's): what differs is the sharded distillation only.
-    Tolerance (`TOLERANCES`): every logged loss within 1e-5 relative, saved weights within 1e-5,
-    teacher-forced scores within 1e-4 relative; generations (the predictions), Rouge-L and the
-    leaderboard's rows identical."""
+    Tolerance (`TOLERANCES`): in fp32 every logged loss within 1e-5 relative, saved weights
+    within 1e-5, teacher-forced scores within 1e-4 relative; in bf16 2e-4, 1e-3 and 2e-4; in both
+    generations (the predictions) and Rouge-L identical, and the leaderboard's rows (in bf16 but
+    for their tf_fkl columns)."""
     from transformers import AutoModelForCausalLM
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
@@ -178,6 +182,8 @@ def test_fsdp_two_processes_match_one(tmp_path, precision):
         assert set(saved[0]) == set(saved[1])
         for name, value in saved[1].items():
             assert (value - saved[0][name]).abs().max() <= tolerance.weights, name
-    rows = [[line for line in (out / "leaderboard.md").read_text().splitlines() if line.startswith("|")]
-            for out in (tmp_path / "one", tmp_path / "two")]
+    rows = [[line.split("|")[1:-1] for line in (out / "leaderboard.md").read_text().splitlines()
+             if line.startswith("|")] for out in (tmp_path / "one", tmp_path / "two")]
+    if precision == "bf16":  # the tf_fkl columns differ in their 4th digit (within the tolerance above)
+        rows = [[row[:4] + row[5:6] for row in table] for table in rows]
     assert rows[0] == rows[1] and len(rows[0]) == 7
