@@ -21,5 +21,11 @@ class Placement:
 
     def for_evaluation(self, model: Any) -> Any:
         """The model a cell evaluates, on the device (None: a model-free baseline). Generation
-        keeps to the model's train/eval mode itself, so the mode is left as it is."""
-        return None if model is None else model.to(self.device)
+        keeps to the model's train/eval mode itself, so the mode is left as it is. A sharded
+        student (train.sharding: fsdp) is on the device since it was sharded, and is left as it
+        is: FSDP2's `.to` reshards it, undoing `full_parameters` around its evaluation."""
+        from arkd_bench.train.sharding import is_sharded
+
+        if model is None or is_sharded(model):
+            return model
+        return model.to(self.device)
