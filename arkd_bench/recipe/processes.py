@@ -56,8 +56,6 @@ def _single_process_strategies(recipe: Recipe, plugins):
 NOT_WITH_FSDP = {
     "fused_head": ("the fused pass reads the student's hidden states and LM head past its sharded forward",
                    "fused_head: false"),
-    "checkpoint_every": ("checkpoints save the student through accelerate, which does not gather its FSDP2 shards",
-                         "checkpoint_every: 0"),
     "select_best": ("the best student's weights are kept and restored unsharded", "select_best: false"),
 }
 

@@ -124,6 +124,28 @@ def generate_options(model) -> dict:
     return {"synced_gpus": False}
 
 
+def save_sharded_state(model, optimizer, folder) -> None:
+    """The sharded `model`'s and its (torch) optimizer's state into `folder` with
+    torch.distributed.checkpoint, each process writing its own shards; every process calls it.
+    accelerate's save would keep the main process's optimizer shard only."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=str(folder))
+
+
+def load_sharded_state(model, optimizer, folder) -> None:
+    """Restore what `save_sharded_state` wrote into `model` and `optimizer` (sharded alike)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    model_state, optimizer_state = get_state_dict(model, optimizer)  # the shapes and shards to load into
+    state = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=str(folder))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
 def full_state_dict(model) -> dict:
     """The gathered (unsharded) state dict of a sharded `model`, on the CPU of the main process
     (empty elsewhere); every process must call it."""

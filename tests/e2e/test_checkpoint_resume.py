@@ -62,23 +62,31 @@ def test_sigkill_after_a_checkpoint_resumes_to_the_uninterrupted_scores(tmp_path
     assert cell_results(killed) == cell_results(whole)
 
 
-# about 1.5 minutes on 2 cores (two 2-process runs)
+# about 1.5 minutes on 2 cores (two 2-process runs) for each sharding
 @pytest.mark.slow
-def test_two_processes_resume_from_a_kept_checkpoint_to_the_same_log(tmp_path):
+@pytest.mark.parametrize("sharding", ["none", "fsdp"])
+def test_two_processes_resume_from_a_kept_checkpoint_to_the_same_log(tmp_path, sharding):
     """Under torchrun (2 CPU processes, gloo) every process saves its RNG states into the one
     checkpoint and resumes from it: a finished cell made unfinished again and rerun from its
-    kept checkpoint ends with the same training log and scores."""
+    kept checkpoint ends with the same training log and scores. A student sharded with FSDP2
+    (train.sharding: fsdp) has each process write its shards of the student and its optimizer
+    state (torch.distributed.checkpoint), and accelerate's files hold neither."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ARKD_BENCH_NO_AUTOLOAD": "1"}
     recipe = write_recipe(tmp_path / "recipe")
     settings = yaml.safe_load(recipe.read_text())
-    settings["train"].update(steps=20, checkpoint_every=5, keep_checkpoints=True)
+    settings["train"].update(steps=20, checkpoint_every=5, keep_checkpoints=True, sharding=sharding)
     recipe.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
     launch = two_processes(command(recipe, out, tmp_path / "c"))
     subprocess.run(launch, env=env, check=True, capture_output=True, timeout=600)
     (cell,) = (out / "cells").iterdir()
-    assert sorted(p.name for p in (cell / "checkpoint-15").glob("random_states_*")) == \
-        ["random_states_0.pkl", "random_states_1.pkl"]
+    saved = cell / "checkpoint-15"
+    assert sorted(p.name for p in saved.glob("random_states_*")) == ["random_states_0.pkl", "random_states_1.pkl"]
+    recorded = json.loads((cell / "provenance.json").read_text())["accelerator"]["sharding"]
+    assert recorded == sharding
+    shards = sorted(p.name for p in (saved / "sharded_student").glob("*.distcp"))
+    assert shards == (["__0_0.distcp", "__1_0.distcp"] if sharding == "fsdp" else [])
+    assert any(saved.glob("optimizer*")) == (sharding == "none")
     whole = cell_results(out)
     (cell / "status.json").unlink()
     (cell / "scores.json").unlink()

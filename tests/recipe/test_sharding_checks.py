@@ -39,11 +39,10 @@ def test_fsdp_refuses_what_it_does_not_run_with(tmp_path, monkeypatch, world_siz
     with pytest.raises(RecipeError) as caught:
         load_recipe(write_tiny_recipe(tmp_path, everything_fsdp_refuses))
     found = {p.path: p.message for p in caught.value.problems}
-    assert set(found) == {("train", "fused_head"), ("train", "checkpoint_every"), ("train", "select_best"),
-                          ("methods", 2, "weighting", "name")}, found  # mixed_precision runs sharded
+    assert set(found) == {("train", "fused_head"), ("train", "select_best"),
+                          ("methods", 2, "weighting", "name")}, found  # mixed_precision and checkpoints run sharded
     assert all("sharding" in message for message in found.values()), found
     assert "fused_head: false" in found[("train", "fused_head")]
-    assert "checkpoint_every: 0" in found[("train", "checkpoint_every")]
     assert "trial" in found[("methods", 2, "weighting", "name")]
 
 
@@ -74,8 +73,9 @@ def test_fsdp_alone_loads_and_validate_names_the_field(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_fsdp_loads_with_mixed_precision(tmp_path, monkeypatch, precision):
+def test_fsdp_loads_with_mixed_precision_and_checkpoints(tmp_path, monkeypatch, precision):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    loaded = load_recipe(write_tiny_recipe(tmp_path, lambda r: r["train"].update(sharding="fsdp",
-                                                                                  mixed_precision=precision)))
-    assert (loaded.recipe.train.sharding, loaded.recipe.train.mixed_precision) == ("fsdp", precision)
+    loaded = load_recipe(write_tiny_recipe(tmp_path, lambda r: r["train"].update(
+        sharding="fsdp", mixed_precision=precision, checkpoint_every=2)))
+    train = loaded.recipe.train
+    assert (train.sharding, train.mixed_precision, train.checkpoint_every) == ("fsdp", precision, 2)

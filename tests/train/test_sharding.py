@@ -317,3 +317,50 @@ def test_two_process_fp16_step_overflowing_in_one_shard_is_skipped_by_both(tmp_p
     results = [torch.load(tmp_path / f"fp16_rank{r}.pt") for r in range(WORLD)]
     assert [r["moved"] for r in results] == [[True, False]] * WORLD
     assert [r["scale"] for r in results] == [2.0 ** 9] * WORLD
+
+
+def test_one_rank_sharded_state_saved_and_loaded_trains_on_as_the_uninterrupted_model(
+        one_rank_group, torch_single_thread, tmp_path):
+    """A sharded student and its AdamW state saved after one step (torch.distributed.checkpoint)
+    and loaded into a fresh sharded student and optimizer: the second step gives the weights and
+    the optimizer state the uninterrupted model has, exactly. A fresh model's second step lands
+    elsewhere, so the load is what makes them equal."""
+    from arkd_bench.train.sharding import full_state_dict, load_sharded_state, save_sharded_state, shard_student
+
+    tokenizer = tiny_tokenizer()
+    ids, mask = batch_of(tokenizer)
+    tokens = int(mask[:, 1:].sum())
+
+    def sharded_with_optimizer(seed_offset: int = 0):
+        model = shard_student(tiny_llama(tokenizer), torch.device("cpu"), 1)
+        with torch.no_grad():  # a fresh model that differs from the trained one
+            for p in model.parameters():
+                p.add_(seed_offset * 0.01)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def step(model, optimizer):
+        train_step(model, optimizer, ids, mask, tokens, 1, torch.nn.utils.clip_grad_norm_)
+
+    model, optimizer = sharded_with_optimizer()
+    step(model, optimizer)
+    save_sharded_state(model, optimizer, tmp_path / "state")
+    step(model, optimizer)
+    resumed, resumed_optimizer = sharded_with_optimizer(seed_offset=1)
+    load_sharded_state(resumed, resumed_optimizer, tmp_path / "state")
+    step(resumed, resumed_optimizer)
+    unloaded, unloaded_optimizer = sharded_with_optimizer(seed_offset=1)
+    step(unloaded, unloaded_optimizer)
+    step(unloaded, unloaded_optimizer)
+
+    expected, got = full_state_dict(model), full_state_dict(resumed)
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[name], value) for name, value in expected.items())
+    assert not torch.equal(full_state_dict(unloaded)["lm_head.weight"], expected["lm_head.weight"])
+
+    def adam_state(net, opt):
+        return {name: (full(opt.state[p]["exp_avg_sq"]), float(opt.state[p]["step"]))
+                for name, p in net.named_parameters()}
+
+    expected_state, resumed_state = adam_state(model, optimizer), adam_state(resumed, resumed_optimizer)
+    assert all(torch.equal(resumed_state[name][0], moments) and resumed_state[name][1] == steps == 2
+               for name, (moments, steps) in expected_state.items())

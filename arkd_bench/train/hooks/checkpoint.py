@@ -2,9 +2,11 @@
 scheduler, grad scaler and RNG states (accelerate's `save_accelerator_state`, scoped to this
 loop's objects so a teacher the accelerator also holds is not saved with them), plus the
 strategy's, the other hooks' and the training log's state, go to `checkpoint-<step>/` in the
-cell's folder. A rerun of the cell resumes from the newest one: the loop redraws the batches
-already trained on (so the loader's sampler is where it was), then this hook restores the rest,
-RNG states last, and the loop continues at that step as an uninterrupted run would."""
+cell's folder. A student sharded with FSDP2 (train.sharding: fsdp) and its optimizer state go
+through torch.distributed.checkpoint instead, each process writing its own shards. A rerun of
+the cell resumes from the newest one: the loop redraws the batches already trained on (so the
+loader's sampler is where it was), then this hook restores the rest, RNG states last, and the
+loop continues at that step as an uninterrupted run would."""
 from __future__ import annotations
 
 import re
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.train.hooks.base import StepState, TrainingHook
+from arkd_bench.train.sharding import is_sharded, load_sharded_state, save_sharded_state
 
 PREFIX = "checkpoint-"
 EXTRA = "training_state.pt"  # what accelerate's state does not hold: strategy, hooks, log
+SHARDED = "sharded_student"  # a sharded student's and its optimizer's shards (torch.distributed.checkpoint)
 
 
 def checkpoints(folder: Path) -> list[tuple[int, Path]]:
@@ -82,6 +86,11 @@ def hook_states(loop) -> dict[str, Any]:
     return states
 
 
+def torch_optimizer(optimizer):
+    """The torch optimizer inside accelerate's prepared one."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
 def save_checkpoint(loop, folder: Path, step: int) -> Path:
     """`checkpoint-<step>` written whole under a temporary name, then renamed (a kill mid-save
     leaves the previous checkpoint usable); older checkpoints are removed after."""
@@ -94,9 +103,14 @@ def save_checkpoint(loop, folder: Path, step: int) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
     acc.wait_for_everyone()
+    if is_sharded(loop.student):  # train.sharding: fsdp; each process writes its shards
+        save_sharded_state(loop.student, torch_optimizer(loop.optimizer), partial / SHARDED)
+        models, optimizers = [], []
+    else:
+        models, optimizers = [acc.get_state_dict(loop.student)], [loop.optimizer]
     # pickled, not safetensors: tied weights (an LM head sharing the embeddings) stay tied
-    save_accelerator_state(partial, [acc.get_state_dict(loop.student)], [loop.optimizer], [loop.scheduler],
-                           [loop.loader], acc.process_index, step, scaler=acc.scaler, safe_serialization=False)
+    save_accelerator_state(partial, models, optimizers, [loop.scheduler], [loop.loader], acc.process_index, step,
+                           scaler=acc.scaler, safe_serialization=False)
     extra = {"step": step, "strategy": loop.strategy.state_dict(), "hooks": hook_states(loop),
              "log": list(loop.outcome.log), "counters": {"trial_updates": loop.distiller.trial_updates,
                                                          "probe_gradients": loop.distiller.probe_gradients}}
@@ -127,7 +141,12 @@ def load_checkpoint(loop, path: Path) -> int:
     loop.outcome.log[:] = extra["log"]
     loop.distiller.trial_updates = extra["counters"]["trial_updates"]
     loop.distiller.probe_gradients = extra["counters"]["probe_gradients"]
+    if is_sharded(loop.student):
+        load_sharded_state(loop.student, torch_optimizer(loop.optimizer), Path(path) / SHARDED)
+        models, optimizers = [], []
+    else:
+        models, optimizers = [acc.unwrap_model(loop.student)], [loop.optimizer]
     # the RNG states last: nothing after this may draw before the loop's next step
-    load_accelerator_state(path, [acc.unwrap_model(loop.student)], [loop.optimizer], [loop.scheduler],
-                           [loop.loader], acc.process_index, scaler=acc.scaler, load_kwargs={"weights_only": False})
+    load_accelerator_state(path, models, optimizers, [loop.scheduler], [loop.loader], acc.process_index,
+                           scaler=acc.scaler, load_kwargs={"weights_only": False})
     return extra["step"]
