@@ -56,7 +56,8 @@ def shard_for_training(accelerator, model, processes: int | None = None):
 def prepare_training(accelerator, sharding: str, student, loader, make_optimizer):
     """(student, optimizer, loader, scheduler) prepared by accelerate, `make_optimizer(student)`
     giving (optimizer, scheduler). A student to shard is sharded first (its optimizer must hold
-    the shards) and left out of `prepare`, which would wrap it in DDP."""
+    the shards) and left out of `prepare`, which would wrap it in DDP; it gets the accelerator's
+    mixed precision from `shard_for_training`."""
     if shards(sharding, accelerator):
         kind = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type))
         if kind in ("FSDP", "DEEPSPEED"):
