@@ -39,6 +39,11 @@ def adamw_with_schedule(model, lr: float, weight_decay: float, warmup_steps: int
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def torch_optimizer(optimizer):
+    """The torch optimizer inside accelerate's prepared one (or `optimizer` itself)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
 def enable_gradient_checkpointing(model) -> None:
     """Recompute each layer's activations in the backward (`train.gradient_checkpointing`).
     Non-reentrant checkpointing: it needs no input that requires grad and restores the RNG

@@ -23,6 +23,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from arkd_bench.train.optim import torch_optimizer
+
 T = TypeVar("T")
 
 
@@ -185,7 +187,7 @@ def first_order_slopes(grads: TermGradients, probe_grad: Sequence[Any], step_gra
     will skip)."""
     import torch
 
-    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch optimizer
+    inner = torch_optimizer(optimizer)
     if not isinstance(inner, (torch.optim.Adam, torch.optim.AdamW)):
         raise ValueError(f"first-order slopes know the update of Adam/AdamW only, not {type(inner).__name__}")
     inv_scale = 1.0 / grads.scaler.get_scale() if grads.scaler is not None else 1.0

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from arkd_bench.train.hooks.base import StepState, TrainingHook
+from arkd_bench.train.optim import torch_optimizer
 from arkd_bench.train.sharding import is_sharded, load_sharded_state, save_sharded_state
 
 PREFIX = "checkpoint-"
@@ -84,11 +85,6 @@ def hook_states(loop) -> dict[str, Any]:
         if state is not None:
             states[key] = state
     return states
-
-
-def torch_optimizer(optimizer):
-    """The torch optimizer inside accelerate's prepared one."""
-    return getattr(optimizer, "optimizer", optimizer)
 
 
 def save_checkpoint(loop, folder: Path, step: int) -> Path:
